@@ -1,0 +1,79 @@
+"""FastAPI glue shared by the HTTP services: request IDs, error mapping, service-token auth, /metrics."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from glioscope_common.errors import GlioscopeError, Unauthorized
+
+logger = logging.getLogger("glioscope.http")
+
+REQUEST_LATENCY = Histogram(
+    "glioscope_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "method", "route", "status"],
+)
+REQUEST_ERRORS = Counter("glioscope_http_errors_total", "HTTP responses with status >= 500", ["service", "route"])
+
+
+def error_body(code: str, detail: object, request: Request) -> dict[str, object]:
+    return {"error": code, "detail": detail, "request_id": getattr(request.state, "request_id", None)}
+
+
+def install_common(app: FastAPI, service: str) -> None:
+    """Request IDs, latency metrics, the JSON error mapping and GET /metrics."""
+
+    @app.middleware("http")
+    async def _request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            logger.exception("unhandled error", extra={"request_id": request.state.request_id})
+            response = JSONResponse(error_body("internal_error", "internal error", request), status_code=500)
+        route = request.scope.get("route")
+        route_path = getattr(route, "path", "unmatched")
+        REQUEST_LATENCY.labels(service, request.method, route_path, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        if response.status_code >= 500:
+            REQUEST_ERRORS.labels(service, route_path).inc()
+        response.headers["x-request-id"] = request.state.request_id
+        response.headers.setdefault("x-content-type-options", "nosniff")
+        return response
+
+    @app.exception_handler(GlioscopeError)
+    async def _glioscope_error(request: Request, exc: GlioscopeError) -> JSONResponse:
+        headers = {"www-authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return JSONResponse(error_body(exc.code, exc.detail, request), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+        return JSONResponse(error_body("invalid_input", detail, request), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body("http_error", exc.detail, request), status_code=exc.status_code)
+
+    @app.get("/metrics", include_in_schema=False)
+    def _metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def check_bearer(authorization: str | None, expected: str) -> None:
+    """Constant-time check of a `Bearer <token>` header against the service token."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthorized("missing bearer token")
+    if not hmac.compare_digest(authorization[7:].strip().encode(), expected.encode()):
+        raise Unauthorized("invalid token")
