@@ -1,0 +1,117 @@
+"""The system of record shared by the gateway (writes studies, creates jobs) and the worker (runs jobs).
+
+Postgres in production, SQLite in the embedded configuration; schema changes go through the Alembic
+history in glioscope_common/migrations.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from glioscope_common.db import UTCDateTime, new_metadata, utcnow
+
+
+class RecordsBase(DeclarativeBase):
+    metadata = new_metadata()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class StudyStatus(str, enum.Enum):
+    received = "received"  # stored, not yet checked (e.g. arrived by C-STORE, not stable yet)
+    incomplete = "incomplete"  # stable, but without the four sequences
+    ready = "ready"  # the four sequences are identified
+
+
+class JobState(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class Study(RecordsBase):
+    __tablename__ = "studies"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    patient_name: Mapped[str] = mapped_column(String(256), default="")
+    patient_sex: Mapped[str] = mapped_column(String(16), default="")
+    patient_birth_date: Mapped[str] = mapped_column(String(8), default="")
+    study_date: Mapped[str] = mapped_column(String(8), default="")
+    study_time: Mapped[str] = mapped_column(String(16), default="")
+    study_description: Mapped[str] = mapped_column(String(256), default="")
+    accession_number: Mapped[str] = mapped_column(String(64), default="")
+    source: Mapped[str] = mapped_column(String(16), default="upload")  # upload | dicomweb | dimse
+    status: Mapped[StudyStatus] = mapped_column(Enum(StudyStatus, native_enum=False, length=16))
+    missing_sequences: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sequence_overrides: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    series: Mapped[list[Series]] = relationship(back_populates="study", cascade="all, delete-orphan", order_by="Series.series_number")
+    jobs: Mapped[list[Job]] = relationship(back_populates="study", cascade="all, delete-orphan", order_by="Job.created_at")
+
+
+class Series(RecordsBase):
+    __tablename__ = "series"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    series_description: Mapped[str] = mapped_column(String(256), default="")
+    number_of_instances: Mapped[int] = mapped_column(Integer, default=0)
+    role: Mapped[str | None] = mapped_column(String(8), nullable=True)  # T1 | T1c | T2 | FLAIR | None
+
+    study: Mapped[Study] = relationship(back_populates="series")
+
+
+class Job(RecordsBase):
+    """One segmentation run of one study. The row is the truth; Redis only mirrors progress."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    state: Mapped[JobState] = mapped_column(Enum(JobState, native_enum=False, length=16), default=JobState.queued, index=True)
+    stage: Mapped[str] = mapped_column(String(32), default="queued")
+    progress: Mapped[float] = mapped_column(default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    timings_s: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    sequence_series: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # role -> series_instance_uid used
+    measurements: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    seg_series_instance_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seg_sop_instance_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    nifti_paths: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    report_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_name: Mapped[str] = mapped_column(String(64), default="")
+    model_version: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    study: Mapped[Study] = relationship(back_populates="jobs")
+
+
+class WatcherCursor(RecordsBase):
+    """Where the Orthanc change-feed watcher left off, so that a restart misses no stable study."""
+
+    __tablename__ = "watcher_cursors"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    last_change: Mapped[int] = mapped_column(Integer, default=0)
