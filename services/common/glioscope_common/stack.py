@@ -1,0 +1,143 @@
+"""Start Glioscope's own services as local processes: the one-machine demo and the end-to-end tests.
+
+Each service runs as it would in a container (uvicorn / celery), configured only through GLIOSCOPE_*
+environment variables, so that the tests exercise the production code path.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from glioscope_common.local_services import free_port
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    health_url: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+
+    def wait_healthy(self, timeout_s: float = 60) -> None:
+        if self.health_url is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.health_url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not become healthy in {timeout_s} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a crash, for fault tests)."""
+        self.stop(signal.SIGKILL)
+
+
+@dataclass
+class LocalStack:
+    """gateway, reporting, nifti and one Celery worker, sharing one environment."""
+
+    env: dict[str, str]
+    log_dir: Path
+    worker_queue: str = "cpu"
+    worker_concurrency: int = 1
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    def _uvicorn(self, name: str, app: str, port: int, env: Mapping[str, str]) -> ServiceProcess:
+        command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
+                   "--log-level", "warning", "--no-access-log"]
+        return ServiceProcess(name, command, dict(env), self.log_dir / f"{name}.log", f"http://127.0.0.1:{port}/healthz")
+
+    def worker_process(self) -> ServiceProcess:
+        command = [sys.executable, "-m", "celery", "-A", "glioscope_inference.worker", "worker", "-Q", self.worker_queue,
+                   "-c", str(self.worker_concurrency), "--pool", "prefork", "--loglevel", "INFO",
+                   "-n", f"worker-{self.worker_queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        return ServiceProcess("worker", command, self._service_env(), self.log_dir / "worker.log")
+
+    def _service_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env.update({
+            "GLIOSCOPE_NIFTI_URL": f"http://127.0.0.1:{self.ports['nifti']}",
+            "GLIOSCOPE_REPORTING_URL": f"http://127.0.0.1:{self.ports['reporting']}",
+            "GLIOSCOPE_JOB_QUEUE": self.worker_queue,
+        })
+        return env
+
+    def start(self) -> None:
+        for name in ("gateway", "reporting", "nifti"):
+            self.ports.setdefault(name, free_port())
+        env = self._service_env()
+        self.processes = {
+            "nifti": self._uvicorn("nifti", "glioscope_nifti.main:create_app", self.ports["nifti"], env),
+            "reporting": self._uvicorn("reporting", "glioscope_reporting.main:create_app", self.ports["reporting"], env),
+            "gateway": self._uvicorn("gateway", "glioscope_gateway.main:create_app", self.ports["gateway"], env),
+            "worker": self.worker_process(),
+        }
+        try:
+            for process in self.processes.values():
+                process.start()
+            for process in self.processes.values():
+                process.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def restart_worker(self) -> None:
+        self.processes["worker"].stop()
+        self.processes["worker"] = self.worker_process()
+        self.processes["worker"].start()
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name} ---\n{p.log_tail()}" for name, p in self.processes.items())

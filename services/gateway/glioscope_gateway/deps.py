@@ -1,0 +1,27 @@
+"""Objects the routes need, built once per app in main.create_app and stored on app.state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from fastapi import Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from glioscope_common.dicomweb import DicomWeb
+from glioscope_gateway.settings import GatewaySettings
+from glioscope_gateway.studies.service import StudyService
+
+
+@dataclass
+class Container:
+    settings: GatewaySettings
+    sessions: sessionmaker[Session]
+    studies: StudyService
+    dicomweb: DicomWeb
+    orthanc_http: httpx.AsyncClient  # raw proxy to Orthanc's DICOMweb for the viewer
+    services_http: httpx.AsyncClient  # reporting and nifti, with the service token
+
+
+def container(request: Request) -> Container:
+    return request.app.state.container  # type: ignore[no-any-return]

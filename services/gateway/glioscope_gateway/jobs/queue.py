@@ -1,0 +1,24 @@
+"""Enqueueing segmentation jobs. The job row is committed before the message is sent; a lost message
+is recovered by the watcher, which re-enqueues jobs left queued too long (tasks are idempotent)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from celery import Celery
+
+SEGMENTATION_TASK = "inference.segmentation.run"
+
+
+class JobQueue(Protocol):
+    def enqueue(self, job_id: str) -> None: ...
+
+
+class CeleryJobQueue:
+    def __init__(self, broker_url: str, queue: str) -> None:
+        self._app = Celery("glioscope-gateway", broker=broker_url)
+        self._app.conf.update(broker_connection_retry_on_startup=True, task_serializer="json")
+        self._queue = queue
+
+    def enqueue(self, job_id: str) -> None:
+        self._app.send_task(SEGMENTATION_TASK, args=[job_id], queue=self._queue)

@@ -1,0 +1,294 @@
+"""Registering studies and creating jobs. No FastAPI or Celery here: routes and the watcher call it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pydicom
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from glioscope_common.db import session_scope, utcnow
+from glioscope_common.dicom_volume import read_series
+from glioscope_common.dicomweb import DicomWeb, OrthancRest, dicom_json_value
+from glioscope_common.errors import Conflict, InvalidInput, NotFound, UnprocessableInput, UpstreamUnavailable
+from glioscope_common.model_metadata import SEQUENCES
+from glioscope_common.records.models import Job, JobState, Series, Study, StudyStatus
+from glioscope_common.sequences import SeriesInfo, identify_sequences, missing_sequences
+from glioscope_gateway.jobs.queue import JobQueue
+from glioscope_gateway.studies import repository
+from glioscope_gateway.studies.upload import Instance, UploadLimits, group_by_series, parse_upload, require_image_series
+
+logger = logging.getLogger("glioscope.gateway.studies")
+
+
+@dataclass
+class IngestOutcome:
+    study: Study
+    job: Job | None
+    created: bool
+    instances_received: int
+
+
+def _text(ds: pydicom.Dataset, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "")
+
+
+def _study_from_dataset(ds: pydicom.Dataset, source: str) -> Study:
+    return Study(
+        study_instance_uid=str(ds.StudyInstanceUID),
+        patient_id=_text(ds, "PatientID"),
+        patient_name=_text(ds, "PatientName"),
+        patient_sex=_text(ds, "PatientSex"),
+        patient_birth_date=_text(ds, "PatientBirthDate"),
+        study_date=_text(ds, "StudyDate"),
+        study_time=_text(ds, "StudyTime"),
+        study_description=_text(ds, "StudyDescription"),
+        accession_number=_text(ds, "AccessionNumber"),
+        source=source,
+        status=StudyStatus.received,
+    )
+
+
+def _series_number(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def describe_missing(missing: Sequence[str], found: Sequence[SeriesInfo]) -> str:
+    found_text = ", ".join(sorted({f"{s.modality} '{s.series_description or '?'}'" for s in found})) or "none"
+    return (
+        f"the study lacks {', '.join(missing)} (needs {', '.join(SEQUENCES)}); series found: {found_text}. "
+        "Send the missing series or set the roles with PUT /api/studies/{uid}/sequences."
+    )
+
+
+class StudyService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        dicomweb: DicomWeb,
+        orthanc: OrthancRest,
+        queue: JobQueue,
+        limits: UploadLimits,
+        requeue_after_s: float = 300.0,
+    ) -> None:
+        self._sessions = sessions
+        self._dicomweb = dicomweb
+        self._orthanc = orthanc
+        self._queue = queue
+        self._limits = limits
+        self._requeue_after = timedelta(seconds=requeue_after_s)
+
+    # -- upload --------------------------------------------------------------------------------
+    def ingest_upload(self, files: Sequence[tuple[str, bytes]]) -> IngestOutcome:
+        """Validate everything, then store in the PACS, then register; a refusal stores nothing."""
+        instances = parse_upload(files, self._limits)
+        require_image_series(instances)
+        study_uid = instances[0].study_instance_uid
+
+        with session_scope(self._sessions) as session:
+            existing = repository.get_study(session, study_uid)
+            if existing is not None:
+                return IngestOutcome(existing, existing.jobs[-1] if existing.jobs else None, False, len(instances))
+
+        series_groups = group_by_series(instances)
+        infos = {uid: SeriesInfo.from_dataset(group[0].dataset) for uid, group in series_groups.items()}
+        for uid, info in infos.items():
+            info.number_of_instances = len(series_groups[uid])
+        roles = identify_sequences(list(infos.values()))
+        missing = missing_sequences(roles)
+        if missing:
+            raise UnprocessableInput(describe_missing(missing, list(infos.values())))
+        for role, series_uid in roles.items():
+            try:
+                read_series([i.dataset for i in series_groups[series_uid]])
+            except UnprocessableInput as exc:
+                raise UnprocessableInput(f"{role} series: {exc.detail}") from exc
+
+        self._store_in_pacs(study_uid, instances)
+        with session_scope(self._sessions) as session:
+            study = _study_from_dataset(instances[0].dataset, source="upload")
+            numbers = {uid: _series_number(group[0].dataset.get("SeriesNumber")) for uid, group in series_groups.items()}
+            self._fill_series(study, infos, roles, numbers)
+            study.status = StudyStatus.ready
+            job = Job(study=study, sequence_series=roles)
+            session.add(study)
+            try:
+                session.flush()
+            except IntegrityError as exc:  # a concurrent upload of the same study won the race
+                raise Conflict("this study is being registered by another upload; retry in a moment") from exc
+        self._queue_job(job.id)
+        with session_scope(self._sessions) as session:
+            stored = repository.get_study(session, study_uid)
+            assert stored is not None
+            return IngestOutcome(stored, stored.jobs[-1], True, len(instances))
+
+    def _store_in_pacs(self, study_uid: str, instances: Sequence[Instance]) -> None:
+        existed_before = self._orthanc.find_study(study_uid) is not None
+        try:
+            result = self._dicomweb.store_instances([i.raw for i in instances], study_instance_uid=study_uid)
+        except Exception:
+            self._forget_in_pacs(study_uid, existed_before)
+            raise
+        if result.failed_sop_instance_uids:
+            self._forget_in_pacs(study_uid, existed_before)
+            raise UnprocessableInput(
+                f"the PACS refused {len(result.failed_sop_instance_uids)} of {len(instances)} instances; nothing was kept"
+            )
+
+    def _forget_in_pacs(self, study_uid: str, existed_before: bool) -> None:
+        if existed_before:
+            return
+        try:
+            orthanc_id = self._orthanc.find_study(study_uid)
+            if orthanc_id:
+                self._orthanc.delete_study(orthanc_id)
+        except UpstreamUnavailable:
+            logger.warning("could not remove a half-stored study from the PACS")
+
+    @staticmethod
+    def _fill_series(
+        study: Study, infos: dict[str, SeriesInfo], roles: dict[str, str], series_numbers: dict[str, int | None]
+    ) -> None:
+        role_of = {uid: role for role, uid in roles.items()}
+        study.series = [
+            Series(
+                series_instance_uid=uid,
+                series_number=series_numbers.get(uid),
+                modality=info.modality,
+                series_description=info.series_description,
+                number_of_instances=info.number_of_instances,
+                role=role_of.get(uid),
+            )
+            for uid, info in infos.items()
+        ]
+
+    def _queue_job(self, job_id: str) -> None:
+        try:
+            self._queue.enqueue(job_id)
+        except Exception:  # the row is committed: the watcher re-enqueues it later
+            logger.warning("enqueue failed; the job stays queued and will be retried", extra={"job_id": job_id})
+
+    # -- studies that reached Orthanc directly (STOW-RS, C-STORE) -----------------------------
+    def register_from_pacs(self, study_uid: str, source: str = "dicomweb") -> Study:
+        """Called when Orthanc reports a stable study. Idempotent; completeness is checked here."""
+        with session_scope(self._sessions) as session:
+            existing = repository.get_study(session, study_uid)
+            if existing is not None and existing.status == StudyStatus.ready:
+                return existing
+        series_json = self._dicomweb.search_series(study_uid)
+        infos: dict[str, SeriesInfo] = {}
+        numbers: dict[str, int | None] = {}
+        for item in series_json:
+            series_uid = str(dicom_json_value(item, "0020000E"))
+            metadata = self._dicomweb.retrieve_series_metadata(study_uid, series_uid)
+            if not metadata:
+                continue
+            infos[series_uid] = SeriesInfo.from_dicom_json(metadata[0], number_of_instances=len(metadata))
+            numbers[series_uid] = _series_number(dicom_json_value(metadata[0], "00200011"))
+        if not infos:
+            raise NotFound("the study has no series in the PACS")
+        first_series = next(iter(infos))
+        first = pydicom.Dataset.from_json(self._dicomweb.retrieve_series_metadata(study_uid, first_series)[0])
+        with session_scope(self._sessions) as session:
+            study = repository.get_study(session, study_uid)
+            if study is None:
+                study = _study_from_dataset(first, source=source)
+                session.add(study)
+            roles = identify_sequences(list(infos.values()), study.sequence_overrides or None)
+            study.series.clear()
+            session.flush()
+            self._fill_series(study, infos, roles, numbers)
+            missing = missing_sequences(roles)
+            study.missing_sequences = missing
+            job: Job | None = None
+            if missing:
+                study.status = StudyStatus.incomplete
+            else:
+                study.status = StudyStatus.ready
+                job = Job(study=study, sequence_series=roles)
+                session.add(job)
+            session.flush()
+            job_id = job.id if job else None
+        if job_id:
+            self._queue_job(job_id)
+        with session_scope(self._sessions) as session:
+            stored = repository.get_study(session, study_uid)
+            assert stored is not None
+            return stored
+
+    # -- reads and actions -------------------------------------------------------------------
+    def get(self, study_uid: str) -> Study:
+        with session_scope(self._sessions) as session:
+            study = repository.get_study(session, study_uid)
+            if study is None:
+                raise NotFound("no such study")
+            return study
+
+    def list(self, status: StudyStatus | None, search: str | None, limit: int, offset: int) -> Sequence[Study]:
+        with session_scope(self._sessions) as session:
+            return repository.list_studies(session, status=status, search=search, limit=limit, offset=offset)
+
+    def set_sequence_overrides(self, study_uid: str, overrides: dict[str, str]) -> Study:
+        unknown_roles = [role for role in overrides if role not in SEQUENCES]
+        if unknown_roles:
+            raise InvalidInput(f"unknown roles {unknown_roles}; use {list(SEQUENCES)}")
+        with session_scope(self._sessions) as session:
+            study = repository.get_study(session, study_uid)
+            if study is None:
+                raise NotFound("no such study")
+            by_uid = repository.series_by_uid(study)
+            unknown_series = [uid for uid in overrides.values() if uid not in by_uid]
+            if unknown_series:
+                raise InvalidInput("a series in the overrides does not belong to this study")
+            study.sequence_overrides = dict(overrides)
+            current = {s.role: s.series_instance_uid for s in study.series if s.role}
+            roles = {**current, **overrides}
+            for s in study.series:
+                s.role = next((role for role, uid in roles.items() if uid == s.series_instance_uid), None)
+            study.missing_sequences = missing_sequences(roles)
+            study.status = StudyStatus.incomplete if study.missing_sequences else StudyStatus.ready
+        return self.get(study_uid)
+
+    def create_job(self, study_uid: str) -> Job:
+        with session_scope(self._sessions) as session:
+            study = repository.get_study(session, study_uid)
+            if study is None:
+                raise NotFound("no such study")
+            if study.status != StudyStatus.ready:
+                raise UnprocessableInput(describe_missing(study.missing_sequences, []))
+            active = [j for j in study.jobs if j.state in (JobState.queued, JobState.running)]
+            if active:
+                raise Conflict("a job for this study is already queued or running")
+            roles = {s.role: s.series_instance_uid for s in study.series if s.role}
+            job = Job(study=study, sequence_series=roles)
+            session.add(job)
+            session.flush()
+            job_id = job.id
+        self._queue_job(job_id)
+        return self.get_job(job_id)
+
+    def get_job(self, job_id: str) -> Job:
+        with session_scope(self._sessions) as session:
+            job = repository.get_job(session, job_id)
+            if job is None:
+                raise NotFound("no such job")
+            return job
+
+    def requeue_stale_jobs(self) -> int:
+        with session_scope(self._sessions) as session:
+            stale = repository.stale_jobs(session, utcnow() - self._requeue_after)
+            ids = [job.id for job in stale]
+            for job in stale:
+                job.state = JobState.queued
+                job.stage = "requeued"
+                job.updated_at = utcnow()
+        for job_id in ids:
+            self._queue_job(job_id)
+        return len(ids)

@@ -1,0 +1,88 @@
+"""Gives a job to studies that reach Orthanc without the gateway (STOW-RS to Orthanc, C-STORE).
+
+Orthanc's change feed (`GET /changes`) is read from a cursor kept in the database, so a gateway
+restart misses nothing; a "StableStudy" change (no new instance for Orthanc's StableAge) registers
+the study, checks it has the four sequences, and queues a job. The same loop re-enqueues jobs left
+queued too long (a message the broker lost). Run on one gateway replica (GLIOSCOPE_ORTHANC_WATCHER).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from glioscope_common.db import session_scope
+from glioscope_common.dicomweb import OrthancRest
+from glioscope_common.errors import GlioscopeError
+from glioscope_common.records.models import WatcherCursor
+from glioscope_gateway.studies.service import StudyService
+
+logger = logging.getLogger("glioscope.gateway.watcher")
+CURSOR = "orthanc-changes"
+
+
+class OrthancWatcher:
+    def __init__(
+        self, sessions: sessionmaker[Session], orthanc: OrthancRest, studies: StudyService, interval_s: float
+    ) -> None:
+        self._sessions = sessions
+        self._orthanc = orthanc
+        self._studies = studies
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="orthanc-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+                self._studies.requeue_stale_jobs()
+            except Exception:
+                logger.warning("watcher cycle failed; retrying", exc_info=True)
+            self._stop.wait(self._interval_s)
+
+    def _cursor(self) -> int:
+        with session_scope(self._sessions) as session:
+            row = session.scalars(select(WatcherCursor).where(WatcherCursor.name == CURSOR)).first()
+            return row.last_change if row else 0
+
+    def _save_cursor(self, last: int) -> None:
+        with session_scope(self._sessions) as session:
+            row = session.scalars(select(WatcherCursor).where(WatcherCursor.name == CURSOR)).first()
+            if row is None:
+                session.add(WatcherCursor(name=CURSOR, last_change=last))
+            else:
+                row.last_change = last
+
+    def poll_once(self) -> int:
+        """Handle all pending changes; returns how many stable studies were handled."""
+        handled = 0
+        since = self._cursor()
+        while True:
+            changes, last, done = self._orthanc.changes(since)
+            for change in changes:
+                if change.get("ChangeType") != "StableStudy":
+                    continue
+                study_uid = self._orthanc.study_dicom_uid(change["ID"])
+                try:
+                    self._studies.register_from_pacs(study_uid)
+                    handled += 1
+                except GlioscopeError as exc:
+                    logger.warning("a stable study could not be registered: %s", exc.detail)
+            if last != since:
+                self._save_cursor(last)
+                since = last
+            if done or not changes:
+                return handled

@@ -1,0 +1,219 @@
+"""One segmentation job, from the PACS to DICOM-SEG, NIfTI, measurements and a drafted report.
+
+Idempotent by construction: the SEG's UIDs derive from the job ID (Orthanc overwrites the same
+instance), NIfTI files are PUT to fixed paths, and the reporting service returns the existing report
+for a (study, job) pair. A worker killed mid-job is therefore safe to run again (acks_late).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pydicom
+from pydicom.uid import generate_uid
+
+from glioscope_common.dicom_volume import read_series
+from glioscope_common.dicomweb import DicomWeb
+from glioscope_common.errors import NotFound, UnprocessableInput
+from glioscope_common.inference_backend import InferenceBackend
+from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.records.models import JobState
+from glioscope_common.volume import Volume
+from glioscope_inference.dicom_seg import build_segmentation
+from glioscope_inference.pipeline import SegmentationResult, segment_study
+from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
+from glioscope_inference.segmentation.repository import JobRepository
+
+logger = logging.getLogger("glioscope.inference.segmentation")
+
+BIDS_SUFFIX = {"T1": "T1w", "T1c": "ce-gadolinium_T1w", "T2": "T2w", "FLAIR": "FLAIR"}
+SEG_SERIES_NUMBER = 900
+
+
+def bids_label(value: str) -> str:
+    """A stable, PHI-free BIDS label (alphanumeric) derived from an identifier."""
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def nifti_bytes(volume: Volume, dtype: np.dtype | type) -> bytes:  # type: ignore[type-arg]
+    image = nib.Nifti1Image(np.asarray(volume.data, dtype=dtype), volume.affine)
+    image.set_qform(volume.affine, code=1)
+    image.set_sform(volume.affine, code=1)
+    return gzip.compress(image.to_bytes(), compresslevel=1)
+
+
+@dataclass
+class Outputs:
+    seg_series_instance_uid: str
+    seg_sop_instance_uid: str
+    nifti_paths: dict[str, str] = field(default_factory=dict)
+    report_id: str | None = None
+
+
+ProgressSink = Callable[[str, str, float], None]  # (job_id, stage, fraction)
+
+
+class SegmentationService:
+    def __init__(
+        self,
+        jobs: JobRepository,
+        dicomweb: DicomWeb,
+        nifti: NiftiClient,
+        reporting: ReportingClient,
+        backend_factory: Callable[[], InferenceBackend],
+        metadata: ModelMetadata,
+        publish: ProgressSink | None = None,
+    ) -> None:
+        self._jobs = jobs
+        self._dicomweb = dicomweb
+        self._nifti = nifti
+        self._reporting = reporting
+        self._backend_factory = backend_factory
+        self._metadata = metadata
+        self._publish = publish
+
+    def _progress(self, job_id: str, stage: str, fraction: float) -> None:
+        self._jobs.progress(job_id, stage, fraction)
+        if self._publish:
+            try:
+                self._publish(job_id, stage, fraction)
+            except Exception:  # Redis carries only what can be lost
+                logger.debug("progress publish failed", exc_info=True)
+
+    def run(self, job_id: str) -> str:
+        """Run the job; returns its final state. Upstream errors propagate (the task retries)."""
+        job = self._jobs.load(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist")
+        if job.state in (JobState.succeeded, JobState.failed):
+            return job.state.value
+        if not self._jobs.claim(job_id):
+            return "skipped"
+        study_uid = job.study.study_instance_uid
+        timings: dict[str, float] = {}
+        try:
+            started = time.perf_counter()
+            sources = self._fetch(study_uid, job.sequence_series)
+            timings["fetch"] = time.perf_counter() - started
+            volumes = {role: read_series(datasets) for role, datasets in sources.items()}
+
+            stages = {"coregister": 0.15, "resample": 0.2, "normalise": 0.25, "inference": 0.3, "postprocess": 0.85}
+
+            def on_progress(stage: str, fraction: float) -> None:
+                base = stages.get(stage, 0.85)
+                span = 0.55 if stage == "inference" else 0.05
+                self._progress(job_id, stage, base + span * fraction)
+
+            result = segment_study(volumes, self._metadata, self._backend_factory(), progress=on_progress)
+            timings.update(result.timings_s)
+
+            started = time.perf_counter()
+            self._progress(job_id, "outputs", 0.9)
+            outputs = self._write_outputs(job_id, study_uid, sources, volumes, result)
+            timings["outputs"] = time.perf_counter() - started
+        except UnprocessableInput as exc:
+            self._jobs.fail(job_id, exc.detail, timings)
+            return JobState.failed.value
+        self._jobs.succeed(
+            job_id,
+            timings_s=timings,
+            measurements=result.measurements.model_dump(mode="json"),
+            seg_series_instance_uid=outputs.seg_series_instance_uid,
+            seg_sop_instance_uid=outputs.seg_sop_instance_uid,
+            nifti_paths=outputs.nifti_paths,
+            report_id=outputs.report_id,
+            model_name=self._metadata.name,
+            model_version=self._metadata.version,
+        )
+        self._progress(job_id, "done", 1.0)
+        return JobState.succeeded.value
+
+    def _fetch(self, study_uid: str, roles: Mapping[str, str]) -> dict[str, list[pydicom.Dataset]]:
+        missing = [c for c in self._metadata.channels if c not in roles]
+        if missing:
+            raise UnprocessableInput(f"the job has no series for {', '.join(missing)}")
+        out = {}
+        for role in self._metadata.channels:
+            datasets = self._dicomweb.retrieve_series(study_uid, roles[role])
+            if not datasets:
+                raise UnprocessableInput(f"the {role} series is no longer in the PACS")
+            out[role] = datasets
+        return out
+
+    def _write_outputs(
+        self,
+        job_id: str,
+        study_uid: str,
+        sources: Mapping[str, list[pydicom.Dataset]],
+        volumes: Mapping[str, Volume],
+        result: SegmentationResult,
+    ) -> Outputs:
+        reference = sources["T1c"]
+        first = reference[0]
+        seg_series_uid = generate_uid(entropy_srcs=[job_id, "seg-series"])
+        seg_sop_uid = generate_uid(entropy_srcs=[job_id, "seg-instance"])
+        segmentation = build_segmentation(
+            result.label_map, reference, self._metadata,
+            series_number=SEG_SERIES_NUMBER,
+            series_instance_uid=seg_series_uid,
+            sop_instance_uid=seg_sop_uid,
+        )
+        buffer = io.BytesIO()
+        segmentation.save_as(buffer)
+        store = self._dicomweb.store_instances([buffer.getvalue()], study_instance_uid=study_uid)
+        if store.failed_sop_instance_uids:
+            raise UnprocessableInput("the PACS refused the DICOM-SEG")
+        outputs = Outputs(seg_series_uid, seg_sop_uid)
+
+        subject = bids_label(str(first.get("PatientID", "")) or study_uid)
+        session = bids_label(study_uid)
+        anat = f"sub-{subject}/ses-{session}/anat"
+        for role, volume in volumes.items():
+            path = f"{anat}/sub-{subject}_ses-{session}_{BIDS_SUFFIX[role]}.nii.gz"
+            self._nifti.put_file(path, nifti_bytes(volume, np.float32))
+            outputs.nifti_paths[role] = path
+        mask = Volume(result.label_map.astype(np.uint8), result.reference.affine)
+        mask_path = f"derivatives/glioscope/{anat}/sub-{subject}_ses-{session}_space-orig_dseg.nii.gz"
+        self._nifti.put_file(mask_path, nifti_bytes(mask, np.uint8))
+        outputs.nifti_paths["mask"] = mask_path
+
+        report = self._reporting.create_report(self._report_payload(job_id, study_uid, first, result), result.key_images)
+        outputs.report_id = str(report["id"])
+        return outputs
+
+    def _report_payload(
+        self, job_id: str, study_uid: str, first: pydicom.Dataset, result: SegmentationResult
+    ) -> dict[str, Any]:
+        def text(keyword: str) -> str:
+            return str(first.get(keyword, "") or "")
+
+        return {
+            "study_instance_uid": study_uid,
+            "job_id": job_id,
+            "patient": {
+                "patient_id": text("PatientID"),
+                "patient_name": text("PatientName"),
+                "patient_sex": text("PatientSex"),
+                "patient_birth_date": text("PatientBirthDate"),
+            },
+            "study": {
+                "study_date": text("StudyDate"),
+                "study_description": text("StudyDescription"),
+                "accession_number": text("AccessionNumber"),
+            },
+            "measurements": result.measurements.model_dump(mode="json"),
+            "model": {
+                "name": self._metadata.name,
+                "version": self._metadata.version,
+                "intended_use": self._metadata.intended_use,
+            },
+        }

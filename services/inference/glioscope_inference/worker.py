@@ -1,0 +1,37 @@
+"""The Celery app: `celery -A glioscope_inference.worker worker -Q cpu` (or gpu next to Triton).
+
+Tasks acknowledge late and are rejected back to the queue when the worker process dies, so a job
+being processed by a killed worker runs again; the task itself is idempotent.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue
+
+from glioscope_common.logs import configure_logging
+from glioscope_inference.settings import InferenceSettings
+
+settings = InferenceSettings()
+
+app = Celery("glioscope-inference", broker=settings.broker_url, include=["glioscope_inference.segmentation.tasks"])
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    task_default_queue="cpu",
+    task_queues=[Queue("io"), Queue("cpu"), Queue("gpu")],
+    broker_connection_retry_on_startup=True,
+    # RabbitMQ: a task may take minutes; the default consumer timeout (30 min) stays above it.
+    broker_transport_options={"visibility_timeout": 3600},
+    worker_hijack_root_logger=False,
+)
+
+
+@worker_process_init.connect
+def _init_process(**_: object) -> None:
+    configure_logging(settings.log_json)
