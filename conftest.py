@@ -1,0 +1,1 @@
+pytest_plugins = ["glioscope_common.testing"]

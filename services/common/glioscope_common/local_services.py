@@ -1,0 +1,523 @@
+"""Start Orthanc and Triton as local processes: the one-machine demo and the service-tier tests use them.
+
+Both listen on 127.0.0.1 only (Orthanc: `RemoteAccessAllowed: false` refuses non-loopback HTTP clients;
+Orthanc 1.10 has no option to bind its HTTP server to one address, so the port is still open on all
+interfaces but answers 403 to remote clients; the DICOM port accepts any peer, as a modality would).
+
+Triton comes from the `nvidia-pytriton` wheel, which ships `tritonserver` with the Python backend only
+(no onnxruntime backend). `LocalTriton` therefore serves each ONNX model
+(`platform: "onnxruntime_onnx"`) through a generated Python-backend model that runs onnxruntime on the
+CPU, in a shadow copy of the repository: same model names, inputs, outputs, batching and protocol, so
+clients (tritonclient gRPC/HTTP) cannot tell the difference. When a `tritonserver` with a real
+onnxruntime backend is given (`binary=`/`backend_directory=`), the repository is served as is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+__all__ = [
+    "LocalOrthanc",
+    "LocalTriton",
+    "ServiceStartError",
+    "free_port",
+    "orthanc_binary",
+    "dicomweb_plugin",
+    "tritonserver_binary",
+]
+
+
+class ServiceStartError(RuntimeError):
+    """A local service did not start; the message carries the tail of its log."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it; a small race remains)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _check_ports_free(name: str, ports: dict[str, int]) -> None:
+    """Refuse to start on a busy port: the readiness probe would otherwise find another server there."""
+    busy = {k: v for k, v in ports.items() if _port_in_use(v)}
+    if busy:
+        raise ServiceStartError(f"{name} cannot start: port(s) already in use: {busy}")
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+
+
+class _Process:
+    """Common start/stop/context-manager plumbing."""
+
+    name = "service"
+    log_path: Path
+    _proc: subprocess.Popen[bytes] | None = None
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _wait_ready(self, url: str, timeout: float, accept: int = 200) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self._proc is not None and self._proc.poll() is not None:
+                    message = (
+                        f"{self.name} exited with code {self._proc.returncode} before it was ready; "
+                        f"log {self.log_path}:\n{_log_tail(self.log_path)}"
+                    )
+                    self.stop()
+                    raise ServiceStartError(message)
+                try:
+                    r = client.get(url)
+                    if r.status_code == accept:
+                        return
+                    last = f"HTTP {r.status_code}"
+                except httpx.HTTPError as e:
+                    last = repr(e)
+                time.sleep(0.1)
+        message = f"{self.name} not ready at {url} after {timeout:.0f} s ({last}); log {self.log_path}:\n{_log_tail(self.log_path)}"
+        self.stop()
+        raise ServiceStartError(message)
+
+    def stop(self) -> None:
+        _stop_process(self._proc)
+        self._proc = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+# --------------------------------------------------------------------------------------------- Orthanc
+
+
+def orthanc_binary() -> Path:
+    found = shutil.which("Orthanc") or next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if Path(p).exists()), None)
+    if not found:
+        raise ServiceStartError("the Orthanc binary was not found (Debian: apt-get install orthanc orthanc-dicomweb)")
+    return Path(found)
+
+
+def dicomweb_plugin() -> Path:
+    candidates = [
+        Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
+        Path("/usr/lib/orthanc/plugins/libOrthancDicomWeb.so"),
+        Path("/usr/local/share/orthanc/plugins/libOrthancDicomWeb.so"),
+    ]
+    for c in candidates:
+        if c.exists():
+            return c
+    raise ServiceStartError("the Orthanc DICOMweb plugin was not found (Debian: apt-get install orthanc-dicomweb)")
+
+
+class LocalOrthanc(_Process):
+    """An Orthanc process with the DICOMweb plugin, storage in `work_dir` (a temp dir by default).
+
+    >>> with LocalOrthanc(stable_age=2) as orthanc:
+    ...     HttpDicomWeb(orthanc.dicomweb_url)
+    """
+
+    name = "Orthanc"
+
+    def __init__(
+        self,
+        work_dir: Path | None = None,
+        *,
+        http_port: int | None = None,
+        dicom_port: int | None = None,
+        stable_age: int = 10,
+        aet: str = "GLIOSCOPE",
+        startup_timeout: float = 30.0,
+        extra_config: dict[str, object] | None = None,
+    ) -> None:
+        self._work_dir_arg = work_dir
+        self.http_port = http_port or free_port()
+        self.dicom_port = dicom_port or free_port()
+        self.stable_age = stable_age
+        self.aet = aet
+        self.startup_timeout = startup_timeout
+        self.extra_config = extra_config or {}
+        self.work_dir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return self.url + "/dicom-web"
+
+    def config(self, work_dir: Path) -> dict[str, object]:
+        cfg: dict[str, object] = {
+            "Name": "Glioscope",
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomServerEnabled": True,
+            "DicomAet": self.aet,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowEcho": True,
+            "DicomCheckCalledAet": False,
+            "DicomCheckModalityHost": False,
+            "StorageDirectory": str(work_dir / "storage"),
+            "IndexDirectory": str(work_dir / "index"),
+            "StorageCompression": False,
+            "Plugins": [str(dicomweb_plugin())],
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "SslEnabled": False,
+            "HttpCompressionEnabled": False,
+            "KeepAlive": True,
+            "StableAge": self.stable_age,
+            "OverwriteInstances": True,
+            "SaveJobs": False,
+            "DicomWeb": {
+                "Enable": True,
+                "Root": "/dicom-web/",
+                "EnableWado": True,
+                "WadoRoot": "/wado",
+                "StudiesMetadata": "Full",
+                "SeriesMetadata": "Full",
+            },
+        }
+        cfg.update(self.extra_config)
+        return cfg
+
+    def start(self) -> "LocalOrthanc":
+        if self.running:
+            return self
+        _check_ports_free(self.name, {"HttpPort": self.http_port, "DicomPort": self.dicom_port})
+        if self._work_dir_arg is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="glioscope-orthanc-")
+            self.work_dir = Path(self._tmp.name)
+        else:
+            self.work_dir = Path(self._work_dir_arg)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "storage").mkdir(exist_ok=True)
+        (self.work_dir / "index").mkdir(exist_ok=True)
+        config_path = self.work_dir / "orthanc.json"
+        config_path.write_text(json.dumps(self.config(self.work_dir), indent=2))
+        self.log_path = self.work_dir / "orthanc.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        try:
+            self._proc = subprocess.Popen(
+                [str(orthanc_binary()), str(config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.work_dir,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self._wait_ready(self.url + "/system", self.startup_timeout)
+        system = httpx.get(self.url + "/system", timeout=5).json()
+        if not self.running or system.get("DicomPort") != self.dicom_port:
+            self.stop()
+            raise ServiceStartError(f"another server answers on {self.url} (ours exited); log {self.log_path}")
+        plugins = httpx.get(self.url + "/plugins", timeout=5).json()
+        if "dicom-web" not in plugins:
+            self.stop()
+            raise ServiceStartError(f"Orthanc started without the DICOMweb plugin (plugins: {plugins}); log {self.log_path}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------- Triton
+
+
+def _pytriton_root() -> Path:
+    try:
+        import pytriton  # noqa: PLC0415
+    except ImportError as e:
+        raise ServiceStartError("tritonserver comes from the nvidia-pytriton wheel: pip install nvidia-pytriton") from e
+    return Path(pytriton.__file__).resolve().parent
+
+
+def tritonserver_binary() -> Path:
+    """The `tritonserver` shipped in the nvidia-pytriton wheel."""
+    binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
+    if not binary.exists():
+        raise ServiceStartError(f"nvidia-pytriton is installed but {binary} is missing")
+    return binary
+
+
+_PYTHON_MODEL = '''"""Generated by glioscope_common.local_services: serves an ONNX model with onnxruntime (CPU)."""
+import json
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+ONNX_PATH = {onnx_path!r}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.outputs = [o["name"] for o in config["output"]]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = {threads}
+        self.session = ort.InferenceSession(ONNX_PATH, sess_options=options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def execute(self, requests):
+        # Dynamic batching hands over several requests: run them as one batch, split the result.
+        feeds = {{name: [] for name in self.inputs}}
+        sizes = []
+        for request in requests:
+            for name in self.inputs:
+                feeds[name].append(pb_utils.get_input_tensor_by_name(request, name).as_numpy())
+            sizes.append(feeds[self.inputs[0]][-1].shape[0])
+        batch = {{name: np.concatenate(arrays, axis=0) for name, arrays in feeds.items()}}
+        results = self.session.run(self.outputs, batch)
+        responses = []
+        start = 0
+        for size in sizes:
+            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(r[start:start + size])) for name, r in zip(self.outputs, results)]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            start += size
+        return responses
+'''
+
+
+def _shadow_repository(source: Path, dest: Path, model_config_name: str | None, threads: int) -> None:
+    """Copy `source` into `dest`, serving ONNX models through the Python backend (see module doc)."""
+    for model_dir in sorted(p for p in source.iterdir() if p.is_dir()):
+        config_file = None
+        if model_config_name and (model_dir / "configs" / f"{model_config_name}.pbtxt").exists():
+            config_file = model_dir / "configs" / f"{model_config_name}.pbtxt"
+        elif (model_dir / "config.pbtxt").exists():
+            config_file = model_dir / "config.pbtxt"
+        if config_file is None:
+            continue
+        config = config_file.read_text()
+        target = dest / model_dir.name
+        target.mkdir(parents=True)
+        if re.search(r'platform\s*:\s*"onnxruntime_onnx"', config) or re.search(r'backend\s*:\s*"onnxruntime"', config):
+            config = re.sub(r'platform\s*:\s*"onnxruntime_onnx"', 'backend: "python"', config)
+            config = re.sub(r'backend\s*:\s*"onnxruntime"', 'backend: "python"', config)
+            # GPU instances, TensorRT accelerators and default_model_filename do not apply here.
+            config = re.sub(r"KIND_GPU", "KIND_CPU", config)
+            config = re.sub(r"\n\s*gpus\s*:\s*\[[^\]]*\]", "", config)
+            config = _drop_block(config, "optimization")
+            config = re.sub(r'default_model_filename\s*:\s*"[^"]*"', "", config)
+            for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+                onnx_files = sorted(version_dir.glob("*.onnx"))
+                if not onnx_files:
+                    continue
+                onnx = version_dir / "model.onnx" if (version_dir / "model.onnx").exists() else onnx_files[0]
+                (target / version_dir.name).mkdir()
+                (target / version_dir.name / "model.py").write_text(
+                    _PYTHON_MODEL.format(onnx_path=str(onnx.resolve()), threads=threads)
+                )
+        else:
+            for item in model_dir.iterdir():
+                if item.name in ("config.pbtxt", "configs"):
+                    continue
+                (target / item.name).symlink_to(item.resolve())
+        (target / "config.pbtxt").write_text(config)
+
+
+def _drop_block(text: str, key: str) -> str:
+    """Remove a `key { ... }` block (balanced braces) from a pbtxt string."""
+    while True:
+        m = re.search(rf"\b{key}\s*:?\s*\{{", text)
+        if not m:
+            return text
+        depth, i = 0, m.end() - 1
+        while i < len(text):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            i += 1
+        text = text[: m.start()] + text[i + 1 :]
+
+
+class LocalTriton(_Process):
+    """A tritonserver process (from the nvidia-pytriton wheel) serving `model_repository` on free ports.
+
+    `model_config_name="cpu"` selects `<model>/configs/cpu.pbtxt` where a model has one (Triton's
+    custom model configuration; emulated in the shadow repository since the wheel's Triton serves
+    ONNX through the Python backend anyway), else `config.pbtxt`.
+    """
+
+    name = "Triton"
+
+    def __init__(
+        self,
+        model_repository: Path,
+        model_config_name: str | None = "cpu",
+        *,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        startup_timeout: float = 120.0,
+        threads: int = 1,
+        log_verbose: int = 0,
+    ) -> None:
+        self.model_repository = Path(model_repository).resolve()
+        self.model_config_name = model_config_name
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.metrics_port = metrics_port or free_port()
+        self.startup_timeout = startup_timeout
+        self.threads = threads
+        self.log_verbose = log_verbose
+        self.served_repository: Path | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"grpc://127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def command(self) -> list[str]:
+        root = _pytriton_root() / "tritonserver"
+        assert self.served_repository is not None
+        return [
+            str(tritonserver_binary()),
+            f"--model-repository={self.served_repository}",
+            f"--backend-directory={root / 'backends'}",
+            f"--cache-directory={root / 'caches'}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--http-address=127.0.0.1",
+            "--grpc-address=127.0.0.1",
+            "--metrics-address=127.0.0.1",
+            "--model-control-mode=none",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=true",
+            f"--log-verbose={self.log_verbose}",
+            # The Python backend stub must run this interpreter's Python (same version, same site-packages).
+            f"--backend-config=python,shm-default-byte-size={4 * 1024 * 1024}",
+            f"--backend-config=python,shm-growth-byte-size={16 * 1024 * 1024}",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        root = _pytriton_root()
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        lib_paths = [libdir, str(root.parent / "nvidia_pytriton.libs")]
+        env = os.environ.copy()
+        if env.get("LD_LIBRARY_PATH"):
+            lib_paths.append(env["LD_LIBRARY_PATH"])
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in lib_paths if p)
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+        # The stub embeds libpython; make this venv's packages (numpy, onnxruntime) importable there.
+        paths = [p for p in sys.path if p and Path(p).is_dir()]
+        env["PYTHONPATH"] = ":".join(paths)
+        env.setdefault("OMP_NUM_THREADS", str(self.threads))
+        return env
+
+    def _python_stub(self) -> Path:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = _pytriton_root() / "tritonserver" / "python_backend_stubs" / version / "triton_python_backend_stub"
+        if not stub.exists():
+            raise ServiceStartError(f"no Triton Python backend stub for Python {version} in the pytriton wheel")
+        return stub
+
+    def start(self) -> "LocalTriton":
+        if self.running:
+            return self
+        _check_ports_free(self.name, {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port})
+        if not self.model_repository.is_dir():
+            raise ServiceStartError(f"model repository {self.model_repository} does not exist")
+        self._tmp = tempfile.TemporaryDirectory(prefix="glioscope-triton-")
+        work = Path(self._tmp.name)
+        self.served_repository = work / "model_repository"
+        self.served_repository.mkdir()
+        _shadow_repository(self.model_repository, self.served_repository, self.model_config_name, self.threads)
+        # The Python backend looks for its stub next to libtriton_python.so unless told otherwise:
+        # copy the backend with the stub for this interpreter's version.
+        backends = work / "backends" / "python"
+        backends.mkdir(parents=True)
+        src = _pytriton_root() / "tritonserver" / "backends" / "python"
+        for item in src.iterdir():
+            if item.is_file():
+                (backends / item.name).symlink_to(item)
+        shutil.copy2(self._python_stub(), backends / "triton_python_backend_stub")
+        self.log_path = work / "triton.log"
+        cmd = [c if not c.startswith("--backend-directory=") else f"--backend-directory={work / 'backends'}" for c in self.command()]
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.environment(),
+                cwd=work,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self._wait_ready(self.http_url + "/v2/health/ready", self.startup_timeout)
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None and self.log_path.exists():
+            # keep the log readable after the temp dir goes away
+            self.last_log = _log_tail(self.log_path, 200)
+        super().stop()

@@ -1,0 +1,151 @@
+"""Pytest plugin with the service-tier fixtures: load it with `pytest_plugins = ["glioscope_common.testing"]`
+in the rootdir conftest.py (pytest refuses `pytest_plugins` in non-root conftests).
+
+Real services, never mocks: Orthanc and Triton are started as local processes (session-scoped);
+Postgres, Redis and RabbitMQ are expected on 127.0.0.1 at their default ports (override with
+GLIOSCOPE_TEST_POSTGRES_ADMIN_URL, GLIOSCOPE_TEST_REDIS_URL, GLIOSCOPE_TEST_RABBITMQ_URL).
+A missing service skips the test on a developer machine and fails it when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from glioscope_common.local_services import LocalOrthanc, LocalTriton, ServiceStartError
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+__all__ = ["REPO_ROOT", "in_ci", "require_service"]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(name: str, reason: str) -> None:
+    """Skip (developer machine) or fail (CI=true: services are never skipped in CI) for a missing service."""
+    message = f"{name} unavailable: {reason}"
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------- Orthanc
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOrthanc]:
+    """A local Orthanc with DICOMweb, StableAge 2 s, storage in a temp dir; shared by the session."""
+    server = LocalOrthanc(tmp_path_factory.mktemp("orthanc"), stable_age=2)
+    try:
+        server.start()
+    except ServiceStartError as e:
+        require_service("Orthanc", str(e))
+    yield server
+    server.stop()
+
+
+# --------------------------------------------------------------------------------------------- Triton
+
+
+@pytest.fixture(scope="session")
+def triton_model_repository() -> Path:
+    """The Triton model repository the `triton` fixture serves; override in a conftest for test models."""
+    return REPO_ROOT / "model_repository"
+
+
+@pytest.fixture(scope="session")
+def triton(triton_model_repository: Path) -> Iterator[LocalTriton]:
+    """tritonserver from the nvidia-pytriton wheel serving `triton_model_repository` (configs/cpu.pbtxt)."""
+    repo = Path(triton_model_repository)
+    if not repo.is_dir() or not any((p / "config.pbtxt").exists() or (p / "configs").is_dir() for p in repo.iterdir() if p.is_dir()):
+        pytest.skip(f"no model in {repo}")
+    server = LocalTriton(repo)
+    try:
+        server.start()
+    except ServiceStartError as e:
+        require_service("Triton", str(e))
+    yield server
+    server.stop()
+
+
+# --------------------------------------------------------------------------------------------- Postgres
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database `glioscope_test_<random>`, dropped at the end; a SQLAlchemy URL (psycopg 3)."""
+    admin = os.environ.get("GLIOSCOPE_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        import psycopg  # noqa: PLC0415
+    except ImportError:
+        require_service("Postgres", "psycopg is not installed")
+    name = f"glioscope_test_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as e:
+        require_service("Postgres", f"{admin}: {e}")
+    parts = urlsplit(admin)
+    yield f"postgresql+psycopg://{parts.netloc}/{name}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --------------------------------------------------------------------------------------------- Redis
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """`redis://127.0.0.1:6379/<n>`: a random database number in 1..15, flushed at start."""
+    base = os.environ.get("GLIOSCOPE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    try:
+        import redis  # noqa: PLC0415
+    except ImportError:
+        require_service("Redis", "the redis package is not installed")
+    url = f"{base.rstrip('/')}/{secrets.randbelow(15) + 1}"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client.flushdb()
+        client.close()
+    except redis.RedisError as e:
+        require_service("Redis", f"{base}: {e}")
+    return url
+
+
+# --------------------------------------------------------------------------------------------- RabbitMQ
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """`amqp://guest:guest@127.0.0.1:5672//`, checked with an AMQP connection (kombu) when installed."""
+    url = os.environ.get("GLIOSCOPE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 5672
+    if not _tcp_reachable(host, port):
+        require_service("RabbitMQ", f"nothing listens on {host}:{port}")
+    try:
+        import kombu  # noqa: PLC0415
+    except ImportError:
+        return url
+    try:
+        with kombu.Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as e:  # noqa: BLE001 - kombu raises transport-specific errors
+        require_service("RabbitMQ", f"{url}: {e}")
+    return url

@@ -1,0 +1,136 @@
+"""Local Orthanc and Triton processes, and the Postgres/Redis/RabbitMQ fixtures of glioscope_common.testing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from glioscope_common.dicomweb import HttpDicomWeb, OrthancRest
+from glioscope_common.local_services import LocalOrthanc, ServiceStartError, free_port, tritonserver_binary
+
+from .test_dicomweb import _uids, make_mr_series
+
+pytestmark = pytest.mark.services
+
+
+def test_free_port_is_bindable() -> None:
+    import socket
+
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+@pytest.mark.services
+def test_orthanc_serves_dicomweb(orthanc) -> None:
+    assert orthanc.url.startswith("http://127.0.0.1:")
+    assert orthanc.dicomweb_url == orthanc.url + "/dicom-web"
+    assert "dicom-web" in httpx.get(orthanc.url + "/plugins").json()
+    system = httpx.get(orthanc.url + "/system").json()
+    assert system["DicomAet"] == orthanc.aet == "GLIOSCOPE"
+    assert system["DicomPort"] == orthanc.dicom_port
+    assert httpx.get(orthanc.dicomweb_url + "/studies", headers={"Accept": "application/dicom+json"}).status_code in (200, 204)
+
+
+@pytest.mark.services
+def test_orthanc_fixed_ports_and_clear_start_error(tmp_path: Path) -> None:
+    http_port, dicom_port = free_port(), free_port()
+    with LocalOrthanc(tmp_path / "a", http_port=http_port, dicom_port=dicom_port) as a:
+        assert a.url == f"http://127.0.0.1:{http_port}" and a.dicom_port == dicom_port
+        # a second Orthanc on the same HTTP port cannot start: the error says why, with the log tail
+        with pytest.raises(ServiceStartError, match="Orthanc"):
+            LocalOrthanc(tmp_path / "b", http_port=http_port, startup_timeout=10).start()
+    assert not a.running
+
+
+@pytest.mark.services
+def test_cstore_with_storescu_reaches_orthanc_and_study_becomes_stable(orthanc, tmp_path: Path) -> None:
+    storescu = shutil.which("storescu")
+    if storescu is None:
+        pytest.skip("dcmtk's storescu is not installed")
+    rest = OrthancRest(orthanc.url)
+    _, since, _ = rest.changes(since=0, limit=0)
+    changes, last, _ = rest.changes(since=0, limit=1000)
+    while changes:
+        since = last
+        changes, last, _ = rest.changes(since=since, limit=1000)
+
+    instances = make_mr_series(3, patient_id="CSTORE-1", seed=7)
+    study, series, _ = _uids(instances[0])
+    files = []
+    for i, data in enumerate(instances):
+        f = tmp_path / f"{i}.dcm"
+        f.write_bytes(data)
+        files.append(str(f))
+    proc = subprocess.run(
+        [storescu, "-aet", "MODALITY", "-aec", orthanc.aet, "127.0.0.1", str(orthanc.dicom_port), *files],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    study_id = rest.find_study(study)
+    assert study_id is not None
+    assert len(HttpDicomWeb(orthanc.dicomweb_url).search_instances(study, series)) == 3
+
+    deadline = time.monotonic() + 15  # StableAge is 2 s in the fixture; Orthanc checks about every second
+    stable = False
+    while time.monotonic() < deadline and not stable:
+        changes, last, _ = rest.changes(since=since, limit=100)
+        since = last
+        stable = any(c["ChangeType"] == "StableStudy" and c["ID"] == study_id for c in changes)
+        if not stable:
+            time.sleep(0.5)
+    assert stable, "no StableStudy change after StableAge"
+    assert rest.study(study_id)["IsStable"] is True
+
+
+def test_tritonserver_binary_is_in_the_pytriton_wheel() -> None:
+    pytest.importorskip("pytriton")
+    binary = tritonserver_binary()
+    assert binary.name == "tritonserver" and binary.exists()
+
+
+# --------------------------------------------------------------------------------------------- databases
+
+
+@pytest.mark.services
+def test_postgres_fixture_gives_a_fresh_database(postgres_url: str) -> None:
+    import sqlalchemy as sa
+
+    assert postgres_url.startswith("postgresql+psycopg://postgres@127.0.0.1:5432/glioscope_test_")
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("select current_database()")).scalar() == postgres_url.rsplit("/", 1)[1]
+        assert conn.execute(sa.text("select count(*) from information_schema.tables where table_schema='public'")).scalar() == 0
+        conn.execute(sa.text("create table t (x int)"))
+    engine.dispose()
+
+
+@pytest.mark.services
+def test_redis_fixture(redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    assert client.dbsize() == 0 or client.set("glioscope:test", "1")
+    client.set("glioscope:test", "1")
+    assert client.get("glioscope:test") == b"1"
+    client.close()
+
+
+@pytest.mark.services
+def test_rabbitmq_fixture(rabbitmq_url: str) -> None:
+    kombu = pytest.importorskip("kombu")
+    with kombu.Connection(rabbitmq_url) as conn:
+        queue = conn.SimpleQueue(f"glioscope-test-{free_port()}", queue_opts={"auto_delete": True})
+        queue.put({"ok": True})
+        message = queue.get(timeout=5)
+        message.ack()
+        assert message.payload == {"ok": True}
+        queue.close()
