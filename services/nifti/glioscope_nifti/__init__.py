@@ -1,0 +1,1 @@
+"""Glioscope NIfTI service: the BIDS dataset on disk and DICOM -> NIfTI conversion."""
