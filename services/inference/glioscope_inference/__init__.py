@@ -1,0 +1,1 @@
+"""Glioscope inference worker."""
