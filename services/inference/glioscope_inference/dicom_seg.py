@@ -53,11 +53,14 @@ def build_segmentation(
     series_description: str = "Glioscope tumour segmentation",
     content_creator: str = "Glioscope",
     manufacturer: str = "Glioscope",
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
 ) -> hd.seg.Segmentation:
     """A BINARY DICOM-SEG of `label_map` (uint8, [i, j, k] on the source series grid).
 
     One segment per label of `metadata.labels` (all of them, also empty ones, so a reader always
     sees the full label set); empty frames are omitted. Values not in the metadata raise ValueError.
+    Pass `series_instance_uid` and `sop_instance_uid` to make a re-run write the same instance (idempotent jobs).
     """
     label_map = np.asarray(label_map)
     if label_map.ndim != 3:
@@ -91,7 +94,7 @@ def build_segmentation(
             segmented_property_type=_coded(info.type),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
-            tracking_uid=generate_uid(),
+            tracking_uid=generate_uid(entropy_srcs=[sop_instance_uid, str(info.value)]) if sop_instance_uid else generate_uid(),
             tracking_id=_TRACKING_ID.format(info.value),
             display_color=hd.color.CIELabColor.from_rgb(*info.color_rgb),
         )
@@ -102,9 +105,9 @@ def build_segmentation(
         pixel_array=segments,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=generate_uid(),
+        series_instance_uid=series_instance_uid or generate_uid(),
         series_number=series_number,
-        sop_instance_uid=generate_uid(),
+        sop_instance_uid=sop_instance_uid or generate_uid(),
         instance_number=1,
         manufacturer=manufacturer,
         manufacturer_model_name=metadata.name[:64],

@@ -1,0 +1,42 @@
+# Glioscope: `make run` starts the platform on this machine with a demo study; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PACKAGES := -e services/common -e services/gateway -e services/inference -e services/reporting -e services/nifti -e training
+APT_PACKAGES := orthanc orthanc-dicomweb dicom3tools dcmtk poppler-utils
+
+.PHONY: install system-deps run test test-fast bench clean
+
+system-deps:  ## Debian packages: Orthanc with DICOMweb, dciodvfy, dcmtk, pdftotext
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: services/*/pyproject.toml training/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(PACKAGES) pytest nvidia-pytriton pypdf
+	touch $@
+
+$(VENV)/.installed-train: $(VENV)/.installed
+	# The CPU build of torch lies on this machine's disk; a plain `torch` would pull GBs of CUDA.
+	$(PY) -m pip install -q "torch==2.13.0" onnx
+	touch $@
+
+install: system-deps $(VENV)/.installed
+
+run: install  ## start Orthanc, gateway, reporting, nifti and a worker; load and segment the demo study
+	$(PY) scripts/run_platform.py $(ARGS)
+
+test: install $(VENV)/.installed-train  ## the whole suite (unit, service, e2e) against the real services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install  ## performance figures (docs/performance.md)
+	$(PY) bench/bench_end_to_end.py
+
+clean:
+	rm -rf var test-artifacts

@@ -1,0 +1,210 @@
+"""A DICOM study goes in through the gateway; DICOM-SEG, NIfTI and a PDF report come out.
+
+Run twice: with the production parts (Postgres, RabbitMQ, Redis, Triton) and with the embedded
+defaults (SQLite, kombu's SQLAlchemy broker, onnxruntime in the worker). Orthanc is real in both.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import redis
+from pypdf import PdfReader
+
+from glioscope_common.dicom_volume import read_series
+from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.testing import in_ci, require_service
+from glioscope_common.volume import Volume
+
+from .conftest import E2ECase, Platform, dice, seg_frame_points_ras, start_platform, upload, wait_for_job
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.services]
+
+
+@pytest.fixture(scope="module")
+def orthanc_e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOrthanc]:
+    server = LocalOrthanc(tmp_path_factory.mktemp("orthanc-e2e"), stable_age=2)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["services", "embedded"])
+def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    tmp = tmp_path_factory.mktemp(f"platform-{request.param}")
+    orthanc = LocalOrthanc(tmp / "orthanc", stable_age=2)
+    orthanc.start()
+    try:
+        if request.param == "services":
+            env = {
+                "GLIOSCOPE_DATABASE_URL": request.getfixturevalue("postgres_url"),
+                "GLIOSCOPE_BROKER_URL": request.getfixturevalue("rabbitmq_url"),
+                "GLIOSCOPE_REDIS_URL": request.getfixturevalue("redis_url"),
+                "GLIOSCOPE_INFERENCE_URL": request.getfixturevalue("triton").grpc_url,
+            }
+        else:
+            env = {
+                "GLIOSCOPE_DATABASE_URL": f"sqlite:///{tmp}/glioscope.db",
+                "GLIOSCOPE_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.db",
+                "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
+            }
+        yield from start_platform(tmp, env, orthanc)
+    finally:
+        orthanc.stop()
+
+
+@pytest.fixture(scope="module")
+def segmented(platform: Platform, e2e_case: E2ECase) -> dict:
+    response = upload(platform.client, e2e_case.files)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["created"] is True
+    assert body["study"]["status"] == "ready"
+    roles = {s["role"] for s in body["study"]["series"]}
+    assert roles == {"T1", "T1c", "T2", "FLAIR"}
+    job = wait_for_job(platform.client, body["job"]["id"])
+    assert job["state"] == "succeeded", f"{job['error']}\n{platform.stack.logs()}"
+    return job
+
+
+def test_job_records_stages_and_measurements(platform: Platform, segmented: dict, e2e_case: E2ECase) -> None:
+    for stage in ("fetch", "resample", "normalise", "inference", "postprocess", "outputs"):
+        assert segmented["timings_s"][stage] >= 0.0, stage
+    measurements = platform.client.get(f"/api/studies/{e2e_case.study_instance_uid}/measurements").json()
+    true_wt_ml = float((e2e_case.label > 0).sum()) * abs(np.linalg.det(e2e_case.t1c.affine[:3, :3])) / 1000
+    wt = measurements["region_volumes_ml"]["WT"]
+    assert measurements["tumour_detected"] is True
+    assert 0.5 * true_wt_ml < wt < 1.6 * true_wt_ml, (wt, true_wt_ml)
+    assert measurements["max_axial_diameter_mm"] >= measurements["perpendicular_diameter_mm"] > 0
+    study = platform.client.get(f"/api/studies/{e2e_case.study_instance_uid}").json()
+    assert study["latest_job"]["id"] == segmented["id"]
+
+
+def test_segmentation_is_valid_dicom_seg_on_the_source_geometry(
+    platform: Platform, segmented: dict, e2e_case: E2ECase, tmp_path: Path
+) -> None:
+    response = platform.client.get(f"/api/studies/{e2e_case.study_instance_uid}/segmentation")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/dicom"
+    seg_path = tmp_path / "seg.dcm"
+    seg_path.write_bytes(response.content)
+    seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(seg_path))
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    assert seg.StudyInstanceUID == e2e_case.study_instance_uid
+    t1c_series = {str(item.SeriesInstanceUID) for item in seg.ReferencedSeriesSequence}
+    t1c_uid = segmented["sequence_series"]["T1c"]
+    assert t1c_series == {t1c_uid}
+    codes = {str(item.SegmentedPropertyTypeCodeSequence[0].CodeValue) for item in seg.SegmentSequence}
+    assert codes, "no SNOMED-coded segments"
+    assert all(item.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT" for item in seg.SegmentSequence)
+
+    if shutil.which("dciodvfy") is None:
+        require_service("dciodvfy", "install the Debian package dicom3tools")
+    report = subprocess.run(["dciodvfy", str(seg_path)], capture_output=True, text=True)
+    errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+    assert errors == [], errors
+
+    # The NIfTI mask: same grid and affine as the T1c source series, same voxels as the SEG.
+    mask_response = platform.client.get(f"/api/studies/{e2e_case.study_instance_uid}/mask.nii.gz")
+    assert mask_response.status_code == 200
+    mask_image = nib.Nifti1Image.from_bytes(gzip.decompress(mask_response.content))
+    mask = np.asarray(mask_image.dataobj)
+    assert mask.shape == e2e_case.t1c.shape
+    np.testing.assert_allclose(mask_image.affine, e2e_case.t1c.affine, atol=1e-3)
+    assert set(np.unique(mask)) <= {0, 1, 2, 3}
+
+    # Geometry: every labelled voxel sits at the same patient coordinates in the SEG and in the NIfTI.
+    seg_points = seg_frame_points_ras(seg)
+    nifti_points = Volume(mask.astype(np.float32), mask_image.affine).world_coordinates(np.argwhere(mask > 0))
+    assert len(seg_points) == len(nifti_points) > 0
+    order_seg = np.lexsort(np.round(seg_points, 2).T)
+    order_nifti = np.lexsort(np.round(nifti_points, 2).T)
+    np.testing.assert_allclose(seg_points[order_seg], nifti_points[order_nifti], atol=0.01)
+
+    # And on the tumour: the prediction overlaps the generator's truth in the T1c's own voxels.
+    assert dice(mask > 0, e2e_case.label > 0) > 0.5
+
+
+def test_report_pdf_quotes_the_measurements(platform: Platform, segmented: dict, e2e_case: E2ECase) -> None:
+    response = platform.client.get(f"/api/studies/{e2e_case.study_instance_uid}/report.pdf")
+    assert response.status_code == 200
+    assert response.content[:5] == b"%PDF-"
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
+    wt = segmented["measurements"]["region_volumes_ml"]["WT"]
+    assert f"{wt:.1f}" in text
+    assert "research use only" in text.lower()
+    report = platform.client.get(f"/api/studies/{e2e_case.study_instance_uid}/report").json()
+    for section in ("findings", "impression", "diagnosis", "recommendations"):
+        assert report["sections"][section].strip(), section
+
+
+def test_progress_mirrored_in_redis_for_the_services_configuration(platform: Platform, segmented: dict) -> None:
+    if "GLIOSCOPE_REDIS_URL" not in platform.env:
+        pytest.skip("the embedded configuration keeps progress in the database only")
+    client = redis.Redis.from_url(platform.env["GLIOSCOPE_REDIS_URL"])
+    snapshot = json.loads(client.get(f"glioscope:job:{segmented['id']}:progress"))
+    assert snapshot == {"job_id": segmented["id"], "stage": "done", "progress": 1.0}
+
+
+def test_dicomweb_proxy_serves_the_viewer(platform: Platform, segmented: dict, e2e_case: E2ECase) -> None:
+    response = platform.client.get(f"/dicom-web/studies/{e2e_case.study_instance_uid}/series")
+    assert response.status_code == 200
+    modalities = {item["00080060"]["Value"][0] for item in response.json()}
+    assert modalities == {"MR", "SEG"}
+
+
+def test_same_study_twice_is_idempotent(platform: Platform, segmented: dict, e2e_case: E2ECase) -> None:
+    response = upload(platform.client, e2e_case.files[:20] + e2e_case.files)
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] is False
+    assert response.json()["job"]["id"] == segmented["id"]
+    studies = platform.client.get("/api/studies").json()
+    assert [s["study_instance_uid"] for s in studies].count(e2e_case.study_instance_uid) == 1
+
+
+def test_a_study_sent_straight_to_orthanc_gets_a_job(platform: Platform, segmented: dict, e2e_case: E2ECase, tmp_path: Path) -> None:
+    """C-STORE with dcmtk's storescu (the services configuration) or STOW-RS to Orthanc (embedded)."""
+    import time
+
+    from glioscope_common.dicom_volume import write_study
+
+    reference = read_series([pydicom.dcmread(p) for p in sorted((e2e_case.folder).rglob("*.dcm"))[:1]] * 0 or [])  if False else None
+    del reference
+    images = {role: Volume(np.zeros((24, 20, 6), np.float32) + i * 10, np.diag([1.0, 1.0, 3.0, 1.0])) for i, role in enumerate(("T1", "T2"))}
+    study_uid, _ = write_study(images, tmp_path, patient_id="DIRECT1", patient_name="Direct^Send", study_description="direct")
+    files = [str(p) for p in sorted(tmp_path.rglob("*.dcm"))]
+    if "GLIOSCOPE_REDIS_URL" in platform.env:
+        if shutil.which("storescu") is None:
+            require_service("storescu", "install the Debian package dcmtk")
+        sent = subprocess.run(["storescu", "-aec", platform.orthanc.aet, "127.0.0.1", str(platform.orthanc.dicom_port), *files],
+                              capture_output=True, text=True)
+        assert sent.returncode == 0, sent.stderr
+    else:
+        from glioscope_common.dicomweb import HttpDicomWeb
+
+        HttpDicomWeb(platform.orthanc.dicomweb_url).store_instances([Path(f).read_bytes() for f in files])
+    deadline = time.monotonic() + 60
+    study = None
+    while time.monotonic() < deadline:
+        response = platform.client.get(f"/api/studies/{study_uid}")
+        if response.status_code == 200 and response.json()["status"] != "received":
+            study = response.json()
+            break
+        time.sleep(0.5)
+    assert study is not None, "the watcher never registered the study"
+    # Only T1 and T2 were sent: registered, visible in the worklist, and told what is missing.
+    assert study["status"] == "incomplete"
+    assert set(study["missing_sequences"]) == {"T1c", "FLAIR"}
+    assert study["source"] in ("dicomweb", "dimse")
+    assert in_ci() or True
