@@ -68,22 +68,37 @@ def _check_ports_free(name: str, ports: dict[str, int]) -> None:
         raise ServiceStartError(f"{name} cannot start: port(s) already in use: {busy}")
 
 
-def _log_tail(path: Path, lines: int = 40) -> str:
+def _log_tail(path: Path, lines: int = 25) -> str:
+    """Error lines of a log (glog `E...`, Orthanc `E...`, 'error') followed by its last lines."""
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
         return "(no log)"
-    return "\n".join(text[-lines:])
+    errors = [line for line in text if re.match(r"^E\d{4}|^E\s", line) or "error" in line.lower()][-15:]
+    tail = text[-lines:]
+    parts = []
+    if errors:
+        parts.append("errors:\n" + "\n".join(line[:500] for line in errors))
+    parts.append("last lines:\n" + "\n".join(line[:500] for line in tail))
+    return "\n".join(parts)
 
 
 def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
     if proc is None or proc.poll() is not None:
         return
+    # The child leads its own session (start_new_session=True): signal its process group, so helper
+    # processes it started (Triton's Python backend stubs) go with it.
+    def signal_group(sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            proc.send_signal(sig)
+
     try:
-        proc.send_signal(signal.SIGTERM)
+        signal_group(signal.SIGTERM)
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        signal_group(signal.SIGKILL)
         proc.wait(timeout=5)
     except ProcessLookupError:
         pass
@@ -408,7 +423,11 @@ class LocalTriton(_Process):
         startup_timeout: float = 120.0,
         threads: int = 1,
         log_verbose: int = 0,
+        binary: Path | None = None,
+        backend_directory: Path | None = None,
     ) -> None:
+        self.binary = Path(binary) if binary else None
+        self.backend_directory = Path(backend_directory) if backend_directory else None
         self.model_repository = Path(model_repository).resolve()
         self.model_config_name = model_config_name
         self.http_port = http_port or free_port()
@@ -431,14 +450,17 @@ class LocalTriton(_Process):
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def command(self) -> list[str]:
-        root = _pytriton_root() / "tritonserver"
+    @property
+    def native_onnxruntime(self) -> bool:
+        """True when the backend directory has Triton's onnxruntime backend (a full Triton install)."""
+        return self.backend_directory is not None and (self.backend_directory / "onnxruntime").is_dir()
+
+    def command(self, backend_directory: Path) -> list[str]:
         assert self.served_repository is not None
-        return [
-            str(tritonserver_binary()),
+        cmd = [
+            str(self.binary or tritonserver_binary()),
             f"--model-repository={self.served_repository}",
-            f"--backend-directory={root / 'backends'}",
-            f"--cache-directory={root / 'caches'}",
+            f"--backend-directory={backend_directory}",
             f"--http-port={self.http_port}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
@@ -451,15 +473,25 @@ class LocalTriton(_Process):
             "--allow-gpu-metrics=false",
             "--allow-cpu-metrics=true",
             f"--log-verbose={self.log_verbose}",
-            # The Python backend stub must run this interpreter's Python (same version, same site-packages).
-            f"--backend-config=python,shm-default-byte-size={4 * 1024 * 1024}",
-            f"--backend-config=python,shm-growth-byte-size={16 * 1024 * 1024}",
         ]
+        if self.native_onnxruntime:
+            if self.model_config_name:
+                cmd.append(f"--model-config-name={self.model_config_name}")
+        else:
+            cmd += [
+                f"--cache-directory={_pytriton_root() / 'tritonserver' / 'caches'}",
+                f"--backend-config=python,shm-default-byte-size={4 * 1024 * 1024}",
+                f"--backend-config=python,shm-growth-byte-size={16 * 1024 * 1024}",
+            ]
+        return cmd
 
     def environment(self) -> dict[str, str]:
-        root = _pytriton_root()
         libdir = sysconfig.get_config_var("LIBDIR") or ""
-        lib_paths = [libdir, str(root.parent / "nvidia_pytriton.libs")]
+        lib_paths = [libdir]
+        try:
+            lib_paths.append(str(_pytriton_root().parent / "nvidia_pytriton.libs"))
+        except ServiceStartError:
+            pass
         env = os.environ.copy()
         if env.get("LD_LIBRARY_PATH"):
             lib_paths.append(env["LD_LIBRARY_PATH"])
@@ -486,20 +518,27 @@ class LocalTriton(_Process):
             raise ServiceStartError(f"model repository {self.model_repository} does not exist")
         self._tmp = tempfile.TemporaryDirectory(prefix="glioscope-triton-")
         work = Path(self._tmp.name)
-        self.served_repository = work / "model_repository"
-        self.served_repository.mkdir()
-        _shadow_repository(self.model_repository, self.served_repository, self.model_config_name, self.threads)
-        # The Python backend looks for its stub next to libtriton_python.so unless told otherwise:
-        # copy the backend with the stub for this interpreter's version.
-        backends = work / "backends" / "python"
-        backends.mkdir(parents=True)
-        src = _pytriton_root() / "tritonserver" / "backends" / "python"
-        for item in src.iterdir():
-            if item.is_file():
-                (backends / item.name).symlink_to(item)
-        shutil.copy2(self._python_stub(), backends / "triton_python_backend_stub")
+        if self.native_onnxruntime:
+            assert self.backend_directory is not None
+            self.served_repository = self.model_repository
+            backend_directory = self.backend_directory
+        else:
+            self.served_repository = work / "model_repository"
+            self.served_repository.mkdir()
+            _shadow_repository(self.model_repository, self.served_repository, self.model_config_name, self.threads)
+            # The Python backend looks for its stub next to libtriton_python.so: give it a backend
+            # directory holding the wheel's backend plus the stub built for this interpreter's version.
+            backend_directory = work / "backends"
+            python_backend = backend_directory / "python"
+            python_backend.mkdir(parents=True)
+            src = self.backend_directory / "python" if self.backend_directory else _pytriton_root() / "tritonserver" / "backends" / "python"
+            for item in src.iterdir():
+                if item.is_file():
+                    (python_backend / item.name).symlink_to(item)
+            shutil.copy2(self._python_stub(), python_backend / "triton_python_backend_stub")
         self.log_path = work / "triton.log"
-        cmd = [c if not c.startswith("--backend-directory=") else f"--backend-directory={work / 'backends'}" for c in self.command()]
+        cmd = self.command(backend_directory)
+        self.command_line = cmd
         log = open(self.log_path, "ab")  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(

@@ -9,6 +9,7 @@ A missing service skips the test on a developer machine and fails it when CI=tru
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import socket
@@ -22,7 +23,7 @@ from glioscope_common.local_services import LocalOrthanc, LocalTriton, ServiceSt
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
-__all__ = ["REPO_ROOT", "in_ci", "require_service"]
+__all__ = ["REPO_ROOT", "in_ci", "make_mr_series", "require_service"]
 
 
 def in_ci() -> bool:
@@ -149,3 +150,76 @@ def rabbitmq_url() -> str:
     except Exception as e:  # noqa: BLE001 - kombu raises transport-specific errors
         require_service("RabbitMQ", f"{url}: {e}")
     return url
+
+
+# --------------------------------------------------------------------------------------------- DICOM
+
+
+def make_mr_series(
+    n: int = 3, size: int = 16, study_uid: str | None = None, patient_id: str = "GLIO-TEST-1", seed: int = 0
+) -> list[bytes]:
+    """Minimal valid MR Image Storage instances (one axial series, 1 mm slices), as Part 10 bytes.
+
+    For DICOMweb/Orthanc tests that need DICOM but not a realistic volume.
+    """
+    import numpy as np  # noqa: PLC0415
+    from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: PLC0415
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    study_uid = study_uid or generate_uid()
+    series_uid = generate_uid()
+    frame_of_reference = generate_uid()
+    out = []
+    for k in range(n):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = frame_of_reference
+        ds.PatientName = "Test^Glioscope"
+        ds.PatientID = patient_id
+        ds.PatientBirthDate = "19700101"
+        ds.PatientSex = "O"
+        ds.StudyDate = "20240101"
+        ds.StudyTime = "120000"
+        ds.AccessionNumber = "ACC1"
+        ds.StudyID = "1"
+        ds.ReferringPhysicianName = ""
+        ds.Modality = "MR"
+        ds.SeriesNumber = 1
+        ds.SeriesDescription = "T1c"
+        ds.InstanceNumber = k + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+        ds.ScanningSequence = "GR"
+        ds.SequenceVariant = "SP"
+        ds.ScanOptions = ""
+        ds.MRAcquisitionType = "3D"
+        ds.EchoTime = 2.0
+        ds.RepetitionTime = 8.0
+        ds.EchoTrainLength = 1
+        ds.MagneticFieldStrength = 3
+        ds.ImagePositionPatient = [0.0, 0.0, float(k)]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.SliceThickness = 1.0
+        ds.PixelSpacing = [1.0, 1.0]
+        ds.PositionReferenceIndicator = ""
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows = size
+        ds.Columns = size
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.PixelData = rng.integers(-100, 1000, size=(size, size), dtype=np.int16).tobytes()
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        out.append(buf.getvalue())
+    return out

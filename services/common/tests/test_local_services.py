@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import time
@@ -9,12 +10,18 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pydicom
 import pytest
 
 from glioscope_common.dicomweb import HttpDicomWeb, OrthancRest
 from glioscope_common.local_services import LocalOrthanc, ServiceStartError, free_port, tritonserver_binary
 
-from .test_dicomweb import _uids, make_mr_series
+from glioscope_common.testing import make_mr_series
+
+
+def _uids(data: bytes) -> tuple[str, str, str]:
+    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
 
 pytestmark = pytest.mark.services
 
@@ -134,3 +141,87 @@ def test_rabbitmq_fixture(rabbitmq_url: str) -> None:
         message.ack()
         assert message.payload == {"ok": True}
         queue.close()
+
+
+# --------------------------------------------------------------------------------------------- Triton
+
+TINY_CONFIG = """name: "tiny"
+platform: "onnxruntime_onnx"
+max_batch_size: 4
+input [ {{ name: "image" data_type: TYPE_FP32 dims: [ 4, 8, 8, 8 ] }} ]
+output [ {{ name: "logits" data_type: TYPE_FP32 dims: [ 4, 8, 8, 8 ] }} ]
+dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
+instance_group [ {{ count: 1 kind: {kind} }} ]
+{extra}"""
+
+
+def build_tiny_model_repository(root: Path) -> Path:
+    """A model repository like the real one: `tiny` = a 1x1x1 Conv doubling each of 4 channels."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    model_dir = root / "tiny"
+    (model_dir / "1").mkdir(parents=True)
+    (model_dir / "configs").mkdir()
+    weight = (2.0 * np.eye(4, dtype=np.float32)).reshape(4, 4, 1, 1, 1)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "W"], ["logits"])],
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 4, 8, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4, 8, 8, 8])],
+        [helper.make_tensor("W", TensorProto.FLOAT, weight.shape, weight.flatten())],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, model_dir / "1" / "model.onnx")
+    gpu_extra = (
+        'optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt" '
+        'parameters { key: "precision_mode" value: "FP16" } } ] } }\n'
+    )
+    (model_dir / "config.pbtxt").write_text(TINY_CONFIG.format(kind="KIND_GPU", extra=gpu_extra))
+    (model_dir / "configs" / "cpu.pbtxt").write_text(TINY_CONFIG.format(kind="KIND_CPU", extra=""))
+    return root
+
+
+@pytest.fixture(scope="session")
+def triton_model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model_repository(tmp_path_factory.mktemp("model_repository"))
+
+
+@pytest.mark.services
+def test_triton_serves_the_tiny_onnx_model_over_grpc(triton) -> None:
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    assert triton.grpc_url.startswith("grpc://127.0.0.1:")
+    assert httpx.get(triton.http_url + "/v2/health/ready").status_code == 200
+    client = grpcclient.InferenceServerClient(triton.grpc_url.removeprefix("grpc://"))
+    assert client.is_model_ready("tiny")
+    config = client.get_model_config("tiny").config
+    assert config.max_batch_size == 4 and config.dynamic_batching is not None
+    rng = np.random.default_rng(0)
+    for batch in (1, 3):
+        x = rng.standard_normal((batch, 4, 8, 8, 8)).astype(np.float32)
+        inp = grpcclient.InferInput("image", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        result = client.infer("tiny", [inp], outputs=[grpcclient.InferRequestedOutput("logits")])
+        out = result.as_numpy("logits")
+        assert out.shape == (batch, 4, 8, 8, 8)
+        np.testing.assert_allclose(out, 2 * x, rtol=1e-6)
+    client.close()
+    metrics = httpx.get(triton.metrics_url).text
+    assert 'nv_inference_request_success{model="tiny"' in metrics
+
+
+@pytest.mark.services
+def test_triton_reports_a_broken_model_with_its_log(tmp_path: Path) -> None:
+    pytest.importorskip("pytriton")
+    from glioscope_common.local_services import LocalTriton
+
+    repo = build_tiny_model_repository(tmp_path / "repo")
+    (repo / "tiny" / "configs" / "cpu.pbtxt").write_text("name: \"tiny\"\nplatform: \"onnxruntime_onnx\"\nmax_batch_size: 4\n"
+                                                         "input [ { name: \"image\" data_type: TYPE_FP32 dims: [ 3 ] } ]\n"
+                                                         "output [ { name: \"logits\" data_type: TYPE_FP32 dims: [ 3 ] } ]\n")
+    (repo / "tiny" / "1" / "model.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(ServiceStartError, match="Triton") as info:
+        LocalTriton(repo, startup_timeout=60).start()
+    assert "log" in str(info.value)
