@@ -1,0 +1,71 @@
+"""Export a checkpoint to ONNX (opset 17, dynamic batch) and check onnxruntime against PyTorch.
+
+    python -m glioscope_training.export --checkpoint training/runs/main/best.pt \
+        --out model_repository/glioscope_unet/1/model.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import build_model
+
+OPSET = 17
+TOLERANCE = 1e-3  # max |logit difference| allowed between onnxruntime and PyTorch
+
+
+def load_weights(checkpoint: str | Path, prefer_ema: bool = True) -> tuple[torch.nn.Module, dict]:
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = build_model(**ck.get("model_kwargs", {}))
+    state = ck.get("ema") if prefer_ema and ck.get("ema") is not None else ck["model"]
+    model.load_state_dict(state)
+    model.eval()
+    return model, ck
+
+
+def export(model: torch.nn.Module, out: str | Path, patch: int = 128) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.zeros(1, 4, patch, patch, patch)
+    torch.onnx.export(
+        model, (x,), str(out), input_names=["image"], output_names=["logits"], opset_version=OPSET,
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, do_constant_folding=True,
+        dynamo=False,
+    )
+    return out
+
+
+def check(model: torch.nn.Module, onnx_path: str | Path, patch: int = 128, seed: int = 0) -> float:
+    """Max absolute logit difference between onnxruntime and PyTorch on a random batch of 2."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(seed).standard_normal((2, 4, patch, patch, patch)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(["logits"], {"image": x})[0]
+    return float(np.abs(ref - got).max())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--out", default="model_repository/glioscope_unet/1/model.onnx")
+    ap.add_argument("--patch", type=int, default=128)
+    ap.add_argument("--no-ema", action="store_true")
+    args = ap.parse_args(argv)
+    model, ck = load_weights(args.checkpoint, prefer_ema=not args.no_ema)
+    out = export(model, args.out, args.patch)
+    diff = check(model, out, args.patch)
+    size = out.stat().st_size / 1e6
+    print(f"exported {out} ({size:.2f} MB, step {ck.get('step')}); ORT vs PyTorch max |diff| = {diff:.2e}")
+    if diff > TOLERANCE:
+        raise SystemExit(f"onnxruntime differs from PyTorch by {diff:.2e} > {TOLERANCE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Train the compact U-Net on synthetic crops (CPU, resumable, logged).
+
+    nice -n 10 python -m glioscope_training.train --out training/runs/main --cache training/runs/cache \
+        --val training/runs/val --minutes 60
+
+Reads crops written by `glioscope_training.cache` (new files are picked up while training), takes
+random 96^3 sub-crops with left-right flips, intensity jitter and channel dropout; loss is
+cross-entropy + soft Dice (+ a 2 mm deep-supervision term). Keeps EMA weights; validates the EMA
+model on fixed held-out synthetic crops (seeds 100000+) and keeps `best.pt` by mean Dice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .metrics import dice
+from .model import build_model
+
+
+def normalise(image: np.ndarray, label: np.ndarray | None = None, clip: float = 5.0) -> np.ndarray:
+    """Per-channel z-score over brain voxels (statistics from non-tumour voxels when known)."""
+    image = image.astype(np.float32)
+    brain = np.any(image != 0, axis=0)
+    ref = brain & (label == 0) if label is not None else brain
+    if ref.sum() < 100:
+        ref = brain
+    out = np.zeros_like(image)
+    for c in range(image.shape[0]):
+        v = image[c][ref]
+        if v.size == 0:
+            continue
+        out[c] = np.where(brain, (image[c] - v.mean()) / max(float(v.std()), 1e-6), 0)
+    return np.clip(out, -clip, clip)
+
+
+class CropPool:
+    """Keeps up to `max_cases` normalised crops in memory, refreshing from a folder."""
+
+    def __init__(self, folder: Path, max_cases: int, rng: np.random.Generator) -> None:
+        self.folder, self.max_cases, self.rng = folder, max_cases, rng
+        self.cases: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.seen: set[str] = set()
+
+    def refresh(self) -> None:
+        new = sorted(p for p in self.folder.glob("case_*.npz") if p.name not in self.seen)
+        for p in new[-self.max_cases:]:
+            try:
+                with np.load(p) as z:
+                    img, lab = z["image"], z["label"]
+            except Exception:  # noqa: BLE001 - half-written file, retry later
+                continue
+            self.seen.add(p.name)
+            self.cases[p.name] = (normalise(img, lab).astype(np.float16), lab)
+            while len(self.cases) > self.max_cases:
+                self.cases.pop(next(iter(self.cases)))
+
+    def sample(self, crop: int, channel_dropout: float) -> tuple[np.ndarray, np.ndarray]:
+        keys = list(self.cases)
+        img, lab = self.cases[keys[self.rng.integers(len(keys))]]
+        s = lab.shape
+        o = [int(self.rng.integers(0, max(1, s[a] - crop + 1))) for a in range(3)]
+        sl = (slice(o[0], o[0] + crop), slice(o[1], o[1] + crop), slice(o[2], o[2] + crop))
+        x = img[(slice(None),) + sl].astype(np.float32)
+        y = lab[sl].astype(np.int64)
+        if self.rng.uniform() < 0.5:  # left-right flip
+            x, y = x[:, ::-1], y[::-1]
+        brain = np.any(x != 0, axis=0)
+        for c in range(4):  # intensity jitter in z-space
+            x[c] = np.where(brain, x[c] * self.rng.uniform(0.85, 1.15) + self.rng.uniform(-0.2, 0.2), 0)
+        if self.rng.uniform() < channel_dropout:
+            x[self.rng.integers(4)] = 0
+        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def load_val(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for p in sorted(folder.glob("case_*.npz")):
+        with np.load(p) as z:
+            out.append((normalise(z["image"], z["label"]), z["label"]))
+    return out
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    prob = logits.softmax(1)
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 4, 1, 2, 3).float()
+    # region-style Dice on WT (1,2,3), TC (1,3), ET (3), as BraTS scores them
+    regions_p = [prob[:, 1:].sum(1), prob[:, 1] + prob[:, 3], prob[:, 3]]
+    regions_t = [onehot[:, 1:].sum(1), onehot[:, 1] + onehot[:, 3], onehot[:, 3]]
+    loss = 0.0
+    for p, t in zip(regions_p, regions_t):
+        inter = (p * t).sum()
+        loss = loss + 1 - (2 * inter + 1) / (p.sum() + t.sum() + 1)
+    return loss / 3
+
+
+def validate(model: torch.nn.Module, val: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    model.eval()
+    scores = {"WT": [], "TC": [], "ET": []}
+    with torch.no_grad():
+        for img, lab in val:
+            pred = model(torch.from_numpy(img[None])).argmax(1)[0].numpy()
+            for name, labs in (("WT", (1, 2, 3)), ("TC", (1, 3)), ("ET", (3,))):
+                scores[name].append(dice(np.isin(pred, labs), np.isin(lab, labs)))
+    model.train()
+    res = {k: float(np.mean(v)) for k, v in scores.items()}
+    res["mean"] = float(np.mean(list(res.values())))
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="training/runs/main")
+    ap.add_argument("--cache", default="training/runs/cache")
+    ap.add_argument("--val", default="training/runs/val")
+    ap.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget (cosine LR over it)")
+    ap.add_argument("--max-steps", type=int, default=10**9)
+    ap.add_argument("--crop", type=int, default=96)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--channel-dropout", type=float, default=0.2)
+    ap.add_argument("--val-every", type=int, default=50)
+    ap.add_argument("--max-cases", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--widths", default="16,32,64,96")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_kwargs = {"widths": tuple(int(w) for w in args.widths.split(","))}
+    model = build_model(**model_kwargs)
+    ema = build_model(**model_kwargs)
+    ema.load_state_dict(model.state_dict())
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    step, elapsed, best = 0, 0.0, -1.0
+    last = out / "last.pt"
+    if last.exists():  # resume
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed, best = ck["step"], ck["elapsed"], ck.get("best", -1.0)
+        print(f"resumed from step {step}", flush=True)
+    rng = np.random.default_rng(args.seed + step)
+    pool = CropPool(Path(args.cache), args.max_cases, rng)
+    while True:
+        pool.refresh()
+        if len(pool.cases) >= 4:
+            break
+        print("waiting for cached crops ...", flush=True)
+        time.sleep(10)
+    val = load_val(Path(args.val))
+    log = (out / "log.jsonl").open("a")
+    budget = args.minutes * 60
+    t_start = time.time() - elapsed
+
+    def save(path: Path) -> None:
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "elapsed": time.time() - t_start, "best": best,
+                    "model_kwargs": model_kwargs}, path)
+
+    model.train()
+    losses = []
+    while step < args.max_steps and time.time() - t_start < budget:
+        frac = min(1.0, (time.time() - t_start) / budget)
+        lr = args.lr * min(1.0, (step + 1) / 30) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        xs, ys = zip(*[pool.sample(args.crop, args.channel_dropout) for _ in range(args.batch)])
+        x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+        logits, aux = model(x, return_aux=True)
+        y2 = y[:, ::2, ::2, ::2]
+        loss = F.cross_entropy(logits, y) + soft_dice_loss(logits, y)
+        loss = loss + 0.5 * (F.cross_entropy(aux, y2) + soft_dice_loss(aux, y2))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        decay = min(0.99, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
+                if pe.dtype.is_floating_point:
+                    pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+                else:
+                    pe.copy_(pm)
+        losses.append(float(loss))
+        if step % 10 == 0:
+            pool.refresh()
+            rec = {"step": step, "loss": float(np.mean(losses)), "lr": lr, "cases": len(pool.seen),
+                   "minutes": (time.time() - t_start) / 60}
+            losses = []
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+        if step % args.val_every == 0:
+            res = validate(ema, val) if val else {"mean": 0.0}
+            rec = {"step": step, "val": res, "minutes": (time.time() - t_start) / 60}
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            if res["mean"] > best:
+                best = res["mean"]
+                save(out / "best.pt")
+            save(out / f"ckpt_{step:05d}.pt")
+            save(last)
+    save(last)
+    print(f"done at step {step}, best val mean Dice {best:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
