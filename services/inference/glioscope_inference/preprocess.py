@@ -1,0 +1,310 @@
+"""Geometry and intensity preparation: model grid, resampling, rigid co-registration, normalisation.
+
+All geometry is in world RAS+ millimetres through `Volume.affine` (voxel [i, j, k] -> RAS mm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage, optimize
+
+from glioscope_common.model_metadata import Normalisation
+from glioscope_common.volume import Volume
+
+__all__ = [
+    "reference_grid",
+    "resample",
+    "resample_volume",
+    "coregister_rigid",
+    "rigid_matrix",
+    "should_coregister",
+    "normalise",
+    "foreground_mask",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# grids and resampling
+# ---------------------------------------------------------------------------------------------
+def _corners_world(volume_shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
+    n = np.asarray(volume_shape, dtype=float) - 1.0
+    corners = np.array([[i, j, k] for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])])
+    return corners @ affine[:3, :3].T + affine[:3, 3]
+
+
+def reference_grid(volume: Volume, spacing_mm: Sequence[float] | float) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """An axis-aligned RAS+ grid (diagonal affine, positive spacing) covering the volume's voxel centres.
+
+    Axis i runs along +x (RAS+: towards the patient's Right), j along +y (Anterior), k along +z
+    (Superior). Voxel (0, 0, 0) is at the minimum corner of the bounding box of the
+    source voxel centres; the last voxel reaches or passes the maximum corner.
+    """
+    spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,)).copy()
+    if np.any(spacing <= 0):
+        raise ValueError(f"spacing must be positive, got {spacing_mm}")
+    corners = _corners_world(volume.shape, volume.affine)
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    shape = tuple(int(np.ceil((h - l) / s - 1e-6)) + 1 for l, h, s in zip(lo, hi, spacing))
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(spacing)
+    affine[:3, 3] = lo
+    return affine, shape  # type: ignore[return-value]
+
+
+def resample(
+    volume: Volume,
+    affine: np.ndarray,
+    shape: Sequence[int],
+    order: int = 1,
+    cval: float = 0.0,
+) -> np.ndarray:
+    """Sample `volume` on the grid (affine, shape); float32 (or the input dtype for order 0 integer data).
+
+    One `scipy.ndimage.affine_transform` with the combined matrix inv(volume.affine) @ affine.
+    """
+    matrix = np.linalg.inv(volume.affine) @ np.asarray(affine, dtype=float)
+    data = volume.data
+    integer_nearest = order == 0 and np.issubdtype(data.dtype, np.integer)
+    if not integer_nearest and data.dtype != np.float32:
+        data = data.astype(np.float32)
+    out_dtype = data.dtype
+    if _is_identity(matrix) and tuple(shape) == volume.shape:
+        return np.array(data, dtype=out_dtype, copy=True)
+    return ndimage.affine_transform(
+        data,
+        matrix[:3, :3],
+        offset=matrix[:3, 3],
+        output_shape=tuple(int(s) for s in shape),
+        output=out_dtype,
+        order=order,
+        mode="constant",
+        cval=cval,
+        prefilter=order > 1,
+    )
+
+
+def resample_volume(volume: Volume, affine: np.ndarray, shape: Sequence[int], order: int = 1) -> Volume:
+    return Volume(resample(volume, affine, shape, order=order), np.asarray(affine, dtype=float))
+
+
+def _is_identity(matrix: np.ndarray, tol: float = 1e-6) -> bool:
+    return bool(np.allclose(matrix, np.eye(4), atol=tol))
+
+
+# ---------------------------------------------------------------------------------------------
+# rigid co-registration
+# ---------------------------------------------------------------------------------------------
+def rigid_matrix(params: Sequence[float], centre: np.ndarray) -> np.ndarray:
+    """4x4 world transform from (rx, ry, rz in degrees, tx, ty, tz in mm), rotating about `centre`."""
+    rx, ry, rz = np.deg2rad(params[:3])
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    rot = rot_z @ rot_y @ rot_x
+    out = np.eye(4)
+    out[:3, :3] = rot
+    out[:3, 3] = centre - rot @ centre + np.asarray(params[3:6], dtype=float)
+    return out
+
+
+def _mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
+    hist, _, _ = np.histogram2d(a, b, bins=bins, range=((0.0, 1.0), (0.0, 1.0)))
+    total = hist.sum()
+    if total <= 0:
+        return 0.0
+    pxy = hist / total
+    px, py = pxy.sum(axis=1), pxy.sum(axis=0)
+    nz = pxy > 0
+    hxy = -np.sum(pxy[nz] * np.log(pxy[nz]))
+    hx = -np.sum(px[px > 0] * np.log(px[px > 0]))
+    hy = -np.sum(py[py > 0] * np.log(py[py > 0]))
+    return float((hx + hy) / hxy)  # normalised mutual information (Studholme), in [1, 2]
+
+
+def _unit_range(data: np.ndarray) -> np.ndarray:
+    nonzero = data[data != 0]
+    if nonzero.size == 0:
+        return np.zeros_like(data, dtype=np.float32)
+    lo, hi = np.percentile(nonzero, [1.0, 99.0])
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((data - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def coregister_rigid(
+    moving: Volume,
+    fixed: Volume,
+    *,
+    spacing_mm: float = 4.0,
+    min_voxels: int = 30_000,
+    max_samples: int = 20_000,
+    max_rotation_deg: float = 15.0,
+    max_translation_mm: float = 30.0,
+    max_evaluations: int = 600,
+) -> np.ndarray:
+    """Rigid (6-parameter) world transform T with `Volume(moving.data, T @ moving.affine)` aligned to `fixed`.
+
+    Normalised mutual information (32 bins, works across contrasts) between both images on a
+    downsampled RAS grid over the fixed image's extent (4 mm, finer for small images so that at
+    least `min_voxels` grid points exist; at most `max_samples` random foreground points are used),
+    bounded Powell from the identity (±15 degrees, ±30 mm). Returns the identity when the optimum
+    does not beat the identity or sits on a bound (implausible).
+    """
+    extent = _corners_world(fixed.shape, fixed.affine)
+    size = extent.max(axis=0) - extent.min(axis=0) + np.asarray(fixed.spacing)
+    spacing = min(spacing_mm, max(float(np.prod(size) / min_voxels) ** (1 / 3), min(fixed.spacing)))
+    grid_affine, grid_shape = reference_grid(fixed, spacing)
+
+    def smoothed(volume: Volume) -> Volume:
+        sigma = [max(0.0, 0.5 * (spacing / s - 1.0)) for s in volume.spacing]
+        data = volume.data.astype(np.float32)
+        if max(sigma) > 0:
+            data = ndimage.gaussian_filter(data, sigma)
+        return Volume(_unit_range(data), volume.affine)
+
+    fixed_s, moving_s = smoothed(fixed), smoothed(moving)
+    fixed_grid = resample(fixed_s, grid_affine, grid_shape, order=1, cval=0.0)
+    sample_mask = fixed_grid > 0.02
+    if sample_mask.sum() < 100:
+        return np.eye(4)
+    # a fixed random subset of the foreground grid points (Mattes-style sampling): cost ~ samples
+    points = np.argwhere(sample_mask)
+    if len(points) > max_samples:
+        points = points[np.random.default_rng(0).choice(len(points), max_samples, replace=False)]
+    fixed_samples = fixed_grid[tuple(points.T)]
+    world = np.c_[points.astype(float), np.ones(len(points))] @ grid_affine.T  # (N, 4)
+    centre = (extent.min(axis=0) + extent.max(axis=0)) / 2.0
+    inv_moving = np.linalg.inv(moving_s.affine)
+    moving_data = np.ascontiguousarray(moving_s.data)
+
+    def cost(params: np.ndarray) -> float:
+        transform = rigid_matrix(params, centre)
+        # moving sampled at inv(T) applied to the sample points' world coordinates
+        matrix = inv_moving @ np.linalg.inv(transform)
+        voxels = world @ matrix[:3].T  # (N, 3)
+        warped = ndimage.map_coordinates(moving_data, voxels.T, order=1, mode="constant", cval=0.0, prefilter=False)
+        return -_mutual_information(fixed_samples, warped)
+
+    x0 = np.zeros(6)
+    start = cost(x0)
+    direc = np.diag([2.0, 2.0, 2.0, spacing, spacing, spacing])
+    bounds = [(-max_rotation_deg, max_rotation_deg)] * 3 + [(-max_translation_mm, max_translation_mm)] * 3
+    result = optimize.minimize(
+        cost, x0, method="Powell", bounds=bounds,
+        options={"xtol": 0.05, "ftol": 1e-5, "maxfev": max_evaluations, "direc": direc},
+    )
+    params = np.asarray(result.x, dtype=float)
+    if not np.isfinite(result.fun) or result.fun >= start - 1e-5:
+        return np.eye(4)
+    if np.any(np.abs(params[:3]) >= max_rotation_deg - 0.5) or np.any(np.abs(params[3:]) >= max_translation_mm - 0.5):
+        return np.eye(4)  # stuck on a bound: implausible, keep the scanner geometry
+    return rigid_matrix(params, centre)
+
+
+def _same_grid(a: Volume, b: Volume, tol_mm: float = 0.01) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a.affine, b.affine, atol=tol_mm))
+
+
+def _box(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    corners = _corners_world(volume.shape, volume.affine)
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def should_coregister(
+    volumes: Mapping[str, Volume],
+    reference: str = "T1c",
+    frame_of_reference_uids: Mapping[str, str] | None = None,
+    min_overlap: float = 0.8,
+) -> tuple[bool, str]:
+    """Whether the non-reference series need rigid co-registration, and why.
+
+    Skip (False) when either
+      (a) every series lies on exactly the reference grid (same shape, affines equal within
+          0.01 mm: BraTS-style pre-registered NIfTI), or
+      (b) every series carries the same non-empty FrameOfReferenceUID (one scanner session, the
+          scanner's coordinates are shared) AND the geometry agrees: each series' world bounding
+          box overlaps the reference box by at least `min_overlap` of the smaller box's volume.
+    Otherwise (True): different frames of reference, unknown frames (NIfTI on different grids),
+    or fields of view that barely overlap.
+    """
+    ref = volumes[reference]
+    others = [v for name, v in volumes.items() if name != reference]
+    if all(_same_grid(v, ref) for v in others):
+        return False, "all series share the reference grid"
+    uids = dict(frame_of_reference_uids or {})
+    names = list(volumes)
+    if uids and all(uids.get(n) for n in names) and len({uids[n] for n in names}) == 1:
+        rlo, rhi = _box(ref)
+        for v in others:
+            lo, hi = _box(v)
+            inter = np.prod(np.clip(np.minimum(hi, rhi) - np.maximum(lo, rlo), 0, None))
+            smaller = min(np.prod(np.maximum(hi - lo, 1e-3)), np.prod(np.maximum(rhi - rlo, 1e-3)))
+            if inter < min_overlap * smaller:
+                return True, "same frame of reference but the fields of view do not agree"
+        return False, "all series share one FrameOfReferenceUID and their fields of view agree"
+    return True, "series are on different grids without a shared frame of reference"
+
+
+# ---------------------------------------------------------------------------------------------
+# intensity normalisation
+# ---------------------------------------------------------------------------------------------
+def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight1 = np.cumsum(hist)
+    weight2 = np.cumsum(hist[::-1])[::-1]
+    mean1 = np.cumsum(hist * centres) / np.maximum(weight1, 1)
+    mean2 = (np.cumsum((hist * centres)[::-1]) / np.maximum(weight2[::-1], 1))[::-1]
+    variance = weight1[:-1] * weight2[1:] * (mean1[:-1] - mean2[1:]) ** 2
+    # split after bin i -> threshold at the bin's upper edge; centre of a plateau of equal optima
+    best = np.flatnonzero(variance >= variance.max() * (1 - 1e-9))
+    i = int(best[len(best) // 2])
+    return float(edges[i + 1])
+
+
+def foreground_mask(channels: np.ndarray, method: str = "foreground") -> np.ndarray:
+    """Voxels that belong to the head/brain: "nonzero" (any channel != 0) or "foreground"
+    (union of each channel's Otsu foreground, holes filled, largest connected component)."""
+    if method == "nonzero":
+        return np.any(channels != 0, axis=0)
+    mask = np.zeros(channels.shape[1:], dtype=bool)
+    for channel in channels:
+        values = channel[channel != 0]
+        if values.size < 10:
+            continue
+        mask |= channel > _otsu_threshold(values)
+    if not mask.any():
+        return np.any(channels != 0, axis=0)
+    mask = ndimage.binary_fill_holes(mask)
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
+        mask = labels == (1 + int(np.argmax(sizes)))
+    return mask
+
+
+def normalise(channels: np.ndarray, spec: Normalisation) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel z-score over the mask, clipped to ±spec.clip, 0 outside the mask.
+
+    Returns (float32 [C, X, Y, Z], brain mask bool [X, Y, Z]). The mask is `spec.mask`:
+    "nonzero" for skull-stripped data (as in training), "foreground" (Otsu) for raw data.
+    """
+    if spec.method != "zscore":
+        raise ValueError(f"unsupported normalisation {spec.method}")
+    channels = np.asarray(channels, dtype=np.float32)
+    mask = foreground_mask(channels, spec.mask)
+    out = np.zeros_like(channels, dtype=np.float32)
+    if not mask.any():
+        return out, mask
+    for c in range(channels.shape[0]):
+        values = channels[c][mask]
+        mean = float(values.mean(dtype=np.float64))
+        std = max(float(values.std(dtype=np.float64)), 1e-6)
+        np.subtract(channels[c], mean, out=out[c])
+        out[c] /= std
+        np.clip(out[c], -spec.clip, spec.clip, out=out[c])
+        out[c][~mask] = 0.0
+    return out, mask
