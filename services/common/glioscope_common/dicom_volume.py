@@ -382,7 +382,7 @@ def write_series(
 
     shared: list[tuple[str, object]] = [
         ("SpecificCharacterSet", "ISO_IR 192"),
-        ("ImageType", ["DERIVED", "SECONDARY", "OTHER"]),
+        ("ImageType", ["ORIGINAL", "PRIMARY", "M", "ND"]),
         ("SOPClassUID", MRImageStorage),
         ("StudyDate", study_date),
         ("SeriesDate", study_date),

@@ -177,8 +177,8 @@ def test_written_instances_are_complete():
     assert [d.InstanceNumber for d in datasets] == list(range(1, SHAPE[2] + 1))
     assert len({d.SOPInstanceUID for d in datasets}) == SHAPE[2]
     # instances must not share mutable values
-    datasets[0].ImageType[0] = "ORIGINAL"
-    assert datasets[1].ImageType[0] == "DERIVED"
+    datasets[0].ImageType[0] = "DERIVED"
+    assert datasets[1].ImageType[0] == "ORIGINAL"
 
 
 # ------------------------------------------------------------------------------------- errors

@@ -1,0 +1,154 @@
+"""Uploads through the gateway against a real Orthanc: good studies register, bad input gets a clear
+4xx and leaves nothing stored, in the database or in the PACS."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from glioscope_common.local_services import LocalOrthanc
+
+from .conftest import as_files, small_study
+
+REAL = Path(__file__).resolve().parents[4] / "shared" / "data" / "real"
+
+pytestmark = pytest.mark.services
+
+
+def orthanc_study_count(orthanc: LocalOrthanc) -> int:
+    return len(httpx.get(f"{orthanc.url}/studies", timeout=10).json())
+
+
+def assert_nothing_stored(gateway: TestClient, orthanc: LocalOrthanc, before: int) -> None:
+    assert gateway.get("/api/studies").json() == []
+    assert orthanc_study_count(orthanc) == before
+    assert gateway.get("/healthz").status_code == 200
+
+
+def test_a_complete_study_registers_with_a_queued_job(gateway: TestClient, tmp_path: Path) -> None:
+    response = gateway.post("/api/studies", files=as_files(small_study(tmp_path, seed=1)))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["created"] is True
+    assert body["instances_received"] == 56
+    assert body["job"]["state"] == "queued"
+    assert {s["role"] for s in body["study"]["series"]} == {"T1", "T1c", "T2", "FLAIR"}
+    uid = body["study"]["study_instance_uid"]
+    assert gateway.get(f"/api/studies/{uid}").json()["latest_job"]["id"] == body["job"]["id"]
+    again = gateway.post("/api/studies", files=as_files(small_study(tmp_path / "again", seed=1)))
+    assert again.status_code == 200
+    assert again.json()["created"] is False
+    assert len(gateway.get("/api/studies").json()) == 1
+    assert gateway.get(f"/api/studies/{uid}/segmentation").status_code == 404
+
+
+def test_a_zip_upload_works(gateway: TestClient, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in small_study(tmp_path, seed=2):
+            archive.write(path, f"study/{path.parent.name}/{path.name}")
+    response = gateway.post("/api/studies", files=[("files", ("study.zip", buffer.getvalue(), "application/zip"))])
+    assert response.status_code == 201, response.text
+
+
+def test_not_dicom(gateway: TestClient, orthanc: LocalOrthanc) -> None:
+    before = orthanc_study_count(orthanc)
+    response = gateway.post("/api/studies", files=[("files", ("notes.dcm", b"hello, not dicom" * 20, "application/dicom"))])
+    assert response.status_code == 400
+    assert "not a DICOM file" in response.json()["detail"]
+    assert response.json()["request_id"]
+    assert_nothing_stored(gateway, orthanc, before)
+
+
+def test_truncated_dicom(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    before = orthanc_study_count(orthanc)
+    paths = small_study(tmp_path, seed=3)
+    files = as_files(paths)
+    name, content, kind = files[5][1]
+    files[5] = ("files", (name, content[: len(content) - 300], kind))
+    response = gateway.post("/api/studies", files=files)
+    assert response.status_code == 400
+    assert "truncated" in response.json()["detail"] or "unreadable" in response.json()["detail"]
+    assert_nothing_stored(gateway, orthanc, before)
+
+
+def test_study_without_the_four_sequences_names_what_is_missing(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    before = orthanc_study_count(orthanc)
+    archive = REAL / "siemens-t1-mprage-dicom" / "t1_MPRAGEcr_noGRAPPA_19.tar.gz"
+    if archive.exists():
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp_path / "siemens", filter="data")
+        paths = sorted(p for p in (tmp_path / "siemens").rglob("*") if p.is_file())
+        expected_missing = ("T1c", "T2", "FLAIR")
+    else:  # a developer machine without ../shared: the same rule on a synthetic study
+        paths = small_study(tmp_path, seed=4, roles=("T1", "T2"))
+        expected_missing = ("T1c", "FLAIR")
+    response = gateway.post("/api/studies", files=as_files(paths))
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    for role in expected_missing:
+        assert role in detail.split("(needs")[0], detail
+    assert_nothing_stored(gateway, orthanc, before)
+
+
+def test_inconsistent_geometry(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    before = orthanc_study_count(orthanc)
+    paths = small_study(tmp_path, seed=5)
+    flair_series = sorted({p.parent for p in paths})[-1]
+    in_series = sorted(p for p in paths if p.parent == flair_series)
+    paths.remove(in_series[4])  # a gap in the middle of one series
+    response = gateway.post("/api/studies", files=as_files(paths))
+    assert response.status_code == 422, response.text
+    assert "spacing" in response.json()["detail"] or "gap" in response.json()["detail"]
+    assert_nothing_stored(gateway, orthanc, before)
+
+
+def test_zip_with_parent_paths(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    before = orthanc_study_count(orthanc)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in small_study(tmp_path, seed=6):
+            archive.write(path, f"../../{path.name}")
+    response = gateway.post("/api/studies", files=[("files", ("evil.zip", buffer.getvalue(), "application/zip"))])
+    assert response.status_code == 400
+    assert ".." in response.json()["detail"]
+    assert_nothing_stored(gateway, orthanc, before)
+
+
+def test_zip_bomb(gateway: TestClient, orthanc: LocalOrthanc) -> None:
+    before = orthanc_study_count(orthanc)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.dcm", b"\0" * (200 * 1024 * 1024))
+    assert len(buffer.getvalue()) < 1024 * 1024
+    response = gateway.post("/api/studies", files=[("files", ("bomb.zip", buffer.getvalue(), "application/zip"))])
+    assert response.status_code == 413
+    assert "zip bomb" in response.json()["detail"] or "expands" in response.json()["detail"]
+    assert_nothing_stored(gateway, orthanc, before)
+
+
+def test_two_studies_in_one_upload(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    before = orthanc_study_count(orthanc)
+    paths = small_study(tmp_path / "a", seed=7) + small_study(tmp_path / "b", seed=8)
+    response = gateway.post("/api/studies", files=as_files(paths))
+    assert response.status_code == 400
+    assert "exactly one study" in response.json()["detail"]
+    assert_nothing_stored(gateway, orthanc, before)
+
+
+def test_wrong_content_type(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    before = orthanc_study_count(orthanc)
+    response = gateway.post("/api/studies", files=as_files(small_study(tmp_path, seed=9)[:2], "text/html"))
+    assert response.status_code == 415
+    assert_nothing_stored(gateway, orthanc, before)
+
+
+def test_unknown_study_and_job(gateway: TestClient) -> None:
+    assert gateway.get("/api/studies/1.2.3.4").status_code == 404
+    assert gateway.get("/api/jobs/doesnotexist").json()["error"] == "not_found"
