@@ -1,0 +1,166 @@
+"""Where the network runs: onnxruntime in-process (embedded default) or Triton over gRPC (production).
+
+Both take a batch [N, C, P, P, P] float32 and return the model's output [N, L, P, P, P] (logits).
+Chosen by `GLIOSCOPE_INFERENCE_URL`: "onnxruntime" or "grpc://host:8001".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from glioscope_common.errors import UpstreamUnavailable
+from glioscope_common.model_metadata import ModelMetadata
+
+__all__ = ["InferenceBackend", "OnnxRuntimeBackend", "TritonBackend", "make_backend"]
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """[N, C, P, P, P] float32 -> [N, L, P, P, P] float32 logits."""
+        ...
+
+
+class OnnxRuntimeBackend:
+    """onnxruntime on the CPU (CPUExecutionProvider, all graph optimisations)."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        threads: int | None = None,
+        *,
+        input_name: str = "image",
+        output_name: str = "logits",
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.input_name = input_name if input_name in inputs else inputs[0]
+        self.output_name = output_name if output_name in outputs else outputs[0]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+
+class TritonBackend:
+    """NVIDIA Triton over gRPC (tritonclient.grpc). Connection and readiness are checked lazily on
+    the first call (or explicitly with `check_ready`); failures raise UpstreamUnavailable."""
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        model_version: str = "",
+        timeout_s: float = 60,
+        *,
+        input_name: str = "image",
+        output_name: str = "logits",
+    ) -> None:
+        self.url = url
+        self.address = url.split("://", 1)[1] if "://" in url else url
+        self.address = self.address.rstrip("/")
+        self.model_name = model_name
+        self.model_version = model_version
+        self.timeout_s = float(timeout_s)
+        self.input_name = input_name
+        self.output_name = output_name
+        self._client = None
+        self._ready = False
+
+    def _get_client(self):
+        if self._client is None:
+            import tritonclient.grpc as grpcclient
+
+            try:
+                self._client = grpcclient.InferenceServerClient(url=self.address)
+            except Exception as exc:  # bad address format etc.
+                raise UpstreamUnavailable(f"cannot create a Triton client for {self.url}: {exc}") from exc
+        return self._client
+
+    def check_ready(self) -> None:
+        client = self._get_client()
+        try:
+            live = client.is_server_live(client_timeout=self.timeout_s)
+            ready = live and client.is_model_ready(self.model_name, self.model_version, client_timeout=self.timeout_s)
+        except Exception as exc:
+            raise UpstreamUnavailable(f"Triton at {self.url} is unreachable: {_short(exc)}") from exc
+        if not live:
+            raise UpstreamUnavailable(f"Triton at {self.url} is not live")
+        if not ready:
+            version = f" version {self.model_version}" if self.model_version else ""
+            raise UpstreamUnavailable(f"model {self.model_name}{version} is not ready on Triton at {self.url}")
+        self._ready = True
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        import tritonclient.grpc as grpcclient
+
+        if not self._ready:
+            self.check_ready()
+        client = self._get_client()
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        inp = grpcclient.InferInput(self.input_name, list(batch.shape), "FP32")
+        inp.set_data_from_numpy(batch)
+        out = grpcclient.InferRequestedOutput(self.output_name)
+        try:
+            result = client.infer(
+                self.model_name, [inp], model_version=self.model_version, outputs=[out],
+                client_timeout=self.timeout_s,
+            )
+        except Exception as exc:
+            self._ready = False
+            raise UpstreamUnavailable(f"Triton inference on {self.model_name} at {self.url} failed: {_short(exc)}") from exc
+        logits = result.as_numpy(self.output_name)
+        if logits is None:
+            raise UpstreamUnavailable(f"Triton returned no output {self.output_name!r} for {self.model_name}")
+        return logits.astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+                self._ready = False
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def make_backend(
+    settings_inference_url: str,
+    model_dir: Path,
+    metadata: ModelMetadata,
+    *,
+    threads: int | None = None,
+    timeout_s: float = 60,
+) -> InferenceBackend:
+    """"onnxruntime" -> OnnxRuntimeBackend(model_dir / metadata.onnx_file); "grpc://host:port" -> Triton
+    serving the model named after `model_dir`'s folder (the Triton model repository layout)."""
+    url = settings_inference_url.strip()
+    if url.lower() in ("onnxruntime", "ort", "local", ""):
+        return OnnxRuntimeBackend(
+            Path(model_dir) / metadata.onnx_file, threads,
+            input_name=metadata.input_name, output_name=metadata.output_name,
+        )
+    if url.startswith("grpc://") or "://" not in url:
+        return TritonBackend(
+            url, Path(model_dir).name, timeout_s=timeout_s,
+            input_name=metadata.input_name, output_name=metadata.output_name,
+        )
+    raise ValueError(f"unsupported inference URL {url!r}: use 'onnxruntime' or 'grpc://host:8001'")

@@ -1,0 +1,170 @@
+"""Tumour measurements (glioscope_common.measurements.Measurements) from a label map.
+
+Conventions:
+- Volumes: voxel count x |det(affine)|, on the grid given (exact voxel counting).
+- Diameters: on the whole tumour (WT = labels 1, 2, 3; the same region a radiologist measures on
+  FLAIR for low-grade and on the enhancing lesion's outline for RANO -- we report WT and say so).
+  "Axial" is the plane perpendicular to the S axis. On an axis-aligned grid (each voxel axis along
+  one world axis) the slices along the S-aligned voxel axis are used directly; otherwise the label
+  map is first resampled (nearest neighbour) to an axis-aligned RAS grid at the finest voxel spacing.
+  On each axial slice the longest distance between WT voxel centres (convex hull in world x/y mm,
+  brute force over hull vertices) is computed; the slice with the longest one wins. Centre-to-centre
+  distances: an object of diameter D measures D to within one voxel.
+- Perpendicular diameter: the longest chord of the same slice perpendicular to the maximum
+  diameter (voxel centres binned along the maximum-diameter direction, extent across per bin).
+- Centroid: mean of WT voxel centres, RAS mm.
+- Hemisphere: RAS+ x grows towards the patient's RIGHT. Voxels with x > midline are right, x <
+  midline left. The midline is `midline_x_mm` if given, else the x of the brain mask's centre of
+  mass if a mask is given, else x = 0. "bilateral" when the smaller side holds >= 10 % of WT voxels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+from glioscope_common.measurements import REGIONS, LabelVolume, Measurements
+from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.volume import Volume
+
+__all__ = ["measure", "axial_diameters", "midline_from_mask", "BILATERAL_FRACTION"]
+
+BILATERAL_FRACTION = 0.10
+
+
+def midline_from_mask(brain_mask: np.ndarray, affine: np.ndarray) -> float:
+    com = np.array(ndimage.center_of_mass(brain_mask.astype(np.float32)))
+    return float((affine[:3, :3] @ com + affine[:3, 3])[0])
+
+
+def _slice_axis(affine: np.ndarray, tol: float = 1e-4) -> int | None:
+    """The voxel axis along world S when every voxel axis is aligned with one world axis, else None."""
+    m = affine[:3, :3]
+    norms = np.linalg.norm(m, axis=0)
+    unit = np.abs(m / norms)
+    if not np.all((unit > 1 - tol) | (unit < tol)):
+        return None
+    dominant = np.argmax(unit, axis=0)  # world axis per voxel axis
+    if sorted(dominant.tolist()) != [0, 1, 2]:
+        return None
+    return int(np.flatnonzero(dominant == 2)[0])
+
+
+def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    if len(points) == 1:
+        return 0.0, points[0], points[0]
+    candidates = points
+    if len(points) > 3:
+        try:
+            candidates = points[ConvexHull(points).vertices]
+        except (QhullError, ValueError):
+            candidates = points
+        if len(candidates) > 4000:  # degenerate hull fallback guard
+            candidates = candidates[:: int(np.ceil(len(candidates) / 4000))]
+    diff = candidates[:, None, :] - candidates[None, :, :]
+    dist = np.sqrt((diff**2).sum(-1))
+    a, b = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return float(dist[a, b]), candidates[a], candidates[b]
+
+
+def _perpendicular_chord(points: np.ndarray, direction: np.ndarray, bin_mm: float) -> float:
+    if len(points) < 2 or not np.any(direction):
+        return 0.0
+    u = direction / np.linalg.norm(direction)
+    v = np.array([-u[1], u[0]])
+    along, across = points @ u, points @ v
+    bins = np.floor((along - along.min()) / bin_mm).astype(int)
+    order = np.argsort(bins, kind="stable")
+    bins, across = bins[order], across[order]
+    edges = np.flatnonzero(np.diff(bins)) + 1
+    lo = np.minimum.reduceat(across, np.r_[0, edges])
+    hi = np.maximum.reduceat(across, np.r_[0, edges])
+    return float((hi - lo).max())
+
+
+def axial_diameters(mask: np.ndarray, affine: np.ndarray) -> tuple[float, float, int | None, np.ndarray | None]:
+    """(max axial diameter mm, perpendicular diameter mm, slice index along the S-aligned axis,
+    world midpoint of the max diameter) for a boolean mask on an axis-aligned grid."""
+    axis = _slice_axis(affine)
+    if axis is None:
+        raise ValueError("axial_diameters needs an axis-aligned grid")
+    in_plane = [a for a in range(3) if a != axis]
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    bin_mm = float(min(spacing[in_plane]))
+    coords = np.argwhere(mask)
+    if coords.size == 0:
+        return 0.0, 0.0, None, None
+    best = (-1.0, 0.0, None, None)
+    for index in np.unique(coords[:, axis]):
+        ijk = coords[coords[:, axis] == index].astype(float)
+        world = ijk @ affine[:3, :3].T + affine[:3, 3]
+        xy = world[:, :2]
+        diameter, a, b = _max_distance(xy)
+        if diameter > best[0]:
+            perpendicular = _perpendicular_chord(xy, b - a, bin_mm) if diameter > 0 else 0.0
+            midpoint = np.array([(a[0] + b[0]) / 2, (a[1] + b[1]) / 2, world[0, 2]])
+            best = (diameter, perpendicular, int(index), midpoint)
+    return best  # type: ignore[return-value]
+
+
+def measure(
+    label_map: np.ndarray,
+    affine: np.ndarray,
+    metadata: ModelMetadata,
+    *,
+    midline_x_mm: float | None = None,
+    brain_mask: np.ndarray | None = None,
+) -> Measurements:
+    label_map = np.asarray(label_map)
+    affine = np.asarray(affine, dtype=float)
+    voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+    counts = np.bincount(label_map.ravel().astype(np.int64), minlength=256)
+    label_volumes = [
+        LabelVolume(label=label.value, name=label.name, volume_ml=float(counts[label.value] * voxel_ml))
+        for label in metadata.labels
+    ]
+    region_volumes = {name: float(sum(counts[v] for v in values) * voxel_ml) for name, values in REGIONS.items()}
+
+    whole = label_map > 0
+    if not whole.any():
+        return Measurements(
+            label_volumes=label_volumes, region_volumes_ml=region_volumes,
+            max_axial_diameter_mm=0.0, perpendicular_diameter_mm=0.0, bidimensional_product_mm2=0.0,
+            tumour_detected=False,
+        )
+
+    coords = np.argwhere(whole).astype(float)
+    world = coords @ affine[:3, :3].T + affine[:3, 3]
+    centroid = world.mean(axis=0)
+
+    if midline_x_mm is None:
+        midline_x_mm = midline_from_mask(brain_mask, affine) if brain_mask is not None and brain_mask.any() else 0.0
+    right = float(np.mean(world[:, 0] > midline_x_mm))
+    left = float(np.mean(world[:, 0] < midline_x_mm))
+    if min(left, right) >= BILATERAL_FRACTION:
+        hemisphere = "bilateral"
+    else:
+        hemisphere = "right" if centroid[0] > midline_x_mm else "left"
+
+    grid_mask, grid_affine = whole, affine
+    if _slice_axis(affine) is None:
+        from glioscope_inference.preprocess import reference_grid, resample
+
+        spacing = float(min(np.linalg.norm(affine[:3, :3], axis=0)))
+        source = Volume(whole.astype(np.uint8), affine)
+        grid_affine, shape = reference_grid(source, spacing)
+        grid_mask = resample(source, grid_affine, shape, order=0) > 0
+    diameter, perpendicular, slice_index, _ = axial_diameters(grid_mask, grid_affine)
+
+    return Measurements(
+        label_volumes=label_volumes,
+        region_volumes_ml=region_volumes,
+        max_axial_diameter_mm=round(diameter, 2),
+        perpendicular_diameter_mm=round(perpendicular, 2),
+        bidimensional_product_mm2=round(diameter * perpendicular, 1),
+        axial_slice_index=slice_index,
+        centroid_ras_mm=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
+        hemisphere=hemisphere,
+        tumour_detected=True,
+    )

@@ -1,0 +1,131 @@
+"""Measurements from first principles.
+
+RAS+: world x grows towards the patient's RIGHT (R is the positive end), y anterior, z superior.
+So a lesion at x = +30 mm (with the midline at x = 0) is in the patient's right hemisphere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from glioscope_inference.measure import measure
+from glioscope_inference.postprocess import clean_labels, probabilities_to_labels
+
+
+def grid(shape, spacing=(1.0, 1.0, 1.0)):
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = -(np.array(shape) - 1) / 2.0 * np.array(spacing)  # world origin at the centre
+    world = np.indices(shape).reshape(3, -1).T * np.array(spacing) + affine[:3, 3]
+    return affine, world.reshape(*shape, 3)
+
+
+def test_sphere_volume_and_diameter(tiny_metadata):
+    affine, world = grid((60, 60, 60), (1.0, 1.0, 1.0))
+    radius = 15.0
+    labels = np.zeros((60, 60, 60), np.uint8)
+    labels[np.linalg.norm(world, axis=-1) <= radius] = 2
+    labels[np.linalg.norm(world, axis=-1) <= 6.0] = 3
+    m = measure(labels, affine, tiny_metadata)
+    true_ml = 4 / 3 * np.pi * radius**3 / 1000
+    assert m.region_volumes_ml["WT"] == pytest.approx(true_ml, rel=0.03)
+    assert m.region_volumes_ml["ET"] == pytest.approx(4 / 3 * np.pi * 6**3 / 1000, rel=0.1)
+    assert m.region_volumes_ml["TC"] == m.region_volumes_ml["ET"]
+    assert {v.label: v.volume_ml for v in m.label_volumes}[1] == 0
+    assert abs(m.max_axial_diameter_mm - 2 * radius) <= 1.0
+    assert abs(m.perpendicular_diameter_mm - 2 * radius) <= 1.5
+    assert m.bidimensional_product_mm2 == pytest.approx(m.max_axial_diameter_mm * m.perpendicular_diameter_mm, rel=1e-3)
+    assert np.allclose(m.centroid_ras_mm, (0, 0, 0), atol=0.1)
+    assert m.tumour_detected and m.hemisphere == "bilateral"
+    assert m.axial_slice_index in range(28, 33)
+
+
+def test_anisotropic_voxels_volume(tiny_metadata):
+    affine, world = grid((50, 50, 20), (1.0, 1.0, 3.0))
+    labels = (np.linalg.norm(world, axis=-1) <= 20.0).astype(np.uint8) * 2
+    m = measure(labels, affine, tiny_metadata)
+    assert m.region_volumes_ml["WT"] == pytest.approx(4 / 3 * np.pi * 20**3 / 1000, rel=0.03)
+    assert abs(m.max_axial_diameter_mm - 40.0) <= 1.0
+
+
+def test_ellipse_axes_in_plane(tiny_metadata):
+    """An elliptic cylinder rotated 30 degrees in the axial plane: semi-axes 20 and 8 mm."""
+    affine, world = grid((70, 70, 10), (1.0, 1.0, 2.0))
+    a = np.deg2rad(30)
+    u = world[..., 0] * np.cos(a) + world[..., 1] * np.sin(a)
+    v = -world[..., 0] * np.sin(a) + world[..., 1] * np.cos(a)
+    labels = ((u / 20.0) ** 2 + (v / 8.0) ** 2 <= 1.0).astype(np.uint8) * 2
+    m = measure(labels, affine, tiny_metadata)
+    assert abs(m.max_axial_diameter_mm - 40.0) <= 1.0
+    assert abs(m.perpendicular_diameter_mm - 16.0) <= 1.5
+
+
+@pytest.mark.parametrize("x_centre, expected", [(30.0, "right"), (-30.0, "left")])
+def test_hemisphere_from_ras_sign(tiny_metadata, x_centre, expected):
+    affine, world = grid((100, 60, 40))
+    labels = (np.linalg.norm(world - np.array([x_centre, 0, 0]), axis=-1) <= 8).astype(np.uint8) * 2
+    m = measure(labels, affine, tiny_metadata)
+    assert m.hemisphere == expected
+    assert m.centroid_ras_mm[0] == pytest.approx(x_centre, abs=0.2)
+
+
+def test_hemisphere_with_lps_like_affine_and_midline_parameter(tiny_metadata):
+    """Voxel axis i runs towards patient LEFT (affine x column negative): voxel i large -> x small -> left."""
+    shape = (80, 40, 30)
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    affine[0, 3] = 40.0  # x = 40 - i: i = 0 is 40 mm right, i = 79 is 39 mm left
+    labels = np.zeros(shape, np.uint8)
+    labels[60:70, 15:25, 10:20] = 2  # x in (-29, -20): left of x = 0
+    assert measure(labels, affine, tiny_metadata).hemisphere == "left"
+    # a midline at x = -35 mm (e.g. from the brain mask) puts the same lesion on the right
+    assert measure(labels, affine, tiny_metadata, midline_x_mm=-35.0).hemisphere == "right"
+    brain = np.zeros(shape, bool)
+    brain[70:80] = True  # mask centre of mass at i = 74.5 -> x = -34.5
+    assert measure(labels, affine, tiny_metadata, brain_mask=brain).hemisphere == "right"
+
+
+def test_bilateral_threshold(tiny_metadata):
+    affine, _ = grid((100, 20, 20))  # x = i - 49.5
+    labels = np.zeros((100, 20, 20), np.uint8)
+    labels[40:60, 5:15, 5:15] = 2  # 10 voxels each side of x = 0 -> bilateral
+    assert measure(labels, affine, tiny_metadata).hemisphere == "bilateral"
+    labels[:] = 0
+    labels[48:80, 5:15, 5:15] = 2  # 2 of 32 columns (6 %) left of the midline -> right
+    assert measure(labels, affine, tiny_metadata).hemisphere == "right"
+
+
+def test_oblique_grid_measured_on_ras_grid(tiny_metadata):
+    shape = (50, 50, 40)
+    a = np.deg2rad(25)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    affine[:3, 3] = -affine[:3, :3] @ ((np.array(shape) - 1) / 2)
+    world = np.indices(shape).reshape(3, -1).T @ affine[:3, :3].T + affine[:3, 3]
+    labels = (np.linalg.norm(world, axis=-1) <= 12.0).reshape(shape).astype(np.uint8) * 3
+    m = measure(labels, affine, tiny_metadata)
+    assert abs(m.max_axial_diameter_mm - 24.0) <= 1.5
+    assert m.region_volumes_ml["ET"] == pytest.approx(4 / 3 * np.pi * 12**3 / 1000, rel=0.03)
+
+
+def test_empty_label_map(tiny_metadata):
+    m = measure(np.zeros((10, 10, 10), np.uint8), np.eye(4), tiny_metadata)
+    assert not m.tumour_detected and m.hemisphere == "none" and m.max_axial_diameter_mm == 0
+
+
+def test_clean_labels_keeps_largest_and_big_components(tiny_metadata):
+    labels = np.zeros((60, 30, 30), np.uint8)
+    labels[5:25, 5:25, 5:25] = 2  # 8 mL
+    labels[10:15, 10:15, 10:15] = 3
+    labels[40:52, 5:17, 5:17] = 2  # 1.7 mL: a second focus, kept
+    labels[55:58, 25:28, 25:28] = 3  # 27 uL speck: removed
+    out = clean_labels(labels, 1.0)
+    assert out[45, 10, 10] == 2 and out[12, 12, 12] == 3
+    assert out[56, 26, 26] == 0
+    assert out.dtype == np.uint8
+
+
+def test_probabilities_to_labels_uses_metadata_values(tiny_metadata):
+    p = np.zeros((4, 2, 1, 1), np.float32)
+    p[3, 0] = 1
+    p[0, 1] = 1
+    assert probabilities_to_labels(p, tiny_metadata)[:, 0, 0].tolist() == [3, 0]

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from glioscope_common.errors import UpstreamUnavailable
+from glioscope_common.inference_backend import OnnxRuntimeBackend, TritonBackend, make_backend
+from glioscope_inference.sliding_window import gaussian_importance_map, sliding_window_inference, window_starts
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def expected_probabilities(image: np.ndarray) -> np.ndarray:
+    """What the tiny 1x1x1 model gives voxel by voxel (translation-equivariant everywhere)."""
+    logits = np.stack([
+        np.full(image.shape[1:], 2.0, np.float32),
+        np.full(image.shape[1:], -10.0, np.float32),
+        image[3],
+        2.0 * image[1],
+    ])
+    return softmax(logits)
+
+
+def test_onnx_backend_runs_tiny_model(tiny_backend):
+    batch = np.random.default_rng(0).normal(size=(2, 4, 16, 16, 16)).astype(np.float32)
+    out = tiny_backend.infer(batch)
+    assert out.shape == (2, 4, 16, 16, 16)
+    np.testing.assert_allclose(out[1, 3], 2.0 * batch[1, 1], rtol=1e-5)
+
+
+def test_output_equals_pointwise_model(tiny_backend):
+    image = np.random.default_rng(1).normal(size=(4, 40, 30, 20)).astype(np.float32)
+    calls = []
+    probs = sliding_window_inference(image, tiny_backend, (16, 16, 16), 0.5, batch_size=3, progress=calls.append)
+    assert probs.shape == (4, 40, 30, 20) and probs.dtype == np.float32
+    # every window gives the same value at a voxel, so Gaussian blending must reproduce it exactly: no seams
+    np.testing.assert_allclose(probs, expected_probabilities(image), atol=1e-5)
+    assert calls and calls[-1] == pytest.approx(1.0) and all(np.diff(calls) > 0)
+
+
+def test_image_smaller_than_patch(tiny_backend):
+    image = np.random.default_rng(2).normal(size=(4, 10, 7, 16)).astype(np.float32)
+    probs = sliding_window_inference(image, tiny_backend, (16, 16, 16), 0.5)
+    assert probs.shape == (4, 10, 7, 16)
+    np.testing.assert_allclose(probs, expected_probabilities(image), atol=1e-5)
+
+
+class PositionBackend:
+    """A model that is NOT translation-equivariant: class 1 wins at the patch border, 0 in the middle."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def infer(self, batch):
+        self.shapes.append(batch.shape)
+        n, _, p, q, r = batch.shape
+        grid = np.indices((p, q, r)).astype(np.float32)
+        centre = (np.array([p, q, r], np.float32) - 1) / 2
+        dist = np.sqrt(((grid - centre[:, None, None, None]) ** 2).sum(0)) / (p / 2)
+        logits = np.stack([np.zeros_like(dist), 4 * (dist - 0.95)])
+        return np.repeat(logits[None], n, axis=0)
+
+
+def test_gaussian_weighting_favours_patch_centres_and_shapes_are_fixed():
+    backend = PositionBackend()
+    image = np.zeros((1, 48, 48, 48), np.float32)
+    probs = sliding_window_inference(image, backend, (16, 16, 16), 0.5, batch_size=4)
+    assert {s[1:] for s in backend.shapes} == {(1, 16, 16, 16)}
+    interior = probs[1, 8:-8, 8:-8, 8:-8]
+    # centres of neighbouring windows dominate: the border class never wins inside the image
+    assert interior.max() < 0.5
+
+
+def test_window_starts_cover_and_gaussian_map():
+    assert window_starts(10, 16, 0.5) == [0]
+    starts = window_starts(40, 16, 0.5)
+    assert starts[0] == 0 and starts[-1] == 24 and max(np.diff(starts)) <= 8
+    w = gaussian_importance_map((16, 16, 16))
+    assert w.max() == pytest.approx(1.0) and w.min() > 0 and w.dtype == np.float32
+
+
+def test_triton_down_raises_upstream_unavailable():
+    backend = TritonBackend("grpc://127.0.0.1:1", "glioscope_unet", timeout_s=2)
+    with pytest.raises(UpstreamUnavailable, match="Triton"):
+        backend.infer(np.zeros((1, 4, 8, 8, 8), np.float32))
+
+
+def test_make_backend_choices(tiny_model_dir, tiny_metadata):
+    assert isinstance(make_backend("onnxruntime", tiny_model_dir, tiny_metadata), OnnxRuntimeBackend)
+    triton = make_backend("grpc://triton:8001", tiny_model_dir, tiny_metadata)
+    assert isinstance(triton, TritonBackend) and triton.model_name == tiny_model_dir.name and triton.address == "triton:8001"
