@@ -1,0 +1,1 @@
+"""Glioscope reporting service: report drafts, key images and PDFs."""

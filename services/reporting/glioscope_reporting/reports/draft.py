@@ -1,0 +1,113 @@
+"""Deterministic report draft from the measurements (no LLM). Every number comes from `formatting`."""
+
+from __future__ import annotations
+
+from glioscope_common.measurements import Measurements
+from glioscope_reporting.reports.formatting import (
+    DETECTION_MIN_ML,
+    NECROTIC_LABEL,
+    OEDEMA_LABEL,
+    hemisphere_phrase,
+    label_volume,
+    ml,
+    mm,
+    mm2,
+    ras,
+    region,
+)
+from glioscope_reporting.reports.schemas import ModelInfo, Sections
+
+REVIEW = "Radiologist review of the segmentation and of the full study is required before any clinical use."
+
+
+def tumour_present(m: Measurements) -> bool:
+    return region(m, "WT") >= DETECTION_MIN_ML
+
+
+def enhancement_present(m: Measurements) -> bool:
+    return region(m, "ET") >= DETECTION_MIN_ML
+
+
+def necrosis_present(m: Measurements) -> bool:
+    return label_volume(m, NECROTIC_LABEL) >= DETECTION_MIN_ML
+
+
+def draft_sections(measurements: Measurements, model: ModelInfo) -> Sections:
+    m = measurements
+    source = f"Automated segmentation ({model.name} {model.version})"
+    if not tumour_present(m):
+        return Sections(
+            findings=(
+                f"{source} of the MRI study found no tumour: whole tumour volume {ml(region(m, 'WT'))} "
+                f"(below the detection threshold of {ml(DETECTION_MIN_ML)})."
+            ),
+            impression="No tumour detected by the automated segmentation.",
+            diagnosis=(
+                "No tumour detected. A lesion below the detection threshold, or one outside the model's "
+                "training domain, is not excluded."
+            ),
+            recommendations=" ".join(
+                [
+                    "Correlate with the clinical findings and the full MRI study.",
+                    "Follow-up MRI only if clinically indicated.",
+                    REVIEW,
+                ]
+            ),
+        )
+
+    wt, tc, et = region(m, "WT"), region(m, "TC"), region(m, "ET")
+    enhancing = enhancement_present(m)
+    necrosis = necrosis_present(m)
+    where = hemisphere_phrase(m.hemisphere)
+    per_label = "; ".join(f"{v.name} {ml(v.volume_ml)}" for v in sorted(m.label_volumes, key=lambda v: v.label))
+    diameters = (
+        f"Maximum axial diameter {mm(m.max_axial_diameter_mm)} with a perpendicular diameter of "
+        f"{mm(m.perpendicular_diameter_mm)} (bidimensional product {mm2(m.bidimensional_product_mm2)}"
+        + (f", axial slice {m.axial_slice_index}" if m.axial_slice_index is not None else "")
+        + ")."
+    )
+    findings = " ".join(
+        [
+            f"{source} identified a lesion {where}.",
+            f"Whole tumour (WT) {ml(wt)}, tumour core (TC) {ml(tc)}, enhancing tumour (ET) {ml(et)}.",
+            f"Volumes by label: {per_label}." if per_label else "",
+            diameters,
+            f"Centroid at RAS {ras(m.centroid_ras_mm)}." if m.centroid_ras_mm is not None else "",
+            f"Contrast enhancement: {'present' if enhancing else 'absent'}.",
+            f"Necrosis: {'present' if necrosis else 'absent'}.",
+        ]
+    ).replace("  ", " ").strip()
+
+    oedema = label_volume(m, OEDEMA_LABEL)
+    oedema_part = f" with peritumoural oedema of {ml(oedema)}" if oedema >= DETECTION_MIN_ML else ""
+    if enhancing and necrosis:
+        impression = (
+            f"Enhancing lesion with a necrotic core {where}, whole tumour {ml(wt)}{oedema_part}; "
+            f"enhancing tumour {ml(et)}."
+        )
+        diagnosis = (
+            "Imaging features compatible with a high-grade glioma (contrast enhancement and necrosis). "
+            "Differential includes metastasis and lymphoma; histopathological confirmation is required."
+        )
+    elif enhancing:
+        impression = f"Enhancing lesion without necrosis {where}, whole tumour {ml(wt)}{oedema_part}; enhancing tumour {ml(et)}."
+        diagnosis = (
+            "Enhancing lesion without necrosis: a glioma is possible; the differential includes a high-grade "
+            "glioma, metastasis and lymphoma. Histopathological confirmation is required."
+        )
+    else:
+        impression = f"Non-enhancing lesion {where}, whole tumour {ml(wt)}{oedema_part}."
+        diagnosis = (
+            "Non-enhancing lesion, low-grade glioma in the differential. A high-grade component cannot be "
+            "excluded on imaging alone; histopathological confirmation is required."
+        )
+    recommendations = " ".join(
+        [
+            "Correlate with the clinical findings and the full MRI study.",
+            "Discuss at the neuro-oncology multidisciplinary team (MDT) meeting.",
+            "Follow-up contrast-enhanced MRI, interval as decided by the MDT, with the same protocol for "
+            "comparable volumes.",
+            REVIEW,
+        ]
+    )
+    return Sections(findings=findings, impression=impression, diagnosis=diagnosis, recommendations=recommendations)

@@ -1,0 +1,179 @@
+"""The report PDF (reportlab platypus): header, AI notice, sections, measurements, key images, signature."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+from PIL import Image as PILImage
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from glioscope_common.measurements import Measurements
+from glioscope_reporting.reports.formatting import table_rows
+from glioscope_reporting.reports.schemas import ModelInfo, Patient, Sections, Study
+
+NOTICE = "AI-generated draft — research use only, not for clinical decisions"
+SECTION_TITLES = (
+    ("findings", "Findings"),
+    ("impression", "Impression"),
+    ("diagnosis", "Diagnosis"),
+    ("recommendations", "Recommendations"),
+)
+
+
+@dataclass(frozen=True)
+class PdfInput:
+    report_id: str
+    status: str
+    version: int
+    study_instance_uid: str
+    patient: Patient
+    study: Study
+    model: ModelInfo
+    measurements: Measurements
+    sections: Sections
+    key_images: list[tuple[str, bytes]]  # (name, png)
+    signed_by: str | None = None
+
+
+def _text(value: str) -> str:
+    return escape(value or "—")
+
+
+def _person_name(dicom_name: str) -> str:
+    parts = [p for p in (dicom_name or "").split("^") if p]
+    if len(parts) >= 2:
+        return f"{parts[0]}, {' '.join(parts[1:])}"
+    return parts[0] if parts else ""
+
+
+def _date(value: str) -> str:
+    if len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value
+
+
+def _thumbnail(png: bytes, max_px: int, width: float) -> Image:
+    with PILImage.open(io.BytesIO(png)) as img:
+        img = img.convert("RGB") if img.mode not in ("RGB", "L") else img.copy()
+        img.thumbnail((max_px, max_px))
+        buffer = io.BytesIO()
+        img.save(buffer, format="PNG", optimize=True)
+        w, h = img.size
+    buffer.seek(0)
+    return Image(buffer, width=width, height=width * h / w)
+
+
+def render_pdf(data: PdfInput, image_max_px: int = 512) -> bytes:
+    styles = getSampleStyleSheet()
+    body = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9.5, leading=12.5)
+    small = ParagraphStyle("small", parent=body, fontSize=8, leading=10)
+    h2 = ParagraphStyle("h2", parent=styles["Heading2"], fontSize=11.5, spaceBefore=6, spaceAfter=3)
+    caption = ParagraphStyle("caption", parent=small, alignment=1)
+    notice_style = ParagraphStyle("notice", parent=body, fontName="Helvetica-Bold", textColor=colors.HexColor("#9b1c1c"), alignment=1)
+
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        topMargin=14 * mm,
+        bottomMargin=14 * mm,
+        title="Glioscope report",
+        author="Glioscope",
+        subject=f"Report {data.report_id}",
+    )
+    width = doc.width
+    story: list[object] = [Paragraph("Glioscope — MRI brain tumour segmentation report", styles["Title"])]
+
+    p, s = data.patient, data.study
+    header = [
+        [Paragraph("<b>Patient</b>", small), Paragraph(_text(_person_name(p.patient_name)), small),
+         Paragraph("<b>Study date</b>", small), Paragraph(_text(_date(s.study_date)), small)],
+        [Paragraph("<b>Patient ID</b>", small), Paragraph(_text(p.patient_id), small),
+         Paragraph("<b>Study</b>", small), Paragraph(_text(s.study_description), small)],
+        [Paragraph("<b>Sex / birth date</b>", small), Paragraph(_text(f"{p.patient_sex or '—'} / {_date(p.patient_birth_date) or '—'}"), small),
+         Paragraph("<b>Accession</b>", small), Paragraph(_text(s.accession_number), small)],
+        [Paragraph("<b>Report</b>", small), Paragraph(_text(f"{data.status}, version {data.version}"), small),
+         Paragraph("<b>Study UID</b>", small), Paragraph(_text(data.study_instance_uid), small)],
+    ]
+    header_table = Table(header, colWidths=[0.16 * width, 0.34 * width, 0.14 * width, 0.36 * width])
+    header_table.setStyle(
+        TableStyle(
+            [
+                ("BOX", (0, 0), (-1, -1), 0.5, colors.grey),
+                ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#f4f6f8")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("TOPPADDING", (0, 0), (-1, -1), 2),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+            ]
+        )
+    )
+    story += [header_table, Spacer(1, 4 * mm)]
+
+    notice = Table([[Paragraph(escape(NOTICE), notice_style)]], colWidths=[width])
+    notice.setStyle(
+        TableStyle(
+            [
+                ("BOX", (0, 0), (-1, -1), 1.5, colors.HexColor("#9b1c1c")),
+                ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#fdecea")),
+                ("TOPPADDING", (0, 0), (-1, -1), 5),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+            ]
+        )
+    )
+    story += [notice, Spacer(1, 2 * mm)]
+
+    for key, title in SECTION_TITLES:
+        story += [Paragraph(title, h2), Paragraph(_text(getattr(data.sections, key)), body)]
+
+    rows = [[Paragraph("<b>Measurement</b>", small), Paragraph("<b>Value</b>", small)]]
+    rows += [[Paragraph(escape(label), small), Paragraph(escape(value), small)] for label, value in table_rows(data.measurements)]
+    measurement_table = Table(rows, colWidths=[0.55 * width, 0.45 * width], repeatRows=1)
+    measurement_table.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.4, colors.lightgrey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e3e8ee")),
+                ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+            ]
+        )
+    )
+    story += [KeepTogether([Paragraph("Measurements", h2), measurement_table])]
+
+    if data.key_images:
+        cell = width / 3 - 4 * mm
+        images = [_thumbnail(png, image_max_px, cell) for _, png in data.key_images]
+        captions = [Paragraph(escape(name.capitalize()), caption) for name, _ in data.key_images]
+        grid = Table([images, captions], colWidths=[width / 3] * len(images))
+        grid.setStyle(TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]))
+        story += [KeepTogether([Paragraph("Key images", h2), grid])]
+
+    m = data.model
+    story += [
+        Paragraph("Model", h2),
+        Paragraph(_text(f"{m.name} {m.version} — intended use: {m.intended_use}"), body),
+        Spacer(1, 4 * mm),
+    ]
+    signature = Table(
+        [
+            [Paragraph("<b>Signature</b>", small), Paragraph(_text(data.signed_by or "Not signed"), small)],
+            [Paragraph("<b>Radiologist</b>", small), Paragraph("", small)],
+            [Paragraph("<b>Date</b>", small), Paragraph("", small)],
+        ],
+        colWidths=[0.25 * width, 0.75 * width],
+        rowHeights=[7 * mm] * 3,
+    )
+    signature.setStyle(TableStyle([("BOX", (0, 0), (-1, -1), 0.6, colors.grey), ("INNERGRID", (0, 0), (-1, -1), 0.3, colors.lightgrey)]))
+    story += [KeepTogether([Paragraph("Sign-off", h2), signature])]
+    story += [Spacer(1, 3 * mm), Paragraph(escape(NOTICE) + f" · Report {escape(data.report_id)}", small)]
+
+    doc.build(story)
+    return buffer.getvalue()
