@@ -180,3 +180,29 @@ def test_readyz_fails_without_database(tmp_path: Path) -> None:
     settings = Settings(environment="test", database_url=f"sqlite:///{tmp_path / 'empty.db'}", service_token="t", migrate_on_start=False)
     with TestClient(create_app(settings)) as client:
         assert client.get("/readyz").status_code == 503
+
+
+def test_models_match_migrations_and_coexist_with_other_histories(database_url: str) -> None:
+    from alembic.migration import MigrationContext
+    from alembic.autogenerate import compare_metadata
+
+    from glioscope_reporting.migrate import migrate
+    from glioscope_reporting.reports.models import ReportingBase
+
+    try:  # the gateway's records share the database with their own version table
+        from glioscope_common.records.migrate import migrate as migrate_records
+    except ImportError:
+        migrate_records = None
+    if migrate_records is not None:
+        migrate_records(database_url)
+    migrate(database_url)
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"include_object": lambda o, name, type_, r, c: type_ != "table" or name.startswith("reporting_")}
+            )
+            diff = compare_metadata(context, ReportingBase.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
