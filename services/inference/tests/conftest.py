@@ -107,20 +107,22 @@ def oblique_affine(angle_deg: float = 20.0, spacing=(1.0, 1.1, 1.2), origin=(-20
 
 
 # Blob centres in world RAS mm (the phantom is defined in world space, sampled on any grid).
-FLAIR_CENTRE = np.array([8.0, 3.0, 2.0])
-T1C_CENTRE = np.array([-9.0, -4.0, -3.0])
+FLAIR_CENTRE = np.array([7.0, 3.0, 2.0])
+FLAIR_RADIUS = 8.0
+T1C_CENTRE = np.array([-8.0, -4.0, -3.0])
+T1C_RADIUS = 6.5
 
 
 def phantom(affine: np.ndarray, shape, role: str) -> np.ndarray:
-    """Brain ellipsoid (value 100) with a bright FLAIR blob (r 6 mm) and a bright T1c blob (r 4 mm)."""
+    """Brain ellipsoid (value 100) with a bright FLAIR blob (r 8 mm) and a bright T1c blob (r 6.5 mm)."""
     ijk = np.indices(shape, dtype=np.float32).reshape(3, -1).T
     world = ijk @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)
-    brain = ((world / np.array([17.0, 21.0, 15.0], dtype=np.float32)) ** 2).sum(1) <= 1.0
+    brain = ((world / np.array([19.0, 23.0, 17.0], dtype=np.float32)) ** 2).sum(1) <= 1.0
     data = np.where(brain, 100.0, 0.0).astype(np.float32)
     if role == "FLAIR":
-        data[brain & (np.linalg.norm(world - FLAIR_CENTRE, axis=1) <= 6.0)] = 400.0
+        data[brain & (np.linalg.norm(world - FLAIR_CENTRE, axis=1) <= FLAIR_RADIUS)] = 400.0
     if role == "T1c":
-        data[brain & (np.linalg.norm(world - T1C_CENTRE, axis=1) <= 4.0)] = 400.0
+        data[brain & (np.linalg.norm(world - T1C_CENTRE, axis=1) <= T1C_RADIUS)] = 400.0
     return data.reshape(shape)
 
 
@@ -139,3 +141,13 @@ def synthetic_study() -> dict[str, Volume]:
     for role in ("T1", "T2", "FLAIR"):
         volumes[role] = Volume(phantom(other, other_shape, role), other)
     return volumes
+
+
+@pytest.fixture(scope="session")
+def blob_centres() -> dict[str, np.ndarray]:
+    return {"FLAIR": FLAIR_CENTRE, "T1c": T1C_CENTRE}
+
+
+@pytest.fixture(scope="session")
+def make_phantom():
+    return phantom

@@ -1,0 +1,199 @@
+"""The one segmentation code path, used by the Celery worker and the `glioscope` CLI.
+
+volumes (T1, T1c, T2, FLAIR as Volume) -> co-registration to the reference (T1c) -> resampling to
+the model grid (axis-aligned RAS at the model spacing over the T1c extent) -> normalisation ->
+sliding-window inference -> probabilities resampled back to the T1c grid (linear) -> argmax ->
+connected-component clean-up -> measurements (model grid) -> key images (model grid).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from glioscope_common.errors import UnprocessableInput
+from glioscope_common.inference_backend import InferenceBackend
+from glioscope_common.measurements import Measurements
+from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.volume import Volume
+
+from glioscope_inference.keyimages import render_key_images
+from glioscope_inference.measure import measure
+from glioscope_inference.postprocess import clean_labels, probabilities_to_labels
+from glioscope_inference.preprocess import (
+    coregister_rigid,
+    normalise,
+    reference_grid,
+    resample,
+    should_coregister,
+)
+from glioscope_inference.sliding_window import sliding_window_inference
+
+__all__ = ["SegmentationResult", "segment_study", "STAGES"]
+
+STAGES = ("coregister", "resample", "normalise", "inference", "postprocess", "measure", "key_images")
+
+
+@dataclass
+class SegmentationResult:
+    label_map: np.ndarray  # uint8 on the reference (T1c) source grid
+    reference: Volume
+    measurements: Measurements
+    key_images: dict[str, bytes]
+    timings_s: dict[str, float]
+    model_grid_labels: np.ndarray
+    model_grid_affine: np.ndarray
+    transforms: dict[str, np.ndarray] = field(default_factory=dict)  # series -> world transform applied
+    coregistration_note: str = ""
+
+
+def _validate(volumes: Mapping[str, Volume], metadata: ModelMetadata, reference: str) -> None:
+    required = list(dict.fromkeys([*metadata.channels, reference]))
+    missing = [name for name in required if name not in volumes or volumes[name] is None]
+    if missing:
+        raise UnprocessableInput(f"missing sequences: {', '.join(missing)}")
+    for name in required:
+        data = volumes[name].data
+        if data.size == 0 or min(data.shape) < 2:
+            raise UnprocessableInput(f"{name} volume is empty or flat: shape {data.shape}")
+        if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
+            raise UnprocessableInput(f"{name} contains NaN or infinite values")
+        if not np.any(data):
+            raise UnprocessableInput(f"{name} is entirely zero")
+
+
+def segment_study(
+    volumes: Mapping[str, Volume],
+    metadata: ModelMetadata,
+    backend: InferenceBackend,
+    *,
+    reference: str = "T1c",
+    coregister: bool | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    frame_of_reference_uids: Mapping[str, str] | None = None,
+    batch_size: int = 2,
+    key_image_channel: str | None = None,
+) -> SegmentationResult:
+    """Segment one study. `coregister`: True always, False never, None decides with
+    `preprocess.should_coregister` (same grid, or same FrameOfReferenceUID with agreeing geometry,
+    -> skip)."""
+    _validate(volumes, metadata, reference)
+    timings: dict[str, float] = {}
+
+    def report(stage: str, fraction: float) -> None:
+        if progress is not None:
+            progress(stage, float(fraction))
+
+    @contextmanager
+    def stage(name: str):
+        report(name, 0.0)
+        start = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - start, 4)
+        report(name, 1.0)
+
+    ref = volumes[reference]
+    ref = Volume(np.asarray(ref.data), np.asarray(ref.affine, dtype=float))
+    channels = list(metadata.channels)
+
+    # 1. co-registration of every other channel onto the reference (world transforms)
+    aligned: dict[str, Volume] = {}
+    transforms: dict[str, np.ndarray] = {}
+    with stage("coregister"):
+        if coregister is None:
+            coregister, note = should_coregister(
+                {c: volumes[c] for c in dict.fromkeys([*channels, reference])}, reference, frame_of_reference_uids
+            )
+        else:
+            note = "forced on" if coregister else "forced off"
+        others = [c for c in channels if c != reference]
+        for n, name in enumerate(others):
+            volume = volumes[name]
+            if coregister:
+                transform = coregister_rigid(volume, ref)
+                transforms[name] = transform
+                volume = Volume(volume.data, transform @ volume.affine)
+            aligned[name] = volume
+            report("coregister", (n + 1) / max(1, len(others)))
+        aligned[reference] = ref
+
+    # 2. resampling onto the model grid
+    with stage("resample"):
+        grid_affine, grid_shape = reference_grid(ref, metadata.spacing_mm)
+        image = np.empty((len(channels),) + tuple(grid_shape), dtype=np.float32)
+        for c, name in enumerate(channels):
+            image[c] = resample(aligned[name], grid_affine, grid_shape, order=1)
+            report("resample", (c + 1) / len(channels))
+
+    # 3. normalisation
+    with stage("normalise"):
+        display = key_image_channel or ("FLAIR" if "FLAIR" in channels else reference)
+        raw_for_display = image[channels.index(display)].copy() if display in channels else None
+        image, brain_mask = normalise(image, metadata.normalisation)
+        if not brain_mask.any():
+            raise UnprocessableInput("no foreground voxels found after resampling (empty images?)")
+
+    # 4. sliding-window inference
+    with stage("inference"):
+        probabilities = sliding_window_inference(
+            image, backend, metadata.patch_size, metadata.overlap, batch_size=batch_size,
+            progress=lambda f: report("inference", f), output_type=metadata.output_type,
+        )
+        del image
+
+    # 5. post-processing: model-grid labels, and probabilities back onto the reference grid
+    with stage("postprocess"):
+        outside = ~brain_mask
+        probabilities[0][outside] = 1.0
+        probabilities[1:, outside] = 0.0
+        grid_voxel_mm3 = abs(float(np.linalg.det(grid_affine[:3, :3])))
+        model_labels = clean_labels(probabilities_to_labels(probabilities, metadata), grid_voxel_mm3, mask=brain_mask)
+        report("postprocess", 0.3)
+        grid_volume_affine = grid_affine
+        back = np.empty((probabilities.shape[0],) + ref.shape, dtype=np.float32)
+        for c in range(probabilities.shape[0]):
+            back[c] = resample(
+                Volume(probabilities[c], grid_volume_affine), ref.affine, ref.shape, order=1,
+                cval=1.0 if c == 0 else 0.0,
+            )
+        del probabilities
+        ref_voxel_mm3 = abs(float(np.linalg.det(ref.affine[:3, :3])))
+        label_map = clean_labels(probabilities_to_labels(back, metadata), ref_voxel_mm3)
+        del back
+
+    # 6. measurements on the model grid (axis-aligned RAS: axial is clean there)
+    with stage("measure"):
+        measurements = measure(model_labels, grid_affine, metadata, brain_mask=brain_mask)
+        if measurements.axial_slice_index is not None:
+            # report the slice in the T1c grid: the k index of the WT centroid on the measured slice
+            k = measurements.axial_slice_index
+            on_slice = np.argwhere(model_labels[:, :, k] > 0)
+            if on_slice.size:
+                ij = on_slice.mean(axis=0)
+                world = grid_affine @ np.array([ij[0], ij[1], k, 1.0])
+                ref_ijk = np.linalg.solve(ref.affine, world)[:3]
+                measurements = measurements.model_copy(
+                    update={"axial_slice_index": int(np.clip(round(float(ref_ijk[2])), 0, ref.shape[2] - 1))}
+                )
+
+    # 7. key images on the model grid
+    with stage("key_images"):
+        if raw_for_display is None:
+            raw_for_display = resample(ref, grid_affine, grid_shape, order=1)
+        key_images = render_key_images(raw_for_display, model_labels, grid_affine, metadata)
+
+    return SegmentationResult(
+        label_map=label_map,
+        reference=ref,
+        measurements=measurements,
+        key_images=key_images,
+        timings_s=timings,
+        model_grid_labels=model_labels,
+        model_grid_affine=grid_affine,
+        transforms=transforms,
+        coregistration_note=note,
+    )

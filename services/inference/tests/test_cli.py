@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from glioscope_common.measurements import Measurements
+from glioscope_inference.cli import main
+
+
+@pytest.fixture(scope="module")
+def nifti_inputs(synthetic_study, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("nifti")
+    paths = {}
+    for role, volume in synthetic_study.items():
+        path = folder / f"{role}.nii.gz"
+        nib.save(nib.Nifti1Image(volume.data.astype(np.float32), volume.affine), str(path))
+        paths[role] = path
+    return paths
+
+
+def test_segment_nifti_writes_outputs(nifti_inputs, tiny_model_dir, synthetic_study, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main([
+        "segment", "--t1", str(nifti_inputs["T1"]), "--t1c", str(nifti_inputs["T1c"]),
+        "--t2", str(nifti_inputs["T2"]), "--flair", str(nifti_inputs["FLAIR"]),
+        "--output", str(out), "--model-dir", str(tiny_model_dir), "--inference-url", "onnxruntime",
+        "--no-coregister", "--threads", "1",
+    ])
+    assert code == 0, capsys.readouterr().err
+    seg = nib.load(str(out / "segmentation.nii.gz"))
+    t1c = synthetic_study["T1c"]
+    assert seg.shape == t1c.shape and seg.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(seg.affine, t1c.affine, atol=1e-4)
+    labels = np.asarray(seg.dataobj)
+    assert set(np.unique(labels)) <= {0, 1, 2, 3} and (labels == 3).any() and (labels == 2).any()
+    m = Measurements.model_validate(json.loads((out / "measurements.json").read_text()))
+    assert m.tumour_detected
+    for view in ("axial", "coronal", "sagittal"):
+        assert (out / f"key_{view}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "WT" in capsys.readouterr().out
+
+
+def test_missing_file_exit_code_2(nifti_inputs, tiny_model_dir, tmp_path, capsys):
+    code = main([
+        "segment", "--t1", str(nifti_inputs["T1"]), "--t1c", str(tmp_path / "absent.nii.gz"),
+        "--t2", str(nifti_inputs["T2"]), "--flair", str(nifti_inputs["FLAIR"]),
+        "--output", str(tmp_path / "out"), "--model-dir", str(tiny_model_dir),
+    ])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "absent.nii.gz" in err and len(err.splitlines()) == 1
+
+
+def test_missing_sequence_argument_exit_code_2(nifti_inputs, tiny_model_dir, tmp_path, capsys):
+    code = main(["segment", "--t1", str(nifti_inputs["T1"]), "--output", str(tmp_path / "o"),
+                 "--model-dir", str(tiny_model_dir)])
+    assert code == 2 and "T1c, T2, FLAIR" in capsys.readouterr().err
+
+
+def test_dicom_folder_without_images_exit_code_2(tmp_path, tiny_model_dir, capsys):
+    (tmp_path / "dicom").mkdir()
+    (tmp_path / "dicom" / "readme.txt").write_text("not dicom")
+    code = main(["segment", "--dicom", str(tmp_path / "dicom"), "--output", str(tmp_path / "o"),
+                 "--model-dir", str(tiny_model_dir)])
+    assert code == 2 and "no DICOM images" in capsys.readouterr().err

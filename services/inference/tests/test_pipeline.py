@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from glioscope_common.errors import UnprocessableInput
+from glioscope_common.volume import Volume
+from glioscope_inference.pipeline import STAGES, segment_study
+
+
+@pytest.fixture(scope="module")
+def result(synthetic_study, tiny_metadata, tiny_backend):
+    events = []
+    res = segment_study(synthetic_study, tiny_metadata, tiny_backend, coregister=False,
+                        progress=lambda stage, f: events.append((stage, f)))
+    res.events = events  # type: ignore[attr-defined]
+    return res
+
+
+def test_labels_on_t1c_grid_where_the_blobs_are(result, synthetic_study, blob_centres):
+    FLAIR_CENTRE, T1C_CENTRE = blob_centres["FLAIR"], blob_centres["T1c"]
+    t1c = synthetic_study["T1c"]
+    assert result.label_map.shape == t1c.shape and result.label_map.dtype == np.uint8
+    assert np.array_equal(result.reference.affine, t1c.affine)
+    world = t1c.world_coordinates(np.indices(t1c.shape).reshape(3, -1).T).reshape(*t1c.shape, 3)
+    d_flair = np.linalg.norm(world - FLAIR_CENTRE, axis=-1)
+    d_t1c = np.linalg.norm(world - T1C_CENTRE, axis=-1)
+    labels = result.label_map
+    # inside the blobs (a margin of ~1 model voxel for resampling), the right labels
+    assert np.mean(labels[d_flair <= 6.5] == 2) > 0.95
+    assert np.mean(labels[d_t1c <= 5.0] == 3) > 0.95
+    # far from both blobs: background
+    far = (d_flair > 10.5) & (d_t1c > 8.5)
+    assert np.mean(labels[far] == 0) > 0.999
+    # label 3 sits at the T1c blob in world coordinates
+    centroid = t1c.world_coordinates(np.argwhere(labels == 3)).mean(axis=0)
+    assert np.linalg.norm(centroid - T1C_CENTRE) < 1.0
+
+
+def test_measurements_and_outputs(result, tiny_metadata):
+    m = result.measurements
+    assert m.tumour_detected
+    flair_ml = 4 / 3 * np.pi * 8**3 / 1000
+    t1c_ml = 4 / 3 * np.pi * 6.5**3 / 1000
+    assert m.region_volumes_ml["ET"] == pytest.approx(t1c_ml, rel=0.2)
+    assert m.region_volumes_ml["WT"] == pytest.approx(flair_ml + t1c_ml, rel=0.3)
+    # two lesions on both sides of x = 0 (FLAIR blob x = +7 right, T1c blob x = -8 left)
+    assert m.hemisphere == "bilateral"
+    assert 0 <= m.axial_slice_index < result.label_map.shape[2]
+    assert set(result.timings_s) == set(STAGES)
+    assert set(result.key_images) == {"axial", "coronal", "sagittal"}
+    assert np.allclose(result.model_grid_affine[:3, :3], np.diag(tiny_metadata.spacing_mm))
+    stages = [s for s, _ in result.events]
+    assert stages[0] == "coregister" and stages[-1] == "key_images"
+    assert ("inference", 1.0) in result.events
+
+
+def test_missing_channel_named(synthetic_study, tiny_metadata, tiny_backend):
+    volumes = {k: v for k, v in synthetic_study.items() if k not in ("T2", "FLAIR")}
+    with pytest.raises(UnprocessableInput, match="T2, FLAIR"):
+        segment_study(volumes, tiny_metadata, tiny_backend)
+
+
+def test_nan_rejected(synthetic_study, tiny_metadata, tiny_backend):
+    volumes = dict(synthetic_study)
+    bad = synthetic_study["T2"].data.copy()
+    bad[3, 3, 3] = np.nan
+    volumes["T2"] = Volume(bad, synthetic_study["T2"].affine)
+    with pytest.raises(UnprocessableInput, match="NaN"):
+        segment_study(volumes, tiny_metadata, tiny_backend)
+
+
+def test_auto_coregistration_skipped_on_a_shared_grid(tiny_metadata, tiny_backend, make_phantom):
+    phantom = make_phantom
+
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    shape = (28, 32, 24)
+    affine[:3, 3] = -(np.array(shape) - 1) / 2 * 1.5
+    volumes = {role: Volume(phantom(affine, shape, role), affine) for role in ("T1", "T1c", "T2", "FLAIR")}
+    res = segment_study(volumes, tiny_metadata, tiny_backend)
+    assert res.transforms == {} and "share the reference grid" in res.coregistration_note
+    assert res.label_map.shape == shape and (res.label_map == 3).any() and (res.label_map == 2).any()
