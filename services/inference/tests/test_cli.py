@@ -65,3 +65,39 @@ def test_dicom_folder_without_images_exit_code_2(tmp_path, tiny_model_dir, capsy
     code = main(["segment", "--dicom", str(tmp_path / "dicom"), "--output", str(tmp_path / "o"),
                  "--model-dir", str(tiny_model_dir)])
     assert code == 2 and "no DICOM images" in capsys.readouterr().err
+
+
+def test_segment_dicom_folder(synthetic_study, tiny_model_dir, tmp_path, capsys):
+    from pydicom.uid import generate_uid
+
+    from glioscope_common.dicom_volume import write_series
+
+    study, frame = generate_uid(), generate_uid()
+    descriptions = {"T1": "t1_mprage_sag", "T1c": "t1_mprage_sag_KM", "T2": "t2_tse_tra", "FLAIR": "t2_tirm_tra_dark-fluid"}
+    folder = tmp_path / "dicom"
+    uids = {}
+    for number, (role, volume) in enumerate(synthetic_study.items(), start=1):
+        datasets = write_series(
+            volume, study_instance_uid=study, series_instance_uid=None, series_number=number,
+            series_description=descriptions[role], patient_id="P1", patient_name="Test^Patient",
+            study_date="20260101", study_time="120000", frame_of_reference_uid=frame,
+        )
+        uids[role] = datasets[0].SeriesInstanceUID
+        for n, ds in enumerate(datasets):
+            path = folder / role / f"{n:03d}.dcm"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(str(path), enforce_file_format=True)
+    out = tmp_path / "out"
+    code = main(["segment", "--dicom", str(folder), "--output", str(out), "--model-dir", str(tiny_model_dir),
+                 "--inference-url", "onnxruntime", "--no-coregister", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    seg = nib.load(str(out / "segmentation.nii.gz"))
+    assert seg.shape[0] * seg.shape[1] * seg.shape[2] == int(np.prod(synthetic_study["T1c"].shape))
+    labels = np.asarray(seg.dataobj)
+    assert (labels == 3).any() and (labels == 2).any()
+    # remove the FLAIR series: the error names it
+    import shutil
+
+    shutil.rmtree(folder / "FLAIR")
+    code = main(["segment", "--dicom", str(folder), "--output", str(out), "--model-dir", str(tiny_model_dir)])
+    assert code == 2 and "missing sequences: FLAIR" in capsys.readouterr().err

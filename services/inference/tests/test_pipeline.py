@@ -80,3 +80,15 @@ def test_auto_coregistration_skipped_on_a_shared_grid(tiny_metadata, tiny_backen
     res = segment_study(volumes, tiny_metadata, tiny_backend)
     assert res.transforms == {} and "share the reference grid" in res.coregistration_note
     assert res.label_map.shape == shape and (res.label_map == 3).any() and (res.label_map == 2).any()
+
+
+def test_forced_coregistration_keeps_aligned_series(synthetic_study, tiny_metadata, tiny_backend):
+    volumes = {role: synthetic_study[role] for role in ("T1", "T1c", "T2", "FLAIR")}
+    res = segment_study(volumes, tiny_metadata, tiny_backend, coregister=True)
+    assert set(res.transforms) == {"T1", "T2", "FLAIR"}
+    for transform in res.transforms.values():
+        # the phantom is already aligned: whatever is found must move points by < 1.5 mm
+        probe = np.array([[0, 0, 0], [15, 0, 0], [0, 15, 10]], float)
+        moved = probe @ transform[:3, :3].T + transform[:3, 3]
+        assert np.linalg.norm(moved - probe, axis=1).max() < 1.5
+    assert (res.label_map == 3).any() and (res.label_map == 2).any()
