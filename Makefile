@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := -e services/common -e services/gateway -e services/inference -e services/reporting -e services/nifti -e training
-APT_PACKAGES := orthanc orthanc-dicomweb dicom3tools dcmtk poppler-utils
+APT_PACKAGES := orthanc orthanc-dicomweb dicom3tools dcmtk dcm2niix poppler-utils
 
 .PHONY: install system-deps run test test-fast bench clean
 
