@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark on the BraTS-size demo study (issue: end to end on real parts).
+
+Prints, for the embedded and the service configuration:
+- upload-to-result seconds (POST /api/studies until the DICOM-SEG and the PDF can be downloaded),
+- each stage's seconds (from the job row),
+- the same model's pure in-process onnxruntime time (`segment_study` on the same volumes) and the
+  ratio of the two,
+- the worker's peak RSS (VmHWM of the worker's processes),
+- gateway ingest rate (instances/s, upload incl. validation + STOW) against a direct STOW-RS to
+  Orthanc of the same files, and their ratio.
+Targets on a 2-core machine: upload to result <= 60 s, ratio <= 1.5, peak RSS <= 3 GiB, ingest
+ratio >= 0.8. Results are also written to var/bench/end_to_end.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pydicom
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from run_platform import synthetic_study  # noqa: E402
+
+from glioscope_common.dicomweb import HttpDicomWeb  # noqa: E402
+from glioscope_common.local_services import LocalOrthanc, LocalTriton  # noqa: E402
+from glioscope_common.stack import LocalStack  # noqa: E402
+
+
+def peak_rss_bytes(pgid: int) -> int:
+    peak = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except (OSError, ProcessLookupError):
+            continue
+    return peak
+
+
+def direct_stow_rate(files: list[Path], work: Path) -> float:
+    raw = [p.read_bytes() for p in files]
+    with LocalOrthanc(work / "orthanc-direct") as orthanc:
+        client = HttpDicomWeb(orthanc.dicomweb_url)
+        started = time.perf_counter()
+        client.store_instances(raw)
+        return len(raw) / (time.perf_counter() - started)
+
+
+def pure_onnxruntime_seconds(files: list[Path]) -> float:
+    from glioscope_common.dicom_volume import read_series
+    from glioscope_common.inference_backend import OnnxRuntimeBackend
+    from glioscope_common.model_metadata import ModelMetadata
+    from glioscope_common.sequences import SeriesInfo, identify_sequences
+    from glioscope_inference.pipeline import segment_study
+
+    groups: dict[str, list[pydicom.Dataset]] = {}
+    for path in files:
+        ds = pydicom.dcmread(path)
+        groups.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    infos = [SeriesInfo.from_dataset(g[0], number_of_instances=len(g)) for g in groups.values()]
+    roles = identify_sequences(infos)
+    volumes = {role: read_series(groups[uid]) for role, uid in roles.items()}
+    model_dir = ROOT / "model_repository" / "glioscope_unet"
+    metadata = ModelMetadata.load(model_dir)
+    backend = OnnxRuntimeBackend(model_dir / metadata.onnx_file)
+    started = time.perf_counter()
+    segment_study(volumes, metadata, backend)
+    return time.perf_counter() - started
+
+
+def run_configuration(name: str, files: list[Path], work: Path) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    orthanc = LocalOrthanc(work / "orthanc", stable_age=60).start()
+    triton = None
+    database = None
+    env = {
+        "GLIOSCOPE_ENVIRONMENT": "test",
+        "GLIOSCOPE_DICOMWEB_URL": orthanc.dicomweb_url,
+        "GLIOSCOPE_ORTHANC_URL": orthanc.url,
+        "GLIOSCOPE_NIFTI_ROOT": str(work / "nifti"),
+        "GLIOSCOPE_MODEL_REPOSITORY": str(ROOT / "model_repository"),
+    }
+    if name == "embedded":
+        env |= {
+            "GLIOSCOPE_DATABASE_URL": f"sqlite:///{work}/glioscope.db",
+            "GLIOSCOPE_BROKER_URL": f"sqla+sqlite:///{work}/broker.db",
+            "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
+        }
+    else:
+        import psycopg
+
+        database = f"glioscope_bench_{secrets.token_hex(4)}"
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        triton = LocalTriton(ROOT / "model_repository", threads=2).start()
+        env |= {
+            "GLIOSCOPE_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
+            "GLIOSCOPE_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+            "GLIOSCOPE_REDIS_URL": "redis://127.0.0.1:6379/14",
+            "GLIOSCOPE_INFERENCE_URL": triton.grpc_url,
+        }
+    stack = LocalStack(env=env, log_dir=work / "logs", worker_queue=f"bench-{secrets.token_hex(3)}")
+    try:
+        stack.start()
+        payload = [("files", (p.name, p.read_bytes(), "application/dicom")) for p in files]
+        with httpx.Client(base_url=stack.gateway_url, timeout=600) as client:
+            started = time.perf_counter()
+            response = client.post("/api/studies", files=payload)
+            ingest_s = time.perf_counter() - started
+            response.raise_for_status()
+            body = response.json()
+            job_id = body["job"]["id"]
+            study_uid = body["study"]["study_instance_uid"]
+            while True:
+                job = client.get(f"/api/jobs/{job_id}").json()
+                if job["state"] in ("succeeded", "failed"):
+                    break
+                time.sleep(0.2)
+            if job["state"] != "succeeded":
+                raise RuntimeError(f"job failed: {job['error']}\n{stack.logs()}")
+            client.get(f"/api/studies/{study_uid}/segmentation").raise_for_status()
+            client.get(f"/api/studies/{study_uid}/report.pdf").raise_for_status()
+            upload_to_result_s = time.perf_counter() - started
+        worker = stack.processes["worker"].process
+        rss = peak_rss_bytes(os.getpgid(worker.pid)) if worker else 0
+        return {
+            "configuration": name,
+            "upload_to_result_s": round(upload_to_result_s, 2),
+            "ingest_s": round(ingest_s, 2),
+            "ingest_instances_per_s": round(len(files) / ingest_s, 1),
+            "stages_s": {k: round(v, 2) for k, v in job["timings_s"].items()},
+            "worker_peak_rss_gib": round(rss / 1024**3, 2),
+        }
+    finally:
+        stack.stop()
+        orthanc.stop()
+        if triton:
+            triton.stop()
+        if database:
+            import psycopg
+
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configurations", nargs="+", default=["embedded", "services"], choices=["embedded", "services"])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench")
+    args = parser.parse_args()
+    work: Path = args.work.resolve()
+    study = synthetic_study(work / f"study-{args.seed}", args.seed)
+    files = sorted(study.rglob("*.dcm"))
+    print(f"study: {len(files)} instances, {sum(p.stat().st_size for p in files) / 1e6:.0f} MB", flush=True)
+
+    pure_s = pure_onnxruntime_seconds(files)
+    print(f"pure onnxruntime segment_study, one process: {pure_s:.1f} s", flush=True)
+    direct_rate = direct_stow_rate(files, work)
+    print(f"direct STOW-RS to Orthanc: {direct_rate:.0f} instances/s", flush=True)
+
+    results = {"instances": len(files), "pure_onnxruntime_s": round(pure_s, 2),
+               "direct_stow_instances_per_s": round(direct_rate, 1), "configurations": []}
+    for name in args.configurations:
+        result = run_configuration(name, files, work / name)
+        result["ratio_to_pure"] = round(result["upload_to_result_s"] / pure_s, 2)
+        result["ingest_ratio"] = round(result["ingest_instances_per_s"] / direct_rate, 2)
+        results["configurations"].append(result)
+        print(json.dumps(result, indent=2), flush=True)
+
+    print("\nconfiguration  upload→result  ratio  peak RSS  ingest/s  ingest ratio")
+    for r in results["configurations"]:
+        print(f"{r['configuration']:13s}  {r['upload_to_result_s']:10.1f} s  {r['ratio_to_pure']:5.2f}  "
+              f"{r['worker_peak_rss_gib']:5.2f} GiB  {r['ingest_instances_per_s']:8.0f}  {r['ingest_ratio']:6.2f}")
+    (work / "end_to_end.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
