@@ -72,6 +72,9 @@ def resample(
     out_dtype = data.dtype
     if _is_identity(matrix) and tuple(shape) == volume.shape:
         return np.array(data, dtype=out_dtype, copy=True)
+    fast = _permutation_resample(data, matrix, tuple(int(s) for s in shape), cval)
+    if fast is not None:
+        return fast
     return ndimage.affine_transform(
         data,
         matrix[:3, :3],
@@ -87,6 +90,39 @@ def resample(
 
 def resample_volume(volume: Volume, affine: np.ndarray, shape: Sequence[int], order: int = 1) -> Volume:
     return Volume(resample(volume, affine, shape, order=order), np.asarray(affine, dtype=float))
+
+
+def _permutation_resample(data: np.ndarray, matrix: np.ndarray, shape: tuple[int, int, int], cval: float) -> np.ndarray | None:
+    """Exact fast path when output voxels land exactly on input voxels through axis flips /
+    permutations and integer shifts (e.g. an LPS-stored BraTS volume onto its RAS grid): pure
+    indexing, identical to any interpolation order. None when not applicable."""
+    m = matrix[:3, :3]
+    if not np.allclose(m, np.round(m), atol=1e-6) or not np.allclose(matrix[:3, 3], np.round(matrix[:3, 3]), atol=1e-6):
+        return None
+    r = np.round(m).astype(int)
+    if not (np.all(np.abs(r).sum(axis=1) == 1) and np.all(np.abs(r).sum(axis=0) == 1)):
+        return None
+    offset = np.round(matrix[:3, 3]).astype(int)
+    # source axis a takes output axis b(a) with a sign: src_a = sign * out_b + offset_a
+    out_axis = [int(np.flatnonzero(r[a])[0]) for a in range(3)]
+    order = [out_axis.index(b) for b in range(3)]  # source axis feeding output axis b
+    src = data.transpose(order)
+    indices, valid = [], []
+    for b in range(3):
+        a = order[b]
+        idx = r[a, b] * np.arange(shape[b]) + offset[a]
+        ok = (idx >= 0) & (idx < data.shape[a])
+        indices.append(np.clip(idx, 0, data.shape[a] - 1))
+        valid.append(ok)
+    out = src[np.ix_(*indices)].astype(data.dtype, copy=False)
+    if not all(v.all() for v in valid):
+        out = np.array(out, copy=True)
+        for b, v in enumerate(valid):
+            if not v.all():
+                sl = [slice(None)] * 3
+                sl[b] = ~v
+                out[tuple(sl)] = cval
+    return np.ascontiguousarray(out)
 
 
 def _is_identity(matrix: np.ndarray, tol: float = 1e-6) -> bool:

@@ -136,3 +136,21 @@ def test_normalise_zero_mean_unit_std_inside_mask(mask_method):
         assert abs(values.mean()) < 0.05 and abs(values.std() - 1) < 0.05
         assert np.all(out[c][~mask] == 0)
     assert out.max() <= 5.0 and out.min() >= -5.0
+
+
+def test_permutation_fast_path_matches_interpolation():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(9, 7, 5)).astype(np.float32)
+    affine = np.array([[0, -1.0, 0, 4.0], [1.0, 0, 0, -2.0], [0, 0, -1.0, 3.0], [0, 0, 0, 1]])
+    vol = Volume(data, affine)
+    grid, shape = reference_grid(vol, 1.0)
+    grid = grid.copy()
+    grid[:3, 3] -= 1.0  # one voxel beyond the edge on every axis: cval there
+    shape = tuple(s + 2 for s in shape)
+    fast = resample(vol, grid, shape, order=1, cval=-7.0)
+    m = np.linalg.inv(affine) @ grid
+    slow = ndimage.affine_transform(data, m[:3, :3], offset=m[:3, 3], output_shape=shape, order=1, cval=-7.0)
+    np.testing.assert_allclose(fast, slow, atol=1e-6)
+    assert fast[0].max() == -7.0 and fast[1:-1, 1:-1, 1:-1].min() > -7.0
