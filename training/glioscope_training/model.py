@@ -62,7 +62,7 @@ class GlioNet(nn.Module):
         self.ups = nn.ModuleList([Up(w[i + 1], w[i]) for i in reversed(range(len(w) - 1))])
         self.up_full = nn.ConvTranspose3d(w[0], head, 2, stride=2)
         self.head = nn.Sequential(
-            nn.Conv3d(head + in_ch, head, 3, padding=1),
+            nn.Conv3d(head + in_ch, head, 1),
             nn.LeakyReLU(0.01, inplace=True),
             nn.Conv3d(head, n_classes, 1),
         )

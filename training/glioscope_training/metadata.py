@@ -1,0 +1,90 @@
+"""Write model_repository/<name>/metadata.json (the model contract read by the worker).
+
+    python -m glioscope_training.metadata --model model_repository/glioscope_unet \
+        --eval training/runs/eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+PATCH = 160
+OVERLAP = 0.25
+
+CATEGORY = {"value": "49755003", "scheme_designator": "SCT", "meaning": "Morphologically Altered Structure"}
+LABELS = [
+    {"value": 1, "name": "Necrotic / non-enhancing tumour core", "category": CATEGORY,
+     "type": {"value": "6574001", "scheme_designator": "SCT", "meaning": "Necrosis"},
+     "color_rgb": [255, 60, 60]},
+    {"value": 2, "name": "Peritumoural oedema", "category": CATEGORY,
+     "type": {"value": "79654002", "scheme_designator": "SCT", "meaning": "Edema"},
+     "color_rgb": [60, 220, 60]},
+    {"value": 3, "name": "Enhancing tumour", "category": CATEGORY,
+     "type": {"value": "108369006", "scheme_designator": "SCT", "meaning": "Neoplasm"},
+     "color_rgb": [255, 230, 40]},
+]
+
+TRAINING_DATA = (
+    "Synthetic only: BraTS-like cases generated from the MNI152 2009 template shipped with nilearn "
+    "(T1 + grey/white matter maps) with random affine/elastic deformation, noisy nested tumours "
+    "(labels 1/2/3, mass effect, ~30% non-enhancing cores), background distractors (ventricles, "
+    "periventricular caps, choroid plexus, vessels, small white-matter hyperintensities) and "
+    "randomised T1/T1c/T2/FLAIR contrasts, bias field, blur, thick slices and noise "
+    "(glioscope_training.synth, seeds < 100000). No patient data was used for training."
+)
+
+
+def build(version: str, accuracy: dict) -> dict:
+    return {
+        "name": "glioscope_unet",
+        "version": version,
+        "onnx_file": "1/model.onnx",
+        "input_name": "image",
+        "output_name": "logits",
+        "channels": ["T1", "T1c", "T2", "FLAIR"],
+        "spacing_mm": [1.0, 1.0, 1.0],
+        "orientation": "RAS",
+        "normalisation": {"method": "zscore", "mask": "nonzero", "clip": 5.0},
+        "patch_size": [PATCH, PATCH, PATCH],
+        "overlap": OVERLAP,
+        "output_type": "softmax",
+        "labels": LABELS,
+        "intended_use": "research use only, not for clinical decisions",
+        "training_data": TRAINING_DATA,
+        "accuracy": accuracy,
+        "algorithm_name": "Glioscope U-Net",
+        "algorithm_version": version,
+    }
+
+
+def accuracy_from_eval(report: dict) -> dict:
+    acc: dict = {"evaluation": "python -m glioscope_training.evaluate (held-out synthetic seeds 100000+)"}
+    if "synthetic_summary" in report:
+        acc["synthetic_heldout_n"] = len(report["synthetic"])
+        for k, v in report["synthetic_summary"].items():
+            acc[f"synthetic_{k}_mean"] = v["mean"]
+    if "real" in report:
+        acc["real_brats_gli_00001_000_predicted_volumes_ml"] = report["real"]["volumes_ml"]
+        acc["real_note"] = "no reference label available for the real case; volumes and overlays only"
+    return acc
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="model_repository/glioscope_unet")
+    ap.add_argument("--version", default="0.1.0")
+    ap.add_argument("--eval", default=None, help="JSON written by glioscope_training.evaluate --json")
+    ap.add_argument("--extra", default=None, help="JSON object merged into accuracy")
+    args = ap.parse_args(argv)
+    acc = accuracy_from_eval(json.loads(Path(args.eval).read_text())) if args.eval else {}
+    if args.extra:
+        acc.update(json.loads(args.extra))
+    path = Path(args.model) / "metadata.json"
+    path.write_text(json.dumps(build(args.version, acc), indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
