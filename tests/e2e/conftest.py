@@ -4,6 +4,7 @@ helpers that start the whole platform (gateway, reporting, nifti, worker) as rea
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,13 @@ from glioscope_common.testing import REPO_ROOT
 from glioscope_common.volume import Volume
 
 E2E_SHAPE = (136, 168, 120)
+# A developer may point the tests at another model repository (e.g. a fresh export).
+MODEL_REPOSITORY = Path(os.environ.get("GLIOSCOPE_TEST_MODEL_REPOSITORY", REPO_ROOT / "model_repository"))
+
+
+@pytest.fixture(scope="session")
+def triton_model_repository() -> Path:
+    return MODEL_REPOSITORY
 
 
 def rotation(axis: int, degrees: float) -> np.ndarray:
@@ -89,7 +97,7 @@ def start_platform(tmp: Path, env: dict[str, str], orthanc: LocalOrthanc) -> Ite
         "GLIOSCOPE_ORTHANC_URL": orthanc.url,
         "GLIOSCOPE_NIFTI_ROOT": str(tmp / "nifti"),
         "GLIOSCOPE_DATA_DIR": str(tmp),
-        "GLIOSCOPE_MODEL_REPOSITORY": str(REPO_ROOT / "model_repository"),
+        "GLIOSCOPE_MODEL_REPOSITORY": str(MODEL_REPOSITORY),
         "GLIOSCOPE_ORTHANC_WATCH_INTERVAL_S": "1",
         "GLIOSCOPE_SERVICE_TOKEN": "e2e-service-token-not-a-secret",
         **env,

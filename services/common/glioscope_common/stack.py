@@ -27,6 +27,7 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     health_url: str | None = None
+    ready_marker: str | None = None  # a log line that says the process is ready (no health URL)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -37,18 +38,26 @@ class ServiceProcess:
         )
         log.close()
 
-    def wait_healthy(self, timeout_s: float = 60) -> None:
+    def _ready(self) -> bool:
+        if self.ready_marker is not None:
+            try:
+                return self.ready_marker in self.log_path.read_text(errors="replace")
+            except OSError:
+                return False
         if self.health_url is None:
-            return
+            return True
+        try:
+            return httpx.get(self.health_url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_healthy(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.health_url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if self._ready():
+                return
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not become healthy in {timeout_s} s:\n{self.log_tail()}")
 
@@ -99,7 +108,9 @@ class LocalStack:
         command = [sys.executable, "-m", "celery", "-A", "glioscope_inference.worker", "worker", "-Q", self.worker_queue,
                    "-c", str(self.worker_concurrency), "--pool", "prefork", "--loglevel", "INFO",
                    "-n", f"worker-{self.worker_queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-        return ServiceProcess("worker", command, self._service_env(), self.log_dir / "worker.log")
+        log_path = self.log_dir / "worker.log"
+        log_path.unlink(missing_ok=True)
+        return ServiceProcess("worker", command, self._service_env(), log_path, ready_marker=" ready.")
 
     def _service_env(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -26,8 +26,6 @@ app.conf.update(
     task_default_queue="cpu",
     task_queues=[Queue("io"), Queue("cpu"), Queue("gpu")],
     broker_connection_retry_on_startup=True,
-    # RabbitMQ: a task may take minutes; the default consumer timeout (30 min) stays above it.
-    broker_transport_options={"visibility_timeout": 3600},
     worker_hijack_root_logger=False,
 )
 
