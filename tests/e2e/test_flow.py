@@ -144,12 +144,16 @@ def test_report_pdf_quotes_the_measurements(platform: Platform, segmented: dict,
         assert report["sections"][section].strip(), section
 
 
-def test_progress_mirrored_in_redis_for_the_services_configuration(platform: Platform, segmented: dict) -> None:
-    if "GLIOSCOPE_REDIS_URL" not in platform.env:
-        pytest.skip("the embedded configuration keeps progress in the database only")
-    client = redis.Redis.from_url(platform.env["GLIOSCOPE_REDIS_URL"])
-    snapshot = json.loads(client.get(f"glioscope:job:{segmented['id']}:progress"))
-    assert snapshot == {"job_id": segmented["id"], "stage": "done", "progress": 1.0}
+def test_progress_is_observable(platform: Platform, segmented: dict) -> None:
+    """Server-Sent Events from the gateway in both configurations; mirrored in Redis where configured."""
+    with platform.client.stream("GET", f"/api/jobs/{segmented['id']}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert json.loads(lines[-1][6:])["state"] == "succeeded"
+    if "GLIOSCOPE_REDIS_URL" in platform.env:
+        client = redis.Redis.from_url(platform.env["GLIOSCOPE_REDIS_URL"])
+        snapshot = json.loads(client.get(f"glioscope:job:{segmented['id']}:progress"))
+        assert snapshot == {"job_id": segmented["id"], "stage": "done", "progress": 1.0}
 
 
 def test_dicomweb_proxy_serves_the_viewer(platform: Platform, segmented: dict, e2e_case: E2ECase) -> None:
