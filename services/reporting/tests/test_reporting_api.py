@@ -31,7 +31,8 @@ def test_create_get_pdf(post_report, payload_factory, key_images, client: TestCl
     response = post_report(payload_factory(), key_images)
     assert response.status_code == 201, response.text
     report = response.json()
-    assert report["status"] == "draft" and report["version"] == 1 and report["ai_drafted"] is True
+    assert report["status"] == "draft" and report["version"] == 1 and report["ai_drafted"] is False
+    assert report["ai_sections"] == {"findings": False, "impression": False, "diagnosis": False, "recommendations": False}
     assert report["key_images"] == ["axial", "coronal", "sagittal"]
     assert report["pdf_url"] == f"/api/reports/{report['id']}/pdf"
     sections = report["sections"]

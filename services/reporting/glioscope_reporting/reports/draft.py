@@ -15,7 +15,16 @@ from glioscope_reporting.reports.formatting import (
     ras,
     region,
 )
+from glioscope_reporting.reports.analysis import Comparison, Structured, structured_fields
+from glioscope_reporting.reports.location import location_phrase
 from glioscope_reporting.reports.schemas import ModelInfo, Sections
+
+RANO_NAMES = {"CR": "complete response", "PR": "partial response", "SD": "stable disease", "PD": "progressive disease"}
+PATTERN_TEXT = {
+    "none": "no enhancement",
+    "rim": "rim enhancement around a necrotic core",
+    "solid": "solid enhancement",
+}
 
 REVIEW = "Radiologist review of the segmentation and of the full study is required before any clinical use."
 
@@ -32,16 +41,40 @@ def necrosis_present(m: Measurements) -> bool:
     return label_volume(m, NECROTIC_LABEL) >= DETECTION_MIN_ML
 
 
-def draft_sections(measurements: Measurements, model: ModelInfo) -> Sections:
+def _signed_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f} %"
+
+
+def comparison_text(c: Comparison) -> tuple[str, str]:
+    """(findings sentence, impression sentence) on the change since the prior study. No dates (no PHI)."""
+    parts = [
+        f"{key} {c.volume_change_ml[key]:+.1f} mL ({_signed_pct(c.volume_change_pct[key])})" for key in ("WT", "TC", "ET")
+    ]
+    findings = (
+        "Compared with the prior study: " + ", ".join(parts) + "; bidimensional product "
+        f"{mm2(c.bidimensional_product_mm2)} versus {mm2(c.prior_bidimensional_product_mm2)} "
+        f"({_signed_pct(c.bidimensional_change_pct)})."
+    )
+    impression = (
+        f"Suggested RANO-style category: {c.rano_suggestion} ({RANO_NAMES[c.rano_suggestion]}), a suggestion from "
+        "the bidimensional product only, to be confirmed by the radiologist."
+    )
+    return findings, impression
+
+
+def draft_sections(measurements: Measurements, model: ModelInfo, structured: Structured | None = None) -> Sections:
     m = measurements
+    structured = structured or structured_fields(m)
     source = f"Automated segmentation ({model.name} {model.version})"
     if not tumour_present(m):
         return Sections(
             findings=(
                 f"{source} of the MRI study found no tumour: whole tumour volume {ml(region(m, 'WT'))} "
                 f"(below the detection threshold of {ml(DETECTION_MIN_ML)})."
+                + (" " + comparison_text(structured.comparison)[0] if structured.comparison else "")
             ),
-            impression="No tumour detected by the automated segmentation.",
+            impression="No tumour detected by the automated segmentation."
+            + (" " + comparison_text(structured.comparison)[1] if structured.comparison else ""),
             diagnosis=(
                 "No tumour detected. A lesion below the detection threshold, or one outside the model's "
                 "training domain, is not excluded."
@@ -75,6 +108,10 @@ def draft_sections(measurements: Measurements, model: ModelInfo) -> Sections:
             f"Centroid at RAS {ras(m.centroid_ras_mm)}." if m.centroid_ras_mm is not None else "",
             f"Contrast enhancement: {'present' if enhancing else 'absent'}.",
             f"Necrosis: {'present' if necrosis else 'absent'}.",
+            f"Enhancement pattern: {PATTERN_TEXT[structured.enhancement.pattern]}.",
+            f"Approximate location: {location_phrase(structured.location)} (coarse atlas lookup of the centroid, "
+            "valid only for data registered to an MNI-like space).",
+            comparison_text(structured.comparison)[0] if structured.comparison else "",
         ]
     ).replace("  ", " ").strip()
 
@@ -101,6 +138,8 @@ def draft_sections(measurements: Measurements, model: ModelInfo) -> Sections:
             "Non-enhancing lesion, low-grade glioma in the differential. A high-grade component cannot be "
             "excluded on imaging alone; histopathological confirmation is required."
         )
+    if structured.comparison:
+        impression += " " + comparison_text(structured.comparison)[1]
     recommendations = " ".join(
         [
             "Correlate with the clinical findings and the full MRI study.",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 from xml.sax.saxutils import escape
 
 from PIL import Image as PILImage
@@ -17,7 +19,9 @@ from glioscope_common.measurements import Measurements
 from glioscope_reporting.reports.formatting import table_rows
 from glioscope_reporting.reports.schemas import ModelInfo, Patient, Sections, Study
 
-NOTICE = "AI-generated draft — research use only, not for clinical decisions"
+NOTICE = "AI-assisted, research use only — not for clinical decisions"
+AI_MARK = "[AI-drafted]"
+PATTERN_NAMES = {"none": "none", "rim": "rim (around necrosis)", "solid": "solid"}
 SECTION_TITLES = (
     ("findings", "Findings"),
     ("impression", "Impression"),
@@ -39,6 +43,12 @@ class PdfInput:
     sections: Sections
     key_images: list[tuple[str, bytes]]  # (name, png)
     signed_by: str | None = None
+    signed_role: str | None = None
+    signed_at: datetime | None = None
+    ai_sections: dict[str, bool] = field(default_factory=dict)
+    structured: dict[str, Any] = field(default_factory=dict)
+    addenda: list[tuple[str, str | None, datetime, str]] = field(default_factory=list)  # author, role, at, text
+    screenshots: list[tuple[str, bytes]] = field(default_factory=list)  # (caption, png)
 
 
 def _text(value: str) -> str:
@@ -75,6 +85,7 @@ def render_pdf(data: PdfInput, image_max_px: int = 512) -> bytes:
     small = ParagraphStyle("small", parent=body, fontSize=8, leading=10)
     h2 = ParagraphStyle("h2", parent=styles["Heading2"], fontSize=11.5, spaceBefore=6, spaceAfter=3)
     caption = ParagraphStyle("caption", parent=small, alignment=1)
+    caption_style = caption
     notice_style = ParagraphStyle("notice", parent=body, fontName="Helvetica-Bold", textColor=colors.HexColor("#9b1c1c"), alignment=1)
 
     buffer = io.BytesIO()
@@ -130,8 +141,15 @@ def render_pdf(data: PdfInput, image_max_px: int = 512) -> bytes:
     )
     story += [notice, Spacer(1, 2 * mm)]
 
+    ai_style = ParagraphStyle("ai", parent=small, textColor=colors.HexColor("#6b4e00"))
     for key, title in SECTION_TITLES:
-        story += [Paragraph(title, h2), Paragraph(_text(getattr(data.sections, key)), body)]
+        heading = escape(title)
+        if data.ai_sections.get(key):
+            heading += f' <font size="8" color="#6b4e00">{escape(AI_MARK)}</font>'
+        story += [Paragraph(heading, h2), Paragraph(_text(getattr(data.sections, key)), body)]
+    if any(data.ai_sections.values()):
+        story += [Paragraph(escape(f"{AI_MARK}: worded by a language model from the measurements and the deterministic "
+                                   "draft; every number was checked against the measurements."), ai_style)]
 
     rows = [[Paragraph("<b>Measurement</b>", small), Paragraph("<b>Value</b>", small)]]
     rows += [[Paragraph(escape(label), small), Paragraph(escape(value), small)] for label, value in table_rows(data.measurements)]
@@ -148,13 +166,34 @@ def render_pdf(data: PdfInput, image_max_px: int = 512) -> bytes:
     )
     story += [KeepTogether([Paragraph("Measurements", h2), measurement_table])]
 
+    structured_rows = _structured_rows(data.structured)
+    if structured_rows:
+        rows2 = [[Paragraph(escape(label), small), Paragraph(escape(value), small)] for label, value in structured_rows]
+        table2 = Table(rows2, colWidths=[0.3 * width, 0.7 * width])
+        table2.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.4, colors.lightgrey), ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+                                    ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        story += [KeepTogether([Paragraph("Location, enhancement and change", h2), table2])]
+
     if data.key_images:
         cell = width / 3 - 4 * mm
         images = [_thumbnail(png, image_max_px, cell) for _, png in data.key_images]
         captions = [Paragraph(escape(name.capitalize()), caption) for name, _ in data.key_images]
         grid = Table([images, captions], colWidths=[width / 3] * len(images))
         grid.setStyle(TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]))
-        story += [KeepTogether([Paragraph("Key images", h2), grid])]
+        story += [KeepTogether([Paragraph("Key images (segmentation overlay)", h2), grid])]
+
+    if data.screenshots:
+        cell = width / 2 - 4 * mm
+        shots = [(_thumbnail(png, image_max_px, cell), Paragraph(escape(caption or f"Screenshot {i + 1}"), caption_style))
+                 for i, (caption, png) in enumerate(data.screenshots)]
+        rows3 = []
+        for i in range(0, len(shots), 2):
+            pair = shots[i : i + 2]
+            rows3.append([p[0] for p in pair] + [""] * (2 - len(pair)))
+            rows3.append([p[1] for p in pair] + [""] * (2 - len(pair)))
+        grid2 = Table(rows3, colWidths=[width / 2] * 2)
+        grid2.setStyle(TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]))
+        story += [Paragraph("Viewer screenshots", h2), grid2]
 
     m = data.model
     story += [
@@ -162,18 +201,52 @@ def render_pdf(data: PdfInput, image_max_px: int = 512) -> bytes:
         Paragraph(_text(f"{m.name} {m.version} — intended use: {m.intended_use}"), body),
         Spacer(1, 4 * mm),
     ]
+    signed_at = f"{data.signed_at:%Y-%m-%d %H:%M} UTC" if data.signed_at else "—"
     signature = Table(
         [
-            [Paragraph("<b>Signature</b>", small), Paragraph(_text(data.signed_by or "Not signed"), small)],
-            [Paragraph("<b>Radiologist</b>", small), Paragraph("", small)],
-            [Paragraph("<b>Date</b>", small), Paragraph("", small)],
+            [Paragraph("<b>Signed by</b>", small), Paragraph(_text(data.signed_by or "Not signed"), small)],
+            [Paragraph("<b>Role</b>", small), Paragraph(_text(data.signed_role or "—"), small)],
+            [Paragraph("<b>Signed at</b>", small), Paragraph(_text(signed_at), small)],
         ],
         colWidths=[0.25 * width, 0.75 * width],
         rowHeights=[7 * mm] * 3,
     )
     signature.setStyle(TableStyle([("BOX", (0, 0), (-1, -1), 0.6, colors.grey), ("INNERGRID", (0, 0), (-1, -1), 0.3, colors.lightgrey)]))
     story += [KeepTogether([Paragraph("Sign-off", h2), signature])]
+    for author, role, at, addendum in data.addenda:
+        story += [
+            Paragraph(escape(f"Addendum — {author}{f' ({role})' if role else ''}, {at:%Y-%m-%d %H:%M} UTC"), h2),
+            Paragraph(_text(addendum), body),
+        ]
     story += [Spacer(1, 3 * mm), Paragraph(escape(NOTICE) + f" · Report {escape(data.report_id)}", small)]
 
     doc.build(story)
     return buffer.getvalue()
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):+.1f} %"
+
+
+def _structured_rows(structured: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows for the location / enhancement / comparison table (formatted as in the draft text)."""
+    rows: list[tuple[str, str]] = []
+    location = structured.get("location") or {}
+    if location:
+        rows.append(("Approximate location", f"{location.get('hemisphere', '')} {location.get('lobe', '')}".strip()))
+        rows.append(("Location method", str(location.get("method", ""))))
+    enhancement = structured.get("enhancement") or {}
+    if enhancement:
+        ratio = enhancement.get("ratio")
+        rows.append(("Enhancement pattern", PATTERN_NAMES.get(enhancement.get("pattern", ""), str(enhancement.get("pattern")))
+                     + (f" (enhancing/necrotic ratio {ratio:.1f})" if ratio is not None else "")))
+    comparison = structured.get("comparison")
+    if comparison:
+        rows.append(("Prior study", _date(str(comparison.get("prior_study_date", "")))))
+        for key in ("WT", "TC", "ET"):
+            rows.append((f"{key} change", f"{comparison['volume_change_ml'][key]:+.1f} mL ({_pct(comparison['volume_change_pct'][key])})"))
+        rows.append(("Bidimensional product change",
+                     f"{comparison['prior_bidimensional_product_mm2']:.1f} mm² to {comparison['bidimensional_product_mm2']:.1f} mm² "
+                     f"({_pct(comparison['bidimensional_change_pct'])})"))
+        rows.append(("Suggested response (RANO-style)", f"{comparison['rano_suggestion']} — suggestion only, not a RANO assessment"))
+    return rows

@@ -1,13 +1,27 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from glioscope_reporting.deps import require_service_token
-from glioscope_reporting.reports.schemas import ReportList, ReportOut
-from glioscope_reporting.reports.service import ReportService
+from glioscope_reporting.deps import identity, require_service_token
+from glioscope_reporting.reports.schemas import (
+    AddendumIn,
+    DiffOut,
+    ReportList,
+    ReportOut,
+    SectionEdit,
+    SectionName,
+    SignRequest,
+    VersionList,
+)
+from glioscope_reporting.reports.service import Identity, ReportService
 
 router = APIRouter(prefix="/api/reports", tags=["reports"], dependencies=[Depends(require_service_token)])
+
+IDENTITY_DOC = (
+    " The end user comes in the headers X-Glioscope-User and X-Glioscope-Role, set by the gateway and trusted "
+    "only together with the service token."
+)
 
 
 def get_service(request: Request) -> ReportService:
@@ -59,3 +73,88 @@ def get_report_pdf(report_id: str, service: ReportService = Depends(get_service)
         media_type="application/pdf",
         headers={"content-disposition": f'inline; filename="report-{report_id}.pdf"', "cache-control": "no-store"},
     )
+
+
+@router.put(
+    "/{report_id}/sections/{section}",
+    response_model=ReportOut,
+    summary="Replace one section's text (a new version); 409 once the report is signed." + IDENTITY_DOC,
+)
+def edit_section(
+    report_id: str,
+    section: SectionName = Path(...),
+    body: SectionEdit = Body(...),
+    who: Identity = Depends(identity),
+    service: ReportService = Depends(get_service),
+) -> ReportOut:
+    return service.edit_section(report_id, section, body.text, who)
+
+
+@router.get("/{report_id}/versions", response_model=VersionList, summary="Every version: sections, author, time, action")
+def list_versions(report_id: str, service: ReportService = Depends(get_service)) -> VersionList:
+    return VersionList(versions=service.versions(report_id))
+
+
+@router.get("/{report_id}/diff", response_model=DiffOut, summary="Unified diff per section between two versions")
+def diff_versions(
+    report_id: str,
+    from_version: int = Query(..., alias="from", ge=1),
+    to_version: int = Query(..., alias="to", ge=1),
+    service: ReportService = Depends(get_service),
+) -> DiffOut:
+    return service.diff(report_id, from_version, to_version)
+
+
+@router.post(
+    "/{report_id}/sign",
+    response_model=ReportOut,
+    summary="Sign and lock the report (role radiologist only: 403 otherwise; 409 if already signed); stores the "
+    "PDF and SR in the PACS." + IDENTITY_DOC,
+)
+async def sign_report(
+    report_id: str,
+    body: SignRequest | None = Body(None),
+    who: Identity = Depends(identity),
+    service: ReportService = Depends(get_service),
+) -> ReportOut:
+    return await run_in_threadpool(service.sign, report_id, who, body.name if body else None)
+
+
+@router.post(
+    "/{report_id}/addenda",
+    response_model=ReportOut,
+    status_code=201,
+    summary="Add an addendum to a signed report (radiologist; 409 before signing); stores the new version in the PACS."
+    + IDENTITY_DOC,
+)
+async def add_addendum(
+    report_id: str, body: AddendumIn, who: Identity = Depends(identity), service: ReportService = Depends(get_service)
+) -> ReportOut:
+    return await run_in_threadpool(service.add_addendum, report_id, body.text, who)
+
+
+@router.post(
+    "/{report_id}/screenshots",
+    response_model=ReportOut,
+    status_code=201,
+    summary="Add viewer screenshots (multipart `screenshots`: PNG files; optional `captions`, one per file)",
+)
+async def add_screenshots(
+    report_id: str,
+    screenshots: list[UploadFile] = File(..., description="PNG files"),
+    captions: list[str] | None = Form(None, description="one caption per screenshot, in order"),
+    who: Identity = Depends(identity),
+    service: ReportService = Depends(get_service),
+) -> ReportOut:
+    limit = service.settings.max_key_image_bytes
+    images = [(upload.filename or "", await upload.read(limit + 1)) for upload in screenshots]
+    return await run_in_threadpool(service.add_screenshots, report_id, images, captions or [], who)
+
+
+@router.post(
+    "/{report_id}/export",
+    response_model=ReportOut,
+    summary="Store the Encapsulated PDF and the TID 1500 SR of the current version in the PACS (idempotent per version)",
+)
+async def export_report(report_id: str, service: ReportService = Depends(get_service)) -> ReportOut:
+    return await run_in_threadpool(service.export, report_id)

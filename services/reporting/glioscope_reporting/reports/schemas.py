@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from glioscope_common.measurements import Measurements
 
 KEY_IMAGE_NAMES = ("axial", "coronal", "sagittal")
+SECTION_NAMES = ("findings", "impression", "diagnosis", "recommendations")
+SectionName = Literal["findings", "impression", "diagnosis", "recommendations"]
 
 
 class Patient(BaseModel):
@@ -49,6 +51,45 @@ class Sections(BaseModel):
     recommendations: str
 
 
+class AiSections(BaseModel):
+    findings: bool = False
+    impression: bool = False
+    diagnosis: bool = False
+    recommendations: bool = False
+
+
+class Signature(BaseModel):
+    signed_by: str
+    role: str
+    signed_at: datetime
+
+
+class AddendumOut(BaseModel):
+    version: int
+    created_at: datetime
+    author: str
+    role: str | None
+    text: str
+
+
+class ScreenshotOut(BaseModel):
+    id: int
+    position: int
+    caption: str
+    author: str | None
+    created_at: datetime
+
+
+class ExportOut(BaseModel):
+    version: int
+    stored_at: datetime | None = None
+    pdf_sop_instance_uid: str
+    sr_sop_instance_uid: str
+    pdf_series_instance_uid: str
+    sr_series_instance_uid: str
+    error: str | None = None
+
+
 class ReportOut(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -61,13 +102,65 @@ class ReportOut(BaseModel):
     updated_at: datetime
     author: str | None
     ai_drafted: bool
+    ai_sections: AiSections
     patient: Patient
     study: Study
     model: ModelInfo
     measurements: Measurements
+    structured: dict[str, Any]
     sections: Sections
+    signature: Signature | None
+    addenda: list[AddendumOut]
     key_images: list[str]
+    screenshots: list[ScreenshotOut]
+    export: ExportOut | None
     pdf_url: str
+
+
+class SectionEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=20000)
+
+
+class SignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Display name for the signature block; defaults to X-Glioscope-User. The role always comes from the header.
+    name: str | None = Field(None, min_length=1, max_length=128)
+
+
+class AddendumIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=20000)
+
+
+class VersionOut(BaseModel):
+    version: int
+    created_at: datetime
+    author: str | None
+    role: str | None
+    action: str
+    sections: Sections
+    ai_sections: AiSections
+
+
+class VersionList(BaseModel):
+    versions: list[VersionOut]
+
+
+class SectionDiff(BaseModel):
+    section: str
+    changed: bool
+    diff: str  # unified diff, empty when unchanged
+
+
+class DiffOut(BaseModel):
+    report_id: str
+    from_version: int
+    to_version: int
+    sections: list[SectionDiff]
 
 
 class ReportList(BaseModel):

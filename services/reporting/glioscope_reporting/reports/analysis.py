@@ -1,0 +1,99 @@
+"""Structured fields derived from the measurements: enhancement pattern, change since the prior study and a
+suggested RANO-style response category. Pure functions; every threshold is here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from glioscope_common.measurements import Measurements
+from glioscope_reporting.reports.formatting import DETECTION_MIN_ML, ENHANCING_LABEL, NECROTIC_LABEL, label_volume, region
+from glioscope_reporting.reports.location import Location, locate
+
+# Enhancing tumour / necrotic core volume ratio at or below which the enhancement is a rim around necrosis
+# (necrosis at least a quarter of the tumour core); above it the enhancement is solid.
+RIM_MAX_RATIO = 3.0
+# RANO-style thresholds on the change of the bidimensional product (suggestion only).
+PR_MAX_CHANGE_PCT = -50.0
+PD_MIN_CHANGE_PCT = 25.0
+
+EnhancementPattern = Literal["none", "rim", "solid"]
+Rano = Literal["CR", "PR", "SD", "PD"]
+
+
+class Enhancement(BaseModel):
+    pattern: EnhancementPattern
+    enhancing_ml: float
+    necrotic_ml: float
+    ratio: float | None  # enhancing / necrotic; None without necrosis
+
+
+class Comparison(BaseModel):
+    prior_report_id: str
+    prior_study_instance_uid: str
+    prior_study_date: str
+    volume_change_ml: dict[str, float]  # WT, TC, ET: current - prior
+    volume_change_pct: dict[str, float | None]
+    prior_bidimensional_product_mm2: float
+    bidimensional_product_mm2: float
+    bidimensional_change_pct: float | None
+    rano_suggestion: Rano
+    rano_note: str = "suggestion from the bidimensional product only; not a RANO assessment"
+
+
+class Structured(BaseModel):
+    location: Location
+    enhancement: Enhancement
+    comparison: Comparison | None = None
+
+
+def enhancement(m: Measurements) -> Enhancement:
+    et = label_volume(m, ENHANCING_LABEL) or region(m, "ET")
+    nec = label_volume(m, NECROTIC_LABEL)
+    ratio = et / nec if nec >= DETECTION_MIN_ML else None
+    if et < DETECTION_MIN_ML:
+        pattern: EnhancementPattern = "none"
+    elif ratio is not None and ratio <= RIM_MAX_RATIO:
+        pattern = "rim"
+    else:
+        pattern = "solid"
+    return Enhancement(pattern=pattern, enhancing_ml=et, necrotic_ml=nec, ratio=ratio)
+
+
+def _pct(now: float, before: float) -> float | None:
+    return (now - before) / before * 100.0 if before > 0 else None
+
+
+def rano_suggestion(current: Measurements, prior: Measurements) -> tuple[Rano, float | None]:
+    """CR: no enhancing tumour now (where there was some); PR: product change <= -50 %; PD: >= +25 %
+    (or a new enhancing lesion from none); SD otherwise."""
+    change = _pct(current.bidimensional_product_mm2, prior.bidimensional_product_mm2)
+    if region(current, "ET") < DETECTION_MIN_ML and region(prior, "ET") >= DETECTION_MIN_ML:
+        return "CR", change
+    if change is None:
+        return ("PD" if current.bidimensional_product_mm2 > 0 else "SD"), None
+    if change >= PD_MIN_CHANGE_PCT:
+        return "PD", change
+    if change <= PR_MAX_CHANGE_PCT:
+        return "PR", change
+    return "SD", change
+
+
+def compare(current: Measurements, prior: Measurements, prior_report_id: str, prior_study_uid: str, prior_date: str) -> Comparison:
+    category, change = rano_suggestion(current, prior)
+    return Comparison(
+        prior_report_id=prior_report_id,
+        prior_study_instance_uid=prior_study_uid,
+        prior_study_date=prior_date,
+        volume_change_ml={k: region(current, k) - region(prior, k) for k in ("WT", "TC", "ET")},
+        volume_change_pct={k: _pct(region(current, k), region(prior, k)) for k in ("WT", "TC", "ET")},
+        prior_bidimensional_product_mm2=prior.bidimensional_product_mm2,
+        bidimensional_product_mm2=current.bidimensional_product_mm2,
+        bidimensional_change_pct=change,
+        rano_suggestion=category,
+    )
+
+
+def structured_fields(m: Measurements, comparison: Comparison | None = None) -> Structured:
+    return Structured(location=locate(m.centroid_ras_mm, m.hemisphere), enhancement=enhancement(m), comparison=comparison)
