@@ -68,7 +68,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(environment="test", database_url=database_url, service_token=TOKEN)
+    # store_on_sign off: the PACS tests (test_reporting_dicom.py) turn it on against a real Orthanc.
+    return Settings(environment="test", database_url=database_url, service_token=TOKEN, store_on_sign=False)
 
 
 @pytest.fixture
@@ -80,6 +81,21 @@ def client(settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def as_user(user: str, role: str) -> dict[str, str]:
+    """Headers of a gateway call on behalf of an end user."""
+    return {"Authorization": f"Bearer {TOKEN}", "X-Glioscope-User": user, "X-Glioscope-Role": role}
+
+
+@pytest.fixture
+def radiologist() -> dict[str, str]:
+    return as_user("dr.smith", "radiologist")
+
+
+@pytest.fixture
+def clinician() -> dict[str, str]:
+    return as_user("dr.jones", "clinician")
 
 
 def measurements_high_grade() -> dict[str, Any]:

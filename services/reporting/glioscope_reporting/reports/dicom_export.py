@@ -148,6 +148,8 @@ def measurement_report(
     """TID 1500 measurement report (Comprehensive 3D SR): one measurement group per label and per region,
     each with a tracking identifier (UID derived from the report and the label/region) and its volume in mL."""
     uids = uids_for(report_id, version)
+    if verifying_observer and "^" not in verifying_observer:
+        verifying_observer = verifying_observer[:63] + "^"  # a one-component person name (family name only)
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
