@@ -1,0 +1,391 @@
+"""The Helm chart: renders in every ci/ scenario, lints clean, validates against Kubernetes' schemas,
+and follows the platform's policies (docs/deploy.md, shared design)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+from typing import Any
+
+import pytest
+import yaml
+from conftest import require_module
+
+from render import CHART, SCENARIOS, component, containers, pod_spec, render, render_scenario, scenario_values
+
+# Kubernetes versions the chart is validated against (kubernetes-validate ships their schemas).
+KUBERNETES_VERSIONS = ["1.29", "1.31", "1.33"]
+# Custom resources: validated by the checks below, not by kubernetes-validate (no schemas shipped).
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication"}
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _helm():  # type: ignore[no-untyped-def]
+    require_module("helm_python")
+
+
+def all_workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objects if pod_spec(o) is not None]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_scenario_values_pass_the_schema_and_render(scenario: str) -> None:
+    from render import chart
+
+    chart().validate_schema(scenario_values(scenario))
+    objects = render_scenario(scenario)
+    assert objects
+    names = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(names) == len(set(names)), "duplicate objects"
+    for o in objects:
+        labels = o["metadata"].get("labels", {})
+        for key in ("name", "instance", "component", "part-of", "version"):
+            assert f"app.kubernetes.io/{key}" in labels, (o["kind"], o["metadata"]["name"], key)
+
+
+def test_schema_rejects_typos_and_is_generated_from_values() -> None:
+    import helm_python as helm
+    from render import chart
+    from schema_gen import dump, generate
+
+    assert (CHART / "values.schema.json").read_text() == dump(generate()), "run python tests/chart/schema_gen.py"
+    for bad in ({"gateway": {"replica": 3}}, {"postgresql": {"enable": False}}, {"triton": {"models": {"source": "s3"}}},
+                {"workers": {"queues": {"gpu": {"concurency": 2}}}}, {"unknownTopLevel": 1}):
+        with pytest.raises(helm.HelmError):
+            chart().validate_schema(bad)
+
+
+def test_every_values_key_is_documented() -> None:
+    """Each key has a comment line right above it (content of pass-through Kubernetes maps excepted)."""
+    from schema_gen import FREE_LISTS, FREE_OBJECTS
+
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    stack: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if stripped.startswith("-") or ":" not in stripped:
+            continue
+        key = stripped.split(":", 1)[0]
+        inside_free_map = any(k in FREE_OBJECTS | FREE_LISTS for _, k in stack)
+        stack.append((indent, key))
+        if inside_free_map:
+            continue
+        previous = lines[i - 1].strip() if i else ""
+        assert previous.startswith("#"), f"values.yaml line {i + 1} ({stripped}) has no comment above it"
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_helm_lint_is_clean(scenario: str) -> None:
+    import helm_python as helm
+
+    report = helm.lint(CHART, scenario_values(scenario), strict=True, kube_version="v1.31.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not problems, problems
+
+
+@functools.cache
+def _schema_contents():  # type: ignore[no-untyped-def]
+    import kubernetes_validate.utils as kvu
+
+    original = kvu.schema_contents
+    cached = functools.lru_cache(maxsize=None)(original)
+    kvu.schema_contents = cached  # the library re-reads the big _definitions.json per object otherwise
+    return kvu
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_object_is_valid_kubernetes(version: str) -> None:
+    require_module("kubernetes_validate")
+    kvu = _schema_contents()
+    seen: set[str] = set()
+    for scenario in SCENARIOS:
+        for o in render_scenario(scenario):
+            o.pop("__template__", None)
+            if not o["metadata"]["annotations"]:
+                del o["metadata"]["annotations"]
+            key = json.dumps(o, sort_keys=True)
+            if key in seen or o["kind"] in CUSTOM_KINDS:
+                continue
+            seen.add(key)
+            try:
+                kvu.validate(o, version, strict=True)
+            except kvu.ValidationError as exc:
+                pytest.fail(f"{scenario}: {o['kind']}/{o['metadata']['name']} invalid on {version}: {exc.message} at {list(exc.path)}")
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_custom_resources_are_well_formed(scenario: str) -> None:
+    objects = render_scenario(scenario)
+    values = copy.deepcopy(scenario_values(scenario))
+    release = values.get("monitoring", {}).get("release", "kube-prometheus-stack")
+    services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
+    deployments = {o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"}
+    for o in objects:
+        if o["kind"] in ("ServiceMonitor", "PrometheusRule"):
+            assert o["apiVersion"] == "monitoring.coreos.com/v1"
+            assert o["metadata"]["labels"]["release"] == release
+        if o["kind"] == "ServiceMonitor":
+            selector = o["spec"]["selector"]["matchLabels"]
+            matching = [s for s in services.values() if selector.items() <= s["metadata"]["labels"].items()]
+            assert matching, f"ServiceMonitor {o['metadata']['name']} selects no Service"
+            ports = {p["name"] for s in matching for p in s["spec"]["ports"]}
+            for endpoint in o["spec"]["endpoints"]:
+                assert endpoint["port"] in ports
+        if o["kind"] == "PrometheusRule":
+            groups = o["spec"]["groups"]
+            assert groups and all(g["rules"] for g in groups)
+        if o["kind"] == "ScaledObject":
+            assert o["apiVersion"] == "keda.sh/v1alpha1"
+            assert o["spec"]["scaleTargetRef"]["name"] in deployments
+            trigger = o["spec"]["triggers"][0]
+            assert trigger["type"] == "rabbitmq" and trigger["metadata"]["queueName"] in {"cpu", "gpu", "io"}
+            target = next(d for d in objects if d["kind"] == "Deployment" and d["metadata"]["name"] == o["spec"]["scaleTargetRef"]["name"])
+            assert "replicas" not in target["spec"], "KEDA owns the replicas"
+
+
+# --- policies of every container (init containers and hook Jobs included) ---------------------------
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_container_is_locked_down(scenario: str) -> None:
+    for o in all_workloads(render_scenario(scenario)):
+        spec = pod_spec(o)
+        where = f"{scenario}: {o['kind']}/{o['metadata']['name']}"
+        pod_sc = spec.get("securityContext", {})
+        assert pod_sc.get("runAsNonRoot") is True, where
+        assert isinstance(pod_sc.get("runAsUser"), int) and pod_sc["runAsUser"] > 0, where
+        assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+        assert spec.get("automountServiceAccountToken") is False, where
+        tmp_volumes = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for kind, c in containers(o):
+            cwhere = f"{where} {kind} container {c['name']}"
+            sc = c.get("securityContext", {})
+            assert sc.get("allowPrivilegeEscalation") is False, cwhere
+            assert sc.get("readOnlyRootFilesystem") is True, cwhere
+            assert sc.get("runAsNonRoot") is True, cwhere
+            assert sc.get("privileged", False) is False, cwhere
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], cwhere
+            assert not sc.get("capabilities", {}).get("add"), cwhere
+            assert sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", cwhere
+            resources = c.get("resources", {})
+            assert resources.get("requests", {}).get("cpu") and resources.get("requests", {}).get("memory"), cwhere
+            assert resources.get("limits", {}).get("memory"), cwhere
+            if kind == "app" and o["kind"] != "Job":
+                mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+                assert mounts.get("/tmp") in tmp_volumes, f"{cwhere}: /tmp is not an emptyDir"
+
+
+HTTP_SERVICES = {"gateway", "watcher", "reporting", "nifti"}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_probes_hit_the_real_endpoints(scenario: str) -> None:
+    for o in all_workloads(render_scenario(scenario)):
+        if o["kind"] == "Job":
+            continue
+        comp = component(o)
+        for kind, c in containers(o):
+            if kind == "init":
+                continue
+            where = f"{scenario}: {comp}/{c['name']}"
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert probe in c, f"{where} has no {probe}"
+            live, ready = c["livenessProbe"], c["readinessProbe"]
+            if comp in HTTP_SERVICES:
+                assert live["httpGet"]["path"] == "/healthz", where
+                assert ready["httpGet"]["path"] == "/readyz", where
+            elif comp.startswith("worker-"):
+                assert "celery -A glioscope_inference.worker inspect ping" in " ".join(ready["exec"]["command"]), where
+                assert live["httpGet"]["port"] == "metrics", where
+            elif comp == "triton":
+                assert live["httpGet"]["path"] == "/v2/health/live", where
+                assert ready["httpGet"]["path"] == "/v2/health/ready", where
+            elif comp == "orthanc":
+                assert "/system" in " ".join(ready["exec"]["command"]), where
+                assert "/system" in " ".join(live["exec"]["command"]), where
+
+
+def test_triton_requests_gpus_and_tolerates_the_gpu_taint() -> None:
+    objects = render_scenario("gpu")
+    triton = next(o for o in objects if o["kind"] == "Deployment" and component(o) == "triton")
+    spec = pod_spec(triton)
+    container = next(c for c in spec["containers"] if c["name"] == "triton")
+    assert int(container["resources"]["requests"]["nvidia.com/gpu"]) >= 1
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["requests"]["nvidia.com/gpu"]
+    assert spec["runtimeClassName"] == "nvidia"
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in spec["tolerations"])
+    # The workers talk to it, and the gateway sends jobs to the gpu queue.
+    gateway = next(o for o in objects if o["kind"] == "Deployment" and component(o) == "gateway")
+    env = {e["name"]: e.get("value") for e in pod_spec(gateway)["containers"][0]["env"]}
+    assert env["GLIOSCOPE_JOB_QUEUE"] == "gpu"
+    assert env["GLIOSCOPE_INFERENCE_URL"].startswith("grpc://") and env["GLIOSCOPE_INFERENCE_URL"].endswith(":8001")
+    assert any(component(o) == "worker-gpu" for o in objects if o["kind"] == "Deployment")
+    # Nothing else asks for a GPU.
+    for o in all_workloads(render_scenario("default")):
+        for _, c in containers(o):
+            assert "nvidia.com/gpu" not in json.dumps(c.get("resources", {}))
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_service_selects_pods_that_exist(scenario: str) -> None:
+    objects = render_scenario(scenario)
+    templates = [o["spec"]["template"] for o in all_workloads(objects) if o["kind"] != "Job"]
+    for svc in (o for o in objects if o["kind"] == "Service"):
+        selector = svc["spec"]["selector"]
+        matches = [t for t in templates if selector.items() <= t["metadata"]["labels"].items()]
+        assert matches, f"Service {svc['metadata']['name']} selects no pod"
+        ports = {p["name"] for t in matches for c in t["spec"]["containers"] for p in c.get("ports", [])}
+        for port in svc["spec"]["ports"]:
+            assert port["targetPort"] in ports, f"Service {svc['metadata']['name']}: no container port {port['targetPort']}"
+    for o in objects:
+        if o["kind"] in ("PodDisruptionBudget",):
+            selector = o["spec"]["selector"]["matchLabels"]
+            assert any(selector.items() <= t["metadata"]["labels"].items() for t in templates), o["metadata"]["name"]
+        if o["kind"] == "HorizontalPodAutoscaler":
+            target = o["spec"]["scaleTargetRef"]["name"]
+            deployment = next(d for d in objects if d["kind"] == "Deployment" and d["metadata"]["name"] == target)
+            assert "replicas" not in deployment["spec"], "the HPA owns the gateway's replicas"
+        if o["kind"] == "Ingress":
+            for rule in o["spec"]["rules"]:
+                for path in rule["http"]["paths"]:
+                    assert path["backend"]["service"]["name"] in {s["metadata"]["name"] for s in objects if s["kind"] == "Service"}
+
+
+def test_ingress_terminates_tls() -> None:
+    ingress = next(o for o in render_scenario("default") if o["kind"] == "Ingress")
+    assert ingress["spec"]["tls"][0]["secretName"]
+    assert ingress["spec"]["tls"][0]["hosts"] == [r["host"] for r in ingress["spec"]["rules"]]
+
+
+def test_secrets_come_from_the_existing_secret_only() -> None:
+    for scenario in SCENARIOS:
+        objects = render_scenario(scenario)
+        assert not [o for o in objects if o["kind"] == "Secret"], "the chart must not create Secrets"
+        for o in all_workloads(objects):
+            for _, c in containers(o):
+                for e in c.get("env", []):
+                    ref = e.get("valueFrom", {}).get("secretKeyRef")
+                    if ref:
+                        assert ref["name"] == "glioscope-secrets"
+                    if any(word in e["name"] for word in ("PASSWORD", "TOKEN", "PASS", "AUTH")):
+                        assert ref, f"{e['name']} must come from the existing Secret"
+
+
+def test_external_databases_scenario_runs_no_database() -> None:
+    objects = render_scenario("external-databases")
+    assert not [o for o in objects if o["kind"] == "StatefulSet" and component(o) in {"postgresql", "rabbitmq", "redis"}]
+    gateway = next(o for o in objects if o["kind"] == "Deployment" and component(o) == "gateway")
+    env = {e["name"]: e.get("value") for e in pod_spec(gateway)["containers"][0]["env"]}
+    assert "glioscope.abcdefgh.eu-west-1.rds.amazonaws.com:5432/glioscope" in env["GLIOSCOPE_DATABASE_URL"]
+    assert env["GLIOSCOPE_BROKER_URL"].endswith("@rabbitmq.shared.svc.cluster.local:5672/glioscope")
+    assert "redis.shared.svc.cluster.local:6379" in env["GLIOSCOPE_REDIS_URL"]
+    job = next(o for o in objects if o["kind"] == "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+
+
+def test_migrations_hook_job() -> None:
+    objects = render_scenario("default")
+    job = next(o for o in objects if o["kind"] == "Job")
+    assert component(job) == "migrations"
+    hooks = job["metadata"]["annotations"]["helm.sh/hook"].split(",")
+    assert "pre-upgrade" in hooks and ("post-install" in hooks)  # in-chart Postgres exists only after install
+    script = " ".join(pod_spec(job)["containers"][0]["command"])
+    assert "from glioscope_common.records.migrate import migrate" in script
+    assert "glioscope_reporting" in script and "reporting.migrate(url)" in script
+    for o in all_workloads(objects):
+        env = {e["name"]: e.get("value") for _, c in containers(o) for e in c.get("env", [])}
+        if component(o) in {"gateway", "watcher"}:
+            assert env["GLIOSCOPE_AUTO_MIGRATE"] == "false"
+        if component(o) == "reporting":
+            assert env["GLIOSCOPE_MIGRATE_ON_START"] == "false"
+
+
+def test_one_worker_deployment_per_enabled_queue() -> None:
+    objects = render_scenario("default")
+    queues = sorted(o["metadata"]["labels"]["glioscope.io/queue"] for o in objects if o["kind"] == "Deployment" and component(o).startswith("worker-"))
+    assert queues == ["cpu", "io"]
+    for o in objects:
+        if o["kind"] == "Deployment" and component(o).startswith("worker-"):
+            command = pod_spec(o)["containers"][0]["command"]
+            assert command[command.index("-Q") + 1] == o["metadata"]["labels"]["glioscope.io/queue"]
+    watchers = [o for o in objects if o["kind"] == "Deployment" and component(o) == "watcher"]
+    assert len(watchers) == 1 and watchers[0]["spec"]["replicas"] == 1
+    gateway_env = {e["name"]: e.get("value") for o in objects if o["kind"] == "Deployment" and component(o) == "gateway" for e in pod_spec(o)["containers"][0]["env"]}
+    assert gateway_env["GLIOSCOPE_ORTHANC_WATCHER"] == "false", "only the watcher Deployment watches Orthanc"
+
+
+def test_network_policies_default_deny_and_allow_the_design_flows() -> None:
+    objects = render_scenario("gpu")
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    deny = [p for p in policies if not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    templates = {component(o): o["spec"]["template"]["metadata"]["labels"] for o in all_workloads(objects) if o["kind"] != "Job"}
+
+    def allowed(client: str, server: str, port: int) -> bool:
+        for p in policies:
+            if "Ingress" not in p["spec"]["policyTypes"] or not p["spec"].get("ingress"):
+                continue
+            if not p["spec"]["podSelector"]["matchLabels"].items() <= templates[server].items():
+                continue
+            for rule in p["spec"]["ingress"]:
+                if port not in [x["port"] for x in rule.get("ports", [])]:
+                    continue
+                for peer in rule.get("from", []):
+                    sel = peer.get("podSelector", {}).get("matchLabels")
+                    if sel and "namespaceSelector" not in peer and sel.items() <= templates.get(client, {}).items():
+                        return True
+        return False
+
+    flows = [("gateway", "orthanc", 8042), ("gateway", "postgresql", 5432), ("gateway", "rabbitmq", 5672),
+             ("gateway", "reporting", 8002), ("gateway", "nifti", 8003), ("watcher", "orthanc", 8042),
+             ("worker-gpu", "triton", 8001), ("worker-gpu", "orthanc", 8042), ("worker-gpu", "nifti", 8003),
+             ("worker-gpu", "reporting", 8002), ("worker-gpu", "redis", 6379), ("worker-gpu", "postgresql", 5432),
+             ("reporting", "postgresql", 5432), ("nifti", "postgresql", 5432), ("orthanc", "postgresql", 5432)]
+    for flow in flows:
+        assert allowed(*flow), f"flow {flow} is not allowed"
+    for forbidden in [("frontend", "postgresql", 5432), ("reporting", "triton", 8001), ("nifti", "rabbitmq", 5672), ("gateway", "triton", 8001)]:
+        assert not allowed(*forbidden), f"flow {forbidden} should be denied"
+
+
+def test_minimal_scenario_has_no_optional_objects() -> None:
+    kinds = {o["kind"] for o in render_scenario("minimal")}
+    assert not kinds & {"Ingress", "NetworkPolicy", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule"}
+
+
+def test_monitoring_objects_come_from_infra_files() -> None:
+    """infra/ is the single source: the chart's files/ entries are links to it, and the rendered
+    PrometheusRule and dashboard ConfigMaps carry those files' content."""
+    for name, target in (("dashboards", "infra/grafana/dashboards"), ("rules", "infra/prometheus/rules")):
+        link = CHART / "files" / name
+        assert link.is_symlink(), f"{link} must be a link to {target}"
+        assert link.resolve() == (CHART.parents[1] / target).resolve()
+    objects = render_scenario("default")
+    rule = next(o for o in objects if o["kind"] == "PrometheusRule")
+    source_groups = []
+    for path in sorted((CHART / "files" / "rules").glob("*.yaml")):
+        source_groups += yaml.safe_load(path.read_text())["groups"]
+    assert rule["spec"]["groups"] == source_groups
+    dashboards = {k: v for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["labels"].get("grafana_dashboard") == "1" for k, v in o["data"].items()}
+    sources = sorted((CHART / "files" / "dashboards").glob("*.json"))
+    assert sources and sorted(dashboards) == [p.name for p in sources]
+    for path in sources:
+        assert json.loads(dashboards[path.name]) == json.loads(path.read_text())
+
+
+def test_upgrade_renders_the_same_objects() -> None:
+    install = render(scenario_values("default"))
+    upgrade = render(scenario_values("default"), upgrade=True)
+    assert [(o["kind"], o["metadata"]["name"]) for o in install] == [(o["kind"], o["metadata"]["name"]) for o in upgrade]
+
+
+if os.environ.get("GLIOSCOPE_CHART_DUMP"):  # debugging aid: GLIOSCOPE_CHART_DUMP=1 pytest -s
+    print(yaml.safe_dump_all(render_scenario("default")))
