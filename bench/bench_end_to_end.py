@@ -95,6 +95,8 @@ def run_configuration(name: str, files: list[Path], work: Path) -> dict:
         "GLIOSCOPE_ORTHANC_URL": orthanc.url,
         "GLIOSCOPE_NIFTI_ROOT": str(work / "nifti"),
         "GLIOSCOPE_MODEL_REPOSITORY": str(ROOT / "model_repository"),
+        "GLIOSCOPE_JWT_SECRET": secrets.token_urlsafe(32),
+        "GLIOSCOPE_BOOTSTRAP_API_KEY": "gsk_" + secrets.token_urlsafe(32),
     }
     if name == "embedded":
         env |= {
@@ -119,7 +121,7 @@ def run_configuration(name: str, files: list[Path], work: Path) -> dict:
     try:
         stack.start()
         payload = [("files", (p.name, p.read_bytes(), "application/dicom")) for p in files]
-        with httpx.Client(base_url=stack.gateway_url, timeout=600) as client:
+        with httpx.Client(base_url=stack.gateway_url, timeout=600, headers={"x-api-key": env["GLIOSCOPE_BOOTSTRAP_API_KEY"]}) as client:
             started = time.perf_counter()
             response = client.post("/api/studies", files=payload)
             ingest_s = time.perf_counter() - started

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -31,7 +32,18 @@ def embedded_env(var: Path) -> dict[str, str]:
         "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
         "GLIOSCOPE_NIFTI_ROOT": str(var / "nifti"),
         "GLIOSCOPE_MODEL_REPOSITORY": str(ROOT / "model_repository"),
+        "GLIOSCOPE_BOOTSTRAP_API_KEY": demo_api_key(var),
     }
+
+
+def demo_api_key(var: Path) -> str:
+    """The demo's service API key (X-API-Key), made once and kept in var/demo-api-key (mode 600)."""
+    path = var / "demo-api-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text("gsk_" + secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def synthetic_study(out_dir: Path, seed: int) -> Path:
@@ -146,7 +158,8 @@ def main() -> int:
         stack.start()
         print(f"Glioscope is up: API {stack.gateway_url}/docs · Orthanc {orthanc.url} (DICOM port {orthanc.dicom_port}, "
               f"AET {orthanc.aet}) · logs in {var / 'logs'}", flush=True)
-        with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        print(f"API key for the demo (X-API-Key): in {var / 'demo-api-key'}", flush=True)
+        with httpx.Client(base_url=stack.gateway_url, timeout=60, headers={"x-api-key": env["GLIOSCOPE_BOOTSTRAP_API_KEY"]}) as client:
             demo(client, "synthetic demo", demo_folder, var / "demo" / "results-synthetic")
             if args.real_brats:
                 if REAL_BRATS.is_dir():

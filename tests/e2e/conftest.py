@@ -24,6 +24,10 @@ from glioscope_common.volume import Volume
 E2E_SHAPE = (136, 168, 120)
 # A developer may point the tests at another model repository (e.g. a fresh export).
 MODEL_REPOSITORY = Path(os.environ.get("GLIOSCOPE_TEST_MODEL_REPOSITORY", REPO_ROOT / "model_repository"))
+# The gateway registers this service API key at start; the tests' client sends it (X-API-Key).
+E2E_API_KEY = "gsk_e2e-service-key-not-a-secret-0123456789"
+E2E_JWT_SECRET = "e2e-jwt-secret-not-a-secret-0123456789abcdef"
+E2E_ADMIN = ("e2e-admin", "e2e-admin-password-not-a-secret")
 
 
 @pytest.fixture(scope="session")
@@ -100,12 +104,16 @@ def start_platform(tmp: Path, env: dict[str, str], orthanc: LocalOrthanc) -> Ite
         "GLIOSCOPE_MODEL_REPOSITORY": str(MODEL_REPOSITORY),
         "GLIOSCOPE_ORTHANC_WATCH_INTERVAL_S": "1",
         "GLIOSCOPE_SERVICE_TOKEN": "e2e-service-token-not-a-secret",
+        "GLIOSCOPE_JWT_SECRET": E2E_JWT_SECRET,
+        "GLIOSCOPE_BOOTSTRAP_API_KEY": E2E_API_KEY,
+        "GLIOSCOPE_BOOTSTRAP_ADMIN_USERNAME": E2E_ADMIN[0],
+        "GLIOSCOPE_BOOTSTRAP_ADMIN_PASSWORD": E2E_ADMIN[1],
         **env,
     }
     stack = LocalStack(env=env, log_dir=tmp / "logs", worker_queue=f"cpu-{tmp.name[-8:]}")
     stack.start()
     try:
-        with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        with httpx.Client(base_url=stack.gateway_url, timeout=60, headers={"x-api-key": env["GLIOSCOPE_BOOTSTRAP_API_KEY"]}) as client:
             yield Platform(orthanc, stack, client, env)
     finally:
         stack.stop()

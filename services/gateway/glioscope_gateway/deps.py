@@ -8,7 +8,10 @@ import httpx
 from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from glioscope_common.dicomweb import DicomWeb
+from glioscope_common.dicomweb import DicomWeb, OrthancRest
+from glioscope_gateway.audit.service import AuditLog
+from glioscope_gateway.auth.ratelimit import Limiter
+from glioscope_gateway.auth.service import AuthService
 from glioscope_gateway.settings import GatewaySettings
 from glioscope_gateway.studies.service import StudyService
 
@@ -21,6 +24,11 @@ class Container:
     dicomweb: DicomWeb
     orthanc_http: httpx.AsyncClient  # raw proxy to Orthanc's DICOMweb for the viewer
     services_http: httpx.AsyncClient  # reporting and nifti, with the service token
+    auth: AuthService
+    audit: AuditLog
+    signin_limiter: Limiter
+    upload_limiter: Limiter
+    orthanc: OrthancRest
 
 
 def container(request: Request) -> Container:

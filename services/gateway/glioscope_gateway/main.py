@@ -5,17 +5,30 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import logging
+
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from glioscope_common.db import make_engine, make_session_factory
 from glioscope_common.dicomweb import HttpDicomWeb, OrthancRest
-from glioscope_common.http import install_common
+from glioscope_common.http import error_body, install_common
 from glioscope_common.logs import configure_logging
+from glioscope_common.metrics import register_gateway_collectors
+from glioscope_common.tracing import instrument_celery, setup_tracing
 from glioscope_common.records.migrate import migrate
+from glioscope_gateway.admin.routes import router as admin_router
+from glioscope_gateway.audit.service import AuditLog, AuditNote, outcome_of
+from glioscope_gateway.auth.errors import RateLimited
+from glioscope_gateway.auth.ratelimit import make_limiter
+from glioscope_gateway.auth.routes import router as auth_router
+from glioscope_gateway.auth.service import AuthService
+from glioscope_gateway.auth.tokens import LocalTokens, OidcVerifier
 from glioscope_gateway.deps import Container
 from glioscope_gateway.dicomweb_proxy.routes import router as dicomweb_router
 from glioscope_gateway.jobs.queue import CeleryJobQueue, JobQueue
@@ -25,6 +38,30 @@ from glioscope_gateway.studies.routes import router as studies_router
 from glioscope_gateway.studies.service import StudyService
 from glioscope_gateway.studies.upload import UploadLimits
 from glioscope_gateway.watcher import OrthancWatcher
+
+logger = logging.getLogger("glioscope.gateway")
+
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+FRONTEND_CSP = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; font-src 'self' data:; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+API_PREFIXES = ("/api/", "/dicom-web/", "/healthz", "/readyz", "/metrics", "/openapi.json")
+DOCS_PATHS = ("/docs", "/redoc")  # Swagger UI / ReDoc load their scripts from a CDN: no strict CSP there
+
+
+def security_headers(path: str, production: bool) -> dict[str, str]:
+    headers = {"x-frame-options": "DENY", "referrer-policy": "no-referrer", "x-content-type-options": "nosniff",
+               "cross-origin-opener-policy": "same-origin"}
+    if path.startswith(API_PREFIXES) or path == "/api":
+        headers["content-security-policy"] = API_CSP
+        headers["cache-control"] = "no-store"
+    elif not path.startswith(DOCS_PATHS):
+        headers["content-security-policy"] = FRONTEND_CSP
+    if production:
+        headers["strict-transport-security"] = "max-age=63072000; includeSubDomains"
+    return headers
 
 
 def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None = None) -> FastAPI:
@@ -48,9 +85,26 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
             max_zip_ratio=settings.max_zip_ratio,
         ),
         requeue_after_s=settings.requeue_after_s,
+        default_project=settings.default_project,
     )
     watcher = OrthancWatcher(sessions, orthanc, studies, settings.orthanc_watch_interval_s)
     token = settings.service_token.get_secret_value()
+    oidc = None
+    if settings.oidc_jwks_url:
+        oidc = OidcVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
+                            settings.oidc_role_claim, settings.oidc_projects_claim, settings.oidc_username_claim,
+                            settings.oidc_jwks_cache_s)
+    auth = AuthService(
+        sessions,
+        LocalTokens(settings.jwt_secret.get_secret_value(), settings.access_token_ttl_s, settings.refresh_token_ttl_s),
+        oidc,
+    )
+    auth.bootstrap(
+        settings.bootstrap_admin_username,
+        settings.bootstrap_admin_password.get_secret_value() if settings.bootstrap_admin_password else None,
+        settings.bootstrap_api_key.get_secret_value() if settings.bootstrap_api_key else None,
+    )
+    audit_log = AuditLog(sessions)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +115,11 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
             dicomweb=dicomweb,
             orthanc_http=httpx.AsyncClient(timeout=httpx.Timeout(120, connect=5)),
             services_http=httpx.AsyncClient(timeout=60, headers={"authorization": f"Bearer {token}"}),
+            auth=auth,
+            audit=audit_log,
+            signin_limiter=make_limiter(settings.redis_url, "sign-in", settings.signin_rate_per_min, settings.signin_burst),
+            upload_limiter=make_limiter(settings.redis_url, "upload", settings.upload_rate_per_min, settings.upload_burst),
+            orthanc=orthanc,
         )
         if settings.orthanc_watcher:
             watcher.start()
@@ -78,7 +137,50 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
         description="Upload brain MRI studies, follow segmentation jobs, fetch DICOM-SEG, NIfTI and reports.",
         lifespan=lifespan,
     )
+    production = settings.environment == "production"
+
+    @app.middleware("http")
+    async def _audit_and_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        note: AuditNote | None = getattr(request.state, "audit", None)
+        if note is not None:
+            principal = getattr(request.state, "principal", None)
+            try:
+                await run_in_threadpool(
+                    audit_log.record,
+                    actor=note.actor or (principal.subject if principal else "anonymous"),
+                    role=note.role or (principal.role.value if principal else "-"),
+                    action=note.action,
+                    study_instance_uid=note.study_instance_uid,
+                    outcome=outcome_of(response.status_code),
+                    request_id=getattr(request.state, "request_id", None),
+                    client_ip=request.client.host if request.client else None,
+                    dedupe=note.dedupe and response.status_code < 400,
+                )
+            except Exception:
+                # Never answer study data that could not be audited.
+                logger.exception("audit write failed")
+                return JSONResponse(error_body("internal_error", "the access could not be audited", request),
+                                    status_code=500)
+        for name, value in security_headers(request.url.path, production).items():
+            response.headers.setdefault(name, value)
+        return response
+
     install_common(app, "gateway")
+    setup_tracing(settings, "gateway", app=app)
+    instrument_celery()  # the publishing side: the trace context travels in the task headers
+    register_gateway_collectors(sessions, settings.broker_url)  # glioscope_jobs, glioscope_queue_depth
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.detail, request), status_code=429,
+                            headers={"retry-after": str(max(1, int(exc.retry_after_s + 0.999)))})
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT"], allow_headers=["authorization", "content-type", "x-api-key"])
+    app.include_router(auth_router)
+    app.include_router(admin_router)
     app.include_router(studies_router)
     app.include_router(jobs_router)
     app.include_router(dicomweb_router)

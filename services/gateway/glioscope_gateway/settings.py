@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glioscope_common.settings import CommonSettings
+from pydantic import Field, SecretStr, model_validator
+
+from glioscope_common.settings import DEVELOPMENT_SECRET, CommonSettings
 
 
 class GatewaySettings(CommonSettings):
@@ -24,3 +26,43 @@ class GatewaySettings(CommonSettings):
     frontend_dist: Path | None = None
     # Run the records' migrations at start (the embedded configuration); in Kubernetes a Job does it.
     auto_migrate: bool = True
+
+    # -- access control (docs/security.md) -----------------------------------------------------
+    # HS256 key of the gateway's own access and refresh tokens. The development default is refused
+    # outside development.
+    jwt_secret: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    access_token_ttl_s: int = Field(15 * 60, gt=0)
+    refresh_token_ttl_s: int = Field(12 * 3600, gt=0)
+    # An external OpenID Connect provider (RS256 tokens, keys from its JWKS URL, cached).
+    oidc_jwks_url: str = ""
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_role_claim: str = "roles"  # a string or a list; the first Glioscope role found wins
+    oidc_projects_claim: str = "projects"
+    oidc_username_claim: str = "preferred_username"
+    oidc_jwks_cache_s: float = Field(300.0, gt=0)
+    # First start: create this admin when no user exists; register this service API key.
+    bootstrap_admin_username: str = ""
+    bootstrap_admin_password: SecretStr | None = None
+    bootstrap_api_key: SecretStr | None = None
+    # Where studies without an uploader's project go (direct sends to Orthanc, the service key's uploads).
+    default_project: str = "default"
+    # Token buckets: sign-in per client IP, uploads per caller (in-process; Redis when redis_url is set).
+    signin_rate_per_min: float = Field(10.0, gt=0)
+    signin_burst: int = Field(5, gt=0)
+    upload_rate_per_min: float = Field(30.0, gt=0)
+    upload_burst: int = Field(10, gt=0)
+    # Browser origins allowed by CORS; empty (the default): no CORS at all (the frontend is same-origin).
+    cors_origins: list[str] = []
+
+    @model_validator(mode="after")
+    def _refuse_default_jwt_secret(self) -> "GatewaySettings":
+        if self.environment != "development" and self.jwt_secret.get_secret_value() == DEVELOPMENT_SECRET:
+            raise ValueError("GLIOSCOPE_JWT_SECRET must be set outside development")
+        if self.environment != "development" and len(self.jwt_secret.get_secret_value()) < 32:
+            raise ValueError("GLIOSCOPE_JWT_SECRET must be at least 32 characters outside development")
+        if bool(self.bootstrap_admin_username) != (self.bootstrap_admin_password is not None):
+            raise ValueError("set both GLIOSCOPE_BOOTSTRAP_ADMIN_USERNAME and GLIOSCOPE_BOOTSTRAP_ADMIN_PASSWORD, or neither")
+        if self.oidc_jwks_url and not (self.oidc_issuer and self.oidc_audience):
+            raise ValueError("GLIOSCOPE_OIDC_JWKS_URL needs GLIOSCOPE_OIDC_ISSUER and GLIOSCOPE_OIDC_AUDIENCE")
+        return self

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from glioscope_common.db import session_scope
 from glioscope_common.dicomweb import OrthancRest
-from glioscope_common.errors import GlioscopeError
+from glioscope_common.errors import GlioscopeError, NotFound
 from glioscope_common.records.models import WatcherCursor
 from glioscope_gateway.studies.service import StudyService
 
@@ -75,7 +75,13 @@ class OrthancWatcher:
             for change in changes:
                 if change.get("ChangeType") != "StableStudy":
                     continue
-                study_uid = self._orthanc.study_dicom_uid(change["ID"])
+                try:
+                    study = self._orthanc.study(change["ID"])
+                except NotFound:
+                    continue  # deleted since (e.g. a de-identified export copy)
+                if study.get("AnonymizedFrom") or study.get("ModifiedFrom"):
+                    continue  # a copy Orthanc made for a de-identified export: not a clinical study
+                study_uid = str(study["MainDicomTags"]["StudyInstanceUID"])
                 try:
                     self._studies.register_from_pacs(study_uid)
                     handled += 1

@@ -52,6 +52,8 @@ class Study(RecordsBase):
     study_description: Mapped[str] = mapped_column(String(256), default="")
     accession_number: Mapped[str] = mapped_column(String(64), default="")
     source: Mapped[str] = mapped_column(String(16), default="upload")  # upload | dicomweb | dimse
+    # The site or research project the study belongs to: users see only their projects' studies.
+    project: Mapped[str] = mapped_column(String(64), default="default", server_default="default", index=True)
     status: Mapped[StudyStatus] = mapped_column(Enum(StudyStatus, native_enum=False, length=16))
     missing_sequences: Mapped[list[str]] = mapped_column(JSON, default=list)
     sequence_overrides: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

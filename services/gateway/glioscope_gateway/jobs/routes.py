@@ -8,6 +8,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from glioscope_common.records.access import AuditAction
+from glioscope_gateway.auth.deps import audited, require
+from glioscope_gateway.auth.principal import READ, Principal
 from glioscope_gateway.deps import Container, container
 from glioscope_gateway.studies.schemas import JobOut
 
@@ -16,14 +19,26 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 TERMINAL = {"succeeded", "failed"}
 
 
-@router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, c: Container = Depends(container)) -> JobOut:
-    return JobOut.model_validate(c.studies.get_job(job_id))
+@router.get("/{job_id}", response_model=JobOut, dependencies=[Depends(audited(AuditAction.viewed, dedupe=True))])
+def get_job(job_id: str, request: Request, principal: Principal = Depends(require(READ)),
+            c: Container = Depends(container)) -> JobOut:
+    job = c.studies.get_job(job_id, principal.projects)
+    request.state.audit.study_instance_uid = job.study.study_instance_uid
+    return JobOut.model_validate(job)
 
 
-@router.get("/{job_id}/events", summary="Live job progress (Server-Sent Events) until the job ends")
-async def job_events(job_id: str, request: Request, c: Container = Depends(container)) -> StreamingResponse:
-    first = JobOut.model_validate(await run_in_threadpool(c.studies.get_job, job_id))
+@router.get(
+    "/{job_id}/events",
+    summary="Live job progress (Server-Sent Events) until the job ends",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "`progress` events with the job as JSON"}},
+    dependencies=[Depends(audited(AuditAction.viewed, dedupe=True))],
+)
+async def job_events(job_id: str, request: Request, principal: Principal = Depends(require(READ)),
+                     c: Container = Depends(container)) -> StreamingResponse:
+    row = await run_in_threadpool(c.studies.get_job, job_id, principal.projects)
+    request.state.audit.study_instance_uid = row.study.study_instance_uid
+    first = JobOut.model_validate(row)
 
     async def stream() -> AsyncIterator[str]:
         # The database is the truth; polling it keeps one code path for the embedded and the

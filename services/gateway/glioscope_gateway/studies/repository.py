@@ -18,25 +18,40 @@ def get_study(session: Session, study_instance_uid: str) -> Study | None:
     return session.scalars(statement).first()
 
 
+def _like(search: str) -> str:
+    """A LIKE pattern matching `search` literally (its %, _ and \\ escaped with \\)."""
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def list_studies(
-    session: Session, *, status: StudyStatus | None, search: str | None, limit: int, offset: int
+    session: Session,
+    *,
+    status: StudyStatus | None,
+    search: str | None,
+    limit: int,
+    offset: int,
+    projects: Sequence[str] | None = None,
+    search_identifiers: bool = True,
 ) -> Sequence[Study]:
     statement = select(Study).options(selectinload(Study.jobs), selectinload(Study.series))
+    if projects is not None:
+        statement = statement.where(Study.project.in_(list(projects)))
     if status is not None:
         statement = statement.where(Study.status == status)
     if search:
-        pattern = f"%{search}%"
-        statement = statement.where(
-            or_(
-                Study.patient_name.ilike(pattern),
-                Study.patient_id.ilike(pattern),
-                Study.study_description.ilike(pattern),
-                Study.accession_number.ilike(pattern),
-                Study.study_instance_uid.ilike(pattern),
-            )
-        )
+        pattern = _like(search)
+        columns = [Study.study_description, Study.study_instance_uid]
+        if search_identifiers:  # researchers may not search by patient identifiers
+            columns += [Study.patient_name, Study.patient_id, Study.accession_number]
+        statement = statement.where(or_(*(column.ilike(pattern, escape="\\") for column in columns)))
     statement = statement.order_by(Study.created_at.desc()).limit(limit).offset(offset)
     return session.scalars(statement).all()
+
+
+def study_uids_in(session: Session, projects: Sequence[str]) -> set[str]:
+    statement = select(Study.study_instance_uid).where(Study.project.in_(list(projects)))
+    return set(session.scalars(statement).all())
 
 
 def get_job(session: Session, job_id: str) -> Job | None:

@@ -4,24 +4,34 @@ import io
 from typing import Annotated
 
 import pydicom
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from glioscope_common.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, UpstreamUnavailable
+from glioscope_common.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType, UpstreamUnavailable
+from glioscope_common.records.access import AuditAction
 from glioscope_common.records.models import Study, StudyStatus
+from glioscope_gateway.auth.deps import audited, require
+from glioscope_gateway.auth.errors import Forbidden
+from glioscope_gateway.auth.principal import EXPORT, IDENTIFIED, READ, WRITE, Principal
+from glioscope_gateway.auth.service import PROJECT
 from glioscope_gateway.deps import Container, container
+from glioscope_gateway.studies.export import export_deidentified
 from glioscope_gateway.studies.schemas import JobOut, SequenceOverrides, StudyOut, UploadResult
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
 ACCEPTED_TYPES = ("application/dicom", "application/zip", "application/x-zip-compressed", "application/octet-stream", "")
+DEIDENTIFIED_FIELDS = ("patient_id", "patient_name", "patient_birth_date", "accession_number")
 
 
-def study_out(study: Study) -> StudyOut:
+def study_out(study: Study, principal: Principal | None = None) -> StudyOut:
     out = StudyOut.model_validate(study)
     if study.jobs:
         out.latest_job = JobOut.model_validate(study.jobs[-1])
+    if principal is not None and principal.deidentified:
+        for field in DEIDENTIFIED_FIELDS:
+            setattr(out, field, "")
     return out
 
 
@@ -40,16 +50,40 @@ async def _read_files(files: list[UploadFile], limit: int) -> list[tuple[str, by
     return out
 
 
-@router.post("", status_code=201, response_model=UploadResult, summary="Upload a study (DICOM files or a zip)")
+def upload_project(principal: Principal, requested: str | None, default: str) -> str:
+    """The project an upload goes to: the one asked for (if the uploader belongs to it), else their first."""
+    if requested:
+        if not PROJECT.match(requested):
+            raise InvalidInput("project names are 1-64 letters, digits, '.', '_' or '-'")
+        if not principal.can_see(requested):
+            raise Forbidden("you do not belong to this project")
+        return requested
+    if principal.projects:
+        return principal.projects[0]
+    return default
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=UploadResult,
+    summary="Upload a study (DICOM files or a zip) to the uploader's project",
+    dependencies=[Depends(audited(AuditAction.uploaded))],
+)
 async def upload_study(
     request: Request,
     files: Annotated[list[UploadFile], File(description="DICOM files and/or zip archives of one study")],
+    project: Annotated[str | None, Form(description="a project the uploader belongs to (default: their first)")] = None,
+    principal: Principal = Depends(require(WRITE)),
     c: Container = Depends(container),
 ) -> Response:
+    c.upload_limiter.hit(principal.subject)
+    target = upload_project(principal, project, c.settings.default_project)
     content = await _read_files(files, c.settings.max_upload_bytes)
-    outcome = await run_in_threadpool(c.studies.ingest_upload, content)
+    outcome = await run_in_threadpool(c.studies.ingest_upload, content, target, principal.projects)
+    request.state.audit.study_instance_uid = outcome.study.study_instance_uid
     result = UploadResult(
-        study=study_out(outcome.study),
+        study=study_out(outcome.study, principal),
         job=JobOut.model_validate(outcome.job) if outcome.job else None,
         created=outcome.created,
         instances_received=outcome.instances_received,
@@ -57,34 +91,42 @@ async def upload_study(
     return Response(result.model_dump_json(), status_code=201 if outcome.created else 200, media_type="application/json")
 
 
-@router.get("", response_model=list[StudyOut], summary="The worklist")
+@router.get("", response_model=list[StudyOut], summary="The worklist (the caller's projects)",
+            dependencies=[Depends(audited(AuditAction.viewed))])
 def list_studies(
     status: StudyStatus | None = None,
     search: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    principal: Principal = Depends(require(READ)),
     c: Container = Depends(container),
 ) -> list[StudyOut]:
-    return [study_out(s) for s in c.studies.list(status, search, limit, offset)]
+    studies = c.studies.list(status, search, limit, offset, principal.projects, not principal.deidentified)
+    return [study_out(s, principal) for s in studies]
 
 
-@router.get("/{study_instance_uid}", response_model=StudyOut)
-def get_study(study_instance_uid: str, c: Container = Depends(container)) -> StudyOut:
-    return study_out(c.studies.get(study_instance_uid))
+@router.get("/{study_instance_uid}", response_model=StudyOut, dependencies=[Depends(audited(AuditAction.viewed))])
+def get_study(study_instance_uid: str, principal: Principal = Depends(require(READ)),
+              c: Container = Depends(container)) -> StudyOut:
+    return study_out(c.studies.get(study_instance_uid, principal.projects), principal)
 
 
-@router.put("/{study_instance_uid}/sequences", response_model=StudyOut, summary="Set which series is T1/T1c/T2/FLAIR")
-def set_sequences(study_instance_uid: str, body: SequenceOverrides, c: Container = Depends(container)) -> StudyOut:
-    return study_out(c.studies.set_sequence_overrides(study_instance_uid, body.overrides))
+@router.put("/{study_instance_uid}/sequences", response_model=StudyOut, summary="Set which series is T1/T1c/T2/FLAIR",
+            dependencies=[Depends(audited(AuditAction.edited))])
+def set_sequences(study_instance_uid: str, body: SequenceOverrides, principal: Principal = Depends(require(WRITE)),
+                  c: Container = Depends(container)) -> StudyOut:
+    return study_out(c.studies.set_sequence_overrides(study_instance_uid, body.overrides, principal.projects), principal)
 
 
-@router.post("/{study_instance_uid}/jobs", status_code=201, response_model=JobOut, summary="Segment the study (again)")
-def create_job(study_instance_uid: str, c: Container = Depends(container)) -> JobOut:
-    return JobOut.model_validate(c.studies.create_job(study_instance_uid))
+@router.post("/{study_instance_uid}/jobs", status_code=201, response_model=JobOut, summary="Segment the study (again)",
+             dependencies=[Depends(audited(AuditAction.edited))])
+def create_job(study_instance_uid: str, principal: Principal = Depends(require(WRITE)),
+               c: Container = Depends(container)) -> JobOut:
+    return JobOut.model_validate(c.studies.create_job(study_instance_uid, principal.projects))
 
 
-def _finished_job(c: Container, study_instance_uid: str):  # type: ignore[no-untyped-def]
-    study = c.studies.get(study_instance_uid)
+def _finished_job(c: Container, study_instance_uid: str, principal: Principal):  # type: ignore[no-untyped-def]
+    study = c.studies.get(study_instance_uid, principal.projects)
     done = [j for j in study.jobs if j.state.value == "succeeded"]
     if not done:
         latest = study.jobs[-1] if study.jobs else None
@@ -93,14 +135,18 @@ def _finished_job(c: Container, study_instance_uid: str):  # type: ignore[no-unt
     return done[-1]
 
 
-@router.get("/{study_instance_uid}/measurements", summary="Tumour measurements of the latest finished job")
-def get_measurements(study_instance_uid: str, c: Container = Depends(container)) -> dict:  # type: ignore[type-arg]
-    return _finished_job(c, study_instance_uid).measurements or {}
+@router.get("/{study_instance_uid}/measurements", summary="Tumour measurements of the latest finished job",
+            dependencies=[Depends(audited(AuditAction.viewed))])
+def get_measurements(study_instance_uid: str, principal: Principal = Depends(require(READ)),
+                     c: Container = Depends(container)) -> dict:  # type: ignore[type-arg]
+    return _finished_job(c, study_instance_uid, principal).measurements or {}
 
 
-@router.get("/{study_instance_uid}/segmentation", response_class=Response, summary="The DICOM-SEG (application/dicom)")
-async def get_segmentation(study_instance_uid: str, c: Container = Depends(container)) -> Response:
-    job = _finished_job(c, study_instance_uid)
+@router.get("/{study_instance_uid}/segmentation", response_class=Response, summary="The DICOM-SEG (application/dicom)",
+            dependencies=[Depends(audited(AuditAction.downloaded))])
+async def get_segmentation(study_instance_uid: str, principal: Principal = Depends(require(IDENTIFIED)),
+                           c: Container = Depends(container)) -> Response:
+    job = await run_in_threadpool(_finished_job, c, study_instance_uid, principal)
     dataset = await run_in_threadpool(
         c.dicomweb.retrieve_instance, study_instance_uid, job.seg_series_instance_uid, job.seg_sop_instance_uid
     )
@@ -127,18 +173,22 @@ async def _proxy_service(c: Container, url: str, media_type: str, filename: str)
     )
 
 
-@router.get("/{study_instance_uid}/mask.nii.gz", response_class=Response, summary="The label mask as NIfTI")
-async def get_mask(study_instance_uid: str, c: Container = Depends(container)) -> Response:
-    job = _finished_job(c, study_instance_uid)
+@router.get("/{study_instance_uid}/mask.nii.gz", response_class=Response, summary="The label mask as NIfTI",
+            dependencies=[Depends(audited(AuditAction.downloaded))])
+async def get_mask(study_instance_uid: str, principal: Principal = Depends(require(READ)),
+                   c: Container = Depends(container)) -> Response:
+    job = await run_in_threadpool(_finished_job, c, study_instance_uid, principal)
     path = job.nifti_paths.get("mask")
     if not path:
         raise NotFound("no mask was stored for this job")
     return await _proxy_service(c, f"{c.settings.nifti_url}/api/nifti/files/{path}", "application/gzip", "mask.nii.gz")
 
 
-@router.get("/{study_instance_uid}/report.pdf", response_class=Response, summary="The report as PDF")
-async def get_report_pdf(study_instance_uid: str, c: Container = Depends(container)) -> Response:
-    job = _finished_job(c, study_instance_uid)
+@router.get("/{study_instance_uid}/report.pdf", response_class=Response, summary="The report as PDF",
+            dependencies=[Depends(audited(AuditAction.downloaded))])
+async def get_report_pdf(study_instance_uid: str, principal: Principal = Depends(require(IDENTIFIED)),
+                         c: Container = Depends(container)) -> Response:
+    job = await run_in_threadpool(_finished_job, c, study_instance_uid, principal)
     if not job.report_id:
         raise NotFound("no report was drafted for this job")
     return await _proxy_service(
@@ -146,11 +196,28 @@ async def get_report_pdf(study_instance_uid: str, c: Container = Depends(contain
     )
 
 
-@router.get("/{study_instance_uid}/report", summary="The report's sections and fields (JSON)")
-async def get_report(study_instance_uid: str, c: Container = Depends(container)) -> Response:
-    job = _finished_job(c, study_instance_uid)
+@router.get("/{study_instance_uid}/report", summary="The report's sections and fields (JSON)",
+            dependencies=[Depends(audited(AuditAction.viewed))])
+async def get_report(study_instance_uid: str, principal: Principal = Depends(require(IDENTIFIED)),
+                     c: Container = Depends(container)) -> Response:
+    job = await run_in_threadpool(_finished_job, c, study_instance_uid, principal)
     if not job.report_id:
         raise NotFound("no report was drafted for this job")
     response = await _proxy_service(c, f"{c.settings.reporting_url}/api/reports/{job.report_id}", "application/json", "report.json")
     del response.headers["content-disposition"]
     return response
+
+
+@router.post(
+    "/{study_instance_uid}/export",
+    response_class=Response,
+    summary="The study de-identified (DICOM PS3.15 Basic Profile) as a zip, for research",
+    responses={200: {"content": {"application/zip": {}}, "description": "a zip of the de-identified DICOM files"}},
+    dependencies=[Depends(audited(AuditAction.exported))],
+)
+async def export_study(study_instance_uid: str, principal: Principal = Depends(require(EXPORT)),
+                       c: Container = Depends(container)) -> Response:
+    await run_in_threadpool(c.studies.get, study_instance_uid, principal.projects)
+    content = await run_in_threadpool(export_deidentified, c.orthanc, study_instance_uid)
+    return Response(content, media_type="application/zip",
+                    headers={"content-disposition": 'attachment; filename="study-deidentified.zip"'})

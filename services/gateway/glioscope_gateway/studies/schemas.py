@@ -54,6 +54,7 @@ class StudyOut(BaseModel):
     study_description: str
     accession_number: str
     source: str
+    project: str
     status: StudyStatus
     missing_sequences: list[str]
     sequence_overrides: dict[str, str]

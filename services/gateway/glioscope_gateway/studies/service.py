@@ -37,8 +37,13 @@ def _text(ds: pydicom.Dataset, keyword: str) -> str:
     return str(ds.get(keyword, "") or "")
 
 
-def _study_from_dataset(ds: pydicom.Dataset, source: str) -> Study:
+def _visible(project: str, projects: Sequence[str] | None) -> bool:
+    return projects is None or project in projects
+
+
+def _study_from_dataset(ds: pydicom.Dataset, source: str, project: str) -> Study:
     return Study(
+        project=project,
         study_instance_uid=str(ds.StudyInstanceUID),
         patient_id=_text(ds, "PatientID"),
         patient_name=_text(ds, "PatientName"),
@@ -77,7 +82,9 @@ class StudyService:
         queue: JobQueue,
         limits: UploadLimits,
         requeue_after_s: float = 300.0,
+        default_project: str = "default",
     ) -> None:
+        self.default_project = default_project
         self._sessions = sessions
         self._dicomweb = dicomweb
         self._orthanc = orthanc
@@ -86,8 +93,13 @@ class StudyService:
         self._requeue_after = timedelta(seconds=requeue_after_s)
 
     # -- upload --------------------------------------------------------------------------------
-    def ingest_upload(self, files: Sequence[tuple[str, bytes]]) -> IngestOutcome:
-        """Validate everything, then store in the PACS, then register; a refusal stores nothing."""
+    def ingest_upload(
+        self, files: Sequence[tuple[str, bytes]], project: str | None = None, visible: Sequence[str] | None = None
+    ) -> IngestOutcome:
+        """Validate everything, then store in the PACS, then register in `project`; a refusal stores nothing.
+
+        `visible`: the uploader's projects (None: all); a study already registered elsewhere is a conflict."""
+        project = project or self.default_project
         instances = parse_upload(files, self._limits)
         require_image_series(instances)
         study_uid = instances[0].study_instance_uid
@@ -95,6 +107,8 @@ class StudyService:
         with session_scope(self._sessions) as session:
             existing = repository.get_study(session, study_uid)
             if existing is not None:
+                if not _visible(existing.project, visible):
+                    raise Conflict("this study is already registered in a project you do not belong to")
                 return IngestOutcome(existing, existing.jobs[-1] if existing.jobs else None, False, len(instances))
 
         series_groups = group_by_series(instances)
@@ -113,7 +127,7 @@ class StudyService:
 
         self._store_in_pacs(study_uid, instances)
         with session_scope(self._sessions) as session:
-            study = _study_from_dataset(instances[0].dataset, source="upload")
+            study = _study_from_dataset(instances[0].dataset, source="upload", project=project)
             numbers = {uid: _series_number(group[0].dataset.get("SeriesNumber")) for uid, group in series_groups.items()}
             self._fill_series(study, infos, roles, numbers)
             study.status = StudyStatus.ready
@@ -199,7 +213,7 @@ class StudyService:
         with session_scope(self._sessions) as session:
             study = repository.get_study(session, study_uid)
             if study is None:
-                study = _study_from_dataset(first, source=source)
+                study = _study_from_dataset(first, source=source, project=self.default_project)
                 session.add(study)
             roles = identify_sequences(list(infos.values()), study.sequence_overrides or None)
             study.series.clear()
@@ -224,24 +238,40 @@ class StudyService:
             return stored
 
     # -- reads and actions -------------------------------------------------------------------
-    def get(self, study_uid: str) -> Study:
+    def get(self, study_uid: str, projects: Sequence[str] | None = None) -> Study:
+        """The study, if it is in one of `projects` (None: any); otherwise NotFound, as if it did not exist."""
         with session_scope(self._sessions) as session:
             study = repository.get_study(session, study_uid)
-            if study is None:
+            if study is None or not _visible(study.project, projects):
                 raise NotFound("no such study")
             return study
 
-    def list(self, status: StudyStatus | None, search: str | None, limit: int, offset: int) -> Sequence[Study]:
+    def list(
+        self,
+        status: StudyStatus | None,
+        search: str | None,
+        limit: int,
+        offset: int,
+        projects: Sequence[str] | None = None,
+        search_identifiers: bool = True,
+    ) -> Sequence[Study]:
         with session_scope(self._sessions) as session:
-            return repository.list_studies(session, status=status, search=search, limit=limit, offset=offset)
+            return repository.list_studies(session, status=status, search=search, limit=limit, offset=offset,
+                                           projects=projects, search_identifiers=search_identifiers)
 
-    def set_sequence_overrides(self, study_uid: str, overrides: dict[str, str]) -> Study:
+    def visible_study_uids(self, projects: Sequence[str]) -> set[str]:
+        with session_scope(self._sessions) as session:
+            return repository.study_uids_in(session, projects)
+
+    def set_sequence_overrides(
+        self, study_uid: str, overrides: dict[str, str], projects: Sequence[str] | None = None
+    ) -> Study:
         unknown_roles = [role for role in overrides if role not in SEQUENCES]
         if unknown_roles:
             raise InvalidInput(f"unknown roles {unknown_roles}; use {list(SEQUENCES)}")
         with session_scope(self._sessions) as session:
             study = repository.get_study(session, study_uid)
-            if study is None:
+            if study is None or not _visible(study.project, projects):
                 raise NotFound("no such study")
             by_uid = repository.series_by_uid(study)
             unknown_series = [uid for uid in overrides.values() if uid not in by_uid]
@@ -256,10 +286,10 @@ class StudyService:
             study.status = StudyStatus.incomplete if study.missing_sequences else StudyStatus.ready
         return self.get(study_uid)
 
-    def create_job(self, study_uid: str) -> Job:
+    def create_job(self, study_uid: str, projects: Sequence[str] | None = None) -> Job:
         with session_scope(self._sessions) as session:
             study = repository.get_study(session, study_uid)
-            if study is None:
+            if study is None or not _visible(study.project, projects):
                 raise NotFound("no such study")
             if study.status != StudyStatus.ready:
                 raise UnprocessableInput(describe_missing(study.missing_sequences, []))
@@ -274,10 +304,11 @@ class StudyService:
         self._queue_job(job_id)
         return self.get_job(job_id)
 
-    def get_job(self, job_id: str) -> Job:
+    def get_job(self, job_id: str, projects: Sequence[str] | None = None) -> Job:
+        """The job (its `study` loaded), if its study is in one of `projects` (None: any)."""
         with session_scope(self._sessions) as session:
             job = repository.get_job(session, job_id)
-            if job is None:
+            if job is None or not _visible(job.study.project, projects):
                 raise NotFound("no such job")
             return job
 

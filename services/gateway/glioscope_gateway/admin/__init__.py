@@ -1,0 +1,1 @@
+"""Administration: users, API keys, the audit log (admin role only)."""

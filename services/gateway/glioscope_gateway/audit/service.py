@@ -1,0 +1,120 @@
+"""Writing and reading the audit log. Only inserts and selects exist here: no update or delete path."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from glioscope_common.db import session_scope
+from glioscope_common.records.access import AuditAction, AuditEvent
+
+logger = logging.getLogger("glioscope.gateway.audit")
+
+CSV_COLUMNS = ("id", "at", "actor", "role", "action", "study_instance_uid", "outcome", "request_id", "client_ip")
+
+
+@dataclass
+class AuditNote:
+    """What a route is about to do; the audit middleware writes it with the response's outcome."""
+
+    action: AuditAction
+    study_instance_uid: str | None = None
+    # The DICOMweb proxy sees hundreds of requests per viewed study: record one per caller, study and
+    # action every `dedupe_s` seconds.
+    dedupe: bool = False
+    actor: str | None = None  # sign-in: the username tried (no principal yet)
+    role: str | None = None
+
+
+def outcome_of(status_code: int) -> str:
+    if status_code < 400:
+        return "ok"
+    if status_code in (401, 403):
+        return "denied"
+    if status_code == 404:
+        return "not_found"
+    if status_code == 429:
+        return "limited"
+    if status_code < 500:
+        return "refused"
+    return "failed"
+
+
+class AuditLog:
+    def __init__(self, sessions: sessionmaker[Session], dedupe_s: float = 300.0) -> None:
+        self._sessions = sessions
+        self._dedupe_s = dedupe_s
+        self._recent: dict[tuple[str, str, str | None, str], float] = {}
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        *,
+        actor: str,
+        role: str,
+        action: AuditAction,
+        study_instance_uid: str | None,
+        outcome: str,
+        request_id: str | None,
+        client_ip: str | None,
+        dedupe: bool = False,
+    ) -> None:
+        if dedupe:
+            key = (actor, action.value, study_instance_uid, outcome)
+            now = time.monotonic()
+            with self._lock:
+                if now - self._recent.get(key, float("-inf")) < self._dedupe_s:
+                    return
+                if len(self._recent) > 10_000:
+                    self._recent.clear()
+                self._recent[key] = now
+        with session_scope(self._sessions) as session:
+            session.add(AuditEvent(actor=actor[:64], role=role[:16], action=action,
+                                   study_instance_uid=(study_instance_uid or None) and study_instance_uid[:64],
+                                   outcome=outcome, request_id=(request_id or "")[:64] or None,
+                                   client_ip=(client_ip or "")[:64] or None))
+
+    def query(
+        self,
+        *,
+        actor: str | None = None,
+        study_instance_uid: str | None = None,
+        action: AuditAction | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> Sequence[AuditEvent]:
+        statement = select(AuditEvent)
+        if actor:
+            statement = statement.where(AuditEvent.actor == actor)
+        if study_instance_uid:
+            statement = statement.where(AuditEvent.study_instance_uid == study_instance_uid)
+        if action:
+            statement = statement.where(AuditEvent.action == action)
+        if since:
+            statement = statement.where(AuditEvent.at >= since)
+        if until:
+            statement = statement.where(AuditEvent.at < until)
+        statement = statement.order_by(AuditEvent.id).limit(limit).offset(offset)
+        with session_scope(self._sessions) as session:
+            return session.scalars(statement).all()
+
+    @staticmethod
+    def to_csv(events: Sequence[AuditEvent]) -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        for event in events:
+            writer.writerow([event.id, event.at.isoformat(), event.actor, event.role, event.action.value,
+                             event.study_instance_uid or "", event.outcome, event.request_id or "", event.client_ip or ""])
+        yield buffer.getvalue()

@@ -1,0 +1,1 @@
+"""Authentication (local JWTs, OIDC tokens, API keys) and authorisation (roles, projects)."""

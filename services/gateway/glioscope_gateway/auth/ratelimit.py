@@ -1,0 +1,86 @@
+"""Token buckets for sign-in (per client IP) and uploads (per caller): in process, or in Redis when
+`redis_url` is set so that every gateway replica shares them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Protocol
+
+from glioscope_gateway.auth.errors import RateLimited
+
+logger = logging.getLogger("glioscope.gateway.ratelimit")
+
+
+class Limiter(Protocol):
+    def hit(self, key: str) -> None: ...
+
+
+class TokenBucket:
+    """`rate_per_min` tokens a minute, at most `burst` saved up; `hit` takes one or raises RateLimited."""
+
+    def __init__(self, name: str, rate_per_min: float, burst: int, max_keys: int = 100_000) -> None:
+        self.name = name
+        self.rate = rate_per_min / 60.0
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+        self._max_keys = max_keys
+
+    def hit(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                raise RateLimited(f"too many {self.name} requests; retry later", (1.0 - tokens) / self.rate)
+            if len(self._buckets) >= self._max_keys:
+                self._buckets.clear()  # crude bound on memory; a full bucket is the default anyway
+            self._buckets[key] = (tokens - 1.0, now)
+
+
+_REDIS_SCRIPT = """
+local data = redis.call('HMGET', KEYS[1], 'tokens', 'last')
+local rate = tonumber(ARGV[1]); local burst = tonumber(ARGV[2]); local now = tonumber(ARGV[3])
+local tokens = tonumber(data[1]) or burst
+local last = tonumber(data[2]) or now
+tokens = math.min(burst, tokens + (now - last) * rate)
+local allowed = 0
+if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'last', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return {allowed, tostring(tokens)}
+"""
+
+
+class RedisTokenBucket:
+    """The same bucket in Redis (one Lua script, atomic); falls back to the local bucket if Redis is down."""
+
+    def __init__(self, redis_url: str, name: str, rate_per_min: float, burst: int) -> None:
+        import redis
+
+        self.name = name
+        self.rate = rate_per_min / 60.0
+        self.burst = burst
+        self._client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        self._script = self._client.register_script(_REDIS_SCRIPT)
+        self._fallback = TokenBucket(name, rate_per_min, burst)
+
+    def hit(self, key: str) -> None:
+        try:
+            allowed, tokens = self._script(keys=[f"glioscope:ratelimit:{self.name}:{key}"],
+                                           args=[self.rate, self.burst, time.time()])
+        except Exception:
+            logger.warning("rate limiter: Redis unavailable, using the in-process bucket")
+            self._fallback.hit(key)
+            return
+        if not int(allowed):
+            raise RateLimited(f"too many {self.name} requests; retry later", (1.0 - float(tokens)) / self.rate)
+
+
+def make_limiter(redis_url: str, name: str, rate_per_min: float, burst: int) -> Limiter:
+    if redis_url:
+        return RedisTokenBucket(redis_url, name, rate_per_min, burst)
+    return TokenBucket(name, rate_per_min, burst)
