@@ -137,7 +137,7 @@ def test_screenshots(post_report, payload_factory, key_images, client: TestClien
     assert "Viewer screenshots" in text and "MPR with overlay, axial" in text and "Sagittal window" in text
 
 
-def test_prior_study_comparison(post_report, payload_factory, client: TestClient, auth, tmp_path: Path) -> None:
+def test_prior_study_comparison(post_report, payload_factory, key_images, client: TestClient, auth, radiologist, tmp_path: Path, artifacts_dir: Path, database_url: str) -> None:
     prior_m = payload_factory()["measurements"]
     prior_m["bidimensional_product_mm2"] = 1500.0
     prior_m["region_volumes_ml"] = {"WT": 40.0, "TC": 18.0, "ET": 10.0}
@@ -151,7 +151,7 @@ def test_prior_study_comparison(post_report, payload_factory, client: TestClient
     other["patient"]["patient_id"] = "OTHER"
     assert post_report(other).status_code == 201
 
-    current = _create(post_report, payload_factory)
+    current = _create(post_report, payload_factory, key_images)
     comparison = current["structured"]["comparison"]
     assert comparison["prior_report_id"] == prior["id"] and comparison["prior_study_date"] == "20231201"
     assert comparison["rano_suggestion"] == "PD"  # 1992.06 vs 1500 = +32.8 %
@@ -162,7 +162,23 @@ def test_prior_study_comparison(post_report, payload_factory, client: TestClient
     assert "1992.1 mm² versus 1500.0 mm² (+32.8 %)" in findings
     assert "Suggested RANO-style category: PD (progressive disease), a suggestion" in impression
     assert "2023" not in findings + impression  # no dates in the text (it may be sent to an LLM)
-    text = _pdf_text(client.get(f"/api/reports/{current['id']}/pdf", headers=auth).content, tmp_path)
+    shot = client.post(f"/api/reports/{current['id']}/screenshots", headers=radiologist,
+                       files=[("screenshots", ("s.png", key_images[0][1][1], "image/png"))], data={"captions": ["Viewer: axial T1c with overlay"]})
+    assert shot.status_code == 201
+    assert client.post(f"/api/reports/{current['id']}/sign", json={"name": "Dr Anna Smith"}, headers=radiologist).status_code == 200
+    pdf = client.get(f"/api/reports/{current['id']}/pdf", headers=auth).content
+    text = _pdf_text(pdf, tmp_path)
+    # Every measured number of the table is in the PDF.
+    for expected in ["8.1 mL", "25.3 mL", "12.0 mL", "45.4 mL", "20.2 mL", "52.3 mm", "38.1 mm", "1992.1 mm²", "+5.4 mL",
+                     "Dr Anna Smith", "Signed at", "Viewer: axial T1c with overlay", NOTICE]:
+        assert expected in text, expected
+    # Kept as test artefacts (test-artifacts/ is git-ignored): the PDF and its pages as PNG.
+    backend = "postgres" if database_url.startswith("postgresql") else "sqlite"
+    (artifacts_dir / f"report-followup-{backend}.pdf").write_bytes(pdf)
+    if shutil.which("pdftoppm"):
+        subprocess.run(["pdftoppm", "-png", "-r", "80", str(artifacts_dir / f"report-followup-{backend}.pdf"),
+                        str(artifacts_dir / f"report-followup-{backend}")], check=True)
+        assert list(artifacts_dir.glob(f"report-followup-{backend}-*.png"))
     for expected in ["Prior study", "2023-12-01", "+32.8 %", "PD — suggestion only", "Approximate location",
                      "left frontal lobe", "Enhancement pattern", "rim (around necrosis)"]:
         assert expected in text, expected

@@ -220,7 +220,20 @@ def render_pdf(data: PdfInput, image_max_px: int = 512) -> bytes:
         ]
     story += [Spacer(1, 3 * mm), Paragraph(escape(NOTICE) + f" · Report {escape(data.report_id)}", small)]
 
-    doc.build(story)
+    footer_text = (
+        f"{_person_name(p.patient_name) or '—'} · {p.patient_id or '—'} · Report {data.report_id} v{data.version} "
+        f"({'signed' if data.signed_by else 'not signed'}) · AI-assisted, research use only"
+    )
+
+    def footer(canvas, document) -> None:  # type: ignore[no-untyped-def]
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7)
+        canvas.setFillColor(colors.grey)
+        canvas.drawString(document.leftMargin, 8 * mm, footer_text)
+        canvas.drawRightString(document.leftMargin + document.width, 8 * mm, f"page {document.page}")
+        canvas.restoreState()
+
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue()
 
 
