@@ -34,6 +34,8 @@ class CommonSettings(BaseSettings):
     model_name: str = "glioscope_unet"
     service_token: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     log_json: bool = False
+    otel_endpoint: str = ""  # OTLP/HTTP collector URL (glioscope_common.tracing); empty: no tracing
+    metrics_port: int = 0  # the worker's /metrics port (glioscope_common.metrics); 0: none
 
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> "CommonSettings":

@@ -7,10 +7,12 @@ being processed by a killed worker runs again; the task itself is idempotent.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from kombu import Queue
 
 from glioscope_common.logs import configure_logging
+from glioscope_common.metrics import mark_process_dead, start_metrics_server
+from glioscope_common.tracing import instrument_celery, setup_tracing
 from glioscope_inference.settings import InferenceSettings
 
 settings = InferenceSettings()
@@ -33,3 +35,17 @@ app.conf.update(
 @worker_process_init.connect
 def _init_process(**_: object) -> None:
     configure_logging(settings.log_json)
+    if setup_tracing(settings, "worker"):
+        instrument_celery()
+
+
+@worker_init.connect
+def _init_worker(**_: object) -> None:
+    # The main process serves /metrics; prefork children write to PROMETHEUS_MULTIPROC_DIR.
+    start_metrics_server(settings.metrics_port)
+
+
+@worker_process_shutdown.connect
+def _process_exit(pid: int | None = None, **_: object) -> None:
+    if pid:
+        mark_process_dead(pid)

@@ -12,6 +12,7 @@ from glioscope_common.db import make_engine, make_session_factory
 from glioscope_common.dicomweb import HttpDicomWeb
 from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.inference_backend import InferenceBackend, make_backend
+from glioscope_common.metrics import count_job, observe_job
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
 from glioscope_inference.segmentation.repository import JobRepository
@@ -62,15 +63,20 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
 def run_segmentation(self: Task, job_id: str) -> str:
     service, jobs, settings = _service()
     try:
-        return service.run(job_id)
+        outcome = service.run(job_id)
+        observe_job(jobs.load(job_id), settings.inference_url)  # final state, stage timings, upload-to-result
+        return outcome
     except UpstreamUnavailable as exc:
         if self.request.retries >= settings.max_upstream_retries:
             jobs.fail(job_id, f"{exc.detail} (gave up after {self.request.retries} retries; retry the job later)")
+            count_job("failed")
             return "failed"
         jobs.back_to_queue(job_id, f"waiting to retry: {exc.detail}")
+        count_job("retried")
         countdown = min(settings.retry_backoff_s * 2**self.request.retries, settings.retry_backoff_max_s)
         raise self.retry(exc=exc, countdown=countdown, max_retries=settings.max_upstream_retries) from exc
     except Exception:
         logger.exception("segmentation job crashed", extra={"job_id": job_id})
         jobs.fail(job_id, "internal error during segmentation; see the worker logs")
+        count_job("failed")
         return "failed"
