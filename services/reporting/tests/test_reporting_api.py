@@ -207,3 +207,45 @@ def test_models_match_migrations_and_coexist_with_other_histories(database_url: 
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_migration_0002_backfills_existing_reports(database_url: str) -> None:
+    """A report written under reporting_0001 gets its version row, patient_id and study_date (and down again)."""
+    from alembic import command
+    from sqlalchemy import text as sql
+
+    from glioscope_reporting.migrate import alembic_config, migrate
+
+    config = alembic_config(database_url)
+    migrate(database_url)
+    command.downgrade(config, "reporting_0001")
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sql(
+                    "INSERT INTO reporting_reports (id, study_instance_uid, job_id, status, version, created_at, updated_at,"
+                    " author, ai_drafted, patient, study, model, measurements, sections) VALUES (:id, '1.2.3', 'j', 'draft', 1,"
+                    " :now, :now, NULL, :ai, :patient, :study, '{}', '{}', :sections)"
+                ),
+                {"id": "old-1", "now": "2026-01-01 00:00:00+00:00", "ai": True,
+                 "patient": json.dumps({"patient_id": "P-9"}), "study": json.dumps({"study_date": "20250101"}),
+                 "sections": json.dumps({"findings": "f", "impression": "i", "diagnosis": "d", "recommendations": "r"})},
+            )
+            conn.execute(sql("INSERT INTO reporting_key_images (report_id, name, position, png) VALUES ('old-1', 'axial', 0, :png)"),
+                         {"png": b"\x89PNG"})
+        migrate(database_url)
+        with engine.begin() as conn:
+            assert conn.execute(sql("SELECT count(*) FROM reporting_key_images WHERE report_id = 'old-1'")).scalar() == 1
+            row = conn.execute(sql("SELECT patient_id, study_date, ai_drafted FROM reporting_reports WHERE id = 'old-1'")).one()
+            assert (row[0], row[1], bool(row[2])) == ("P-9", "20250101", False)
+            versions = conn.execute(sql("SELECT version, action FROM reporting_report_versions WHERE report_id = 'old-1'")).all()
+            assert [tuple(v) for v in versions] == [(1, "created")]
+        command.downgrade(config, "reporting_0001")  # and down again: the key images survive that too
+        with engine.begin() as conn:
+            assert conn.execute(sql("SELECT count(*) FROM reporting_key_images WHERE report_id = 'old-1'")).scalar() == 1
+            conn.execute(sql("DELETE FROM reporting_key_images"))
+            conn.execute(sql("DELETE FROM reporting_reports"))
+        migrate(database_url)
+    finally:
+        engine.dispose()

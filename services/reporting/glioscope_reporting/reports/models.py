@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from glioscope_common.db import UTCDateTime, new_metadata, utcnow
@@ -36,10 +36,10 @@ class Report(ReportingBase):
     measurements: Mapped[dict[str, Any]] = mapped_column(JSON)
     sections: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Added by reporting_0002.
-    patient_id: Mapped[str] = mapped_column(String(64), index=True, default="")  # for the prior-study lookup
-    study_date: Mapped[str] = mapped_column(String(16), default="")
-    ai_sections: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # section -> AI-drafted
-    structured: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # location, enhancement, comparison
+    patient_id: Mapped[str] = mapped_column(String(64), index=True, default="", server_default="")  # prior-study lookup
+    study_date: Mapped[str] = mapped_column(String(16), default="", server_default="")  # YYYYMMDD
+    ai_sections: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))  # section -> LLM
+    structured: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))  # location, …
     signed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     signed_role: Mapped[str | None] = mapped_column(String(32), nullable=True)
     signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

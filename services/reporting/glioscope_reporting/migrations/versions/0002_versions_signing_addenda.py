@@ -22,16 +22,17 @@ SECTIONS = ("findings", "impression", "diagnosis", "recommendations")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("reporting_reports") as batch:
-        batch.add_column(sa.Column("patient_id", sa.String(length=64), nullable=False, server_default=""))
-        batch.add_column(sa.Column("study_date", sa.String(length=16), nullable=False, server_default=""))
-        batch.add_column(sa.Column("ai_sections", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("structured", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("signed_by", sa.String(length=128), nullable=True))
-        batch.add_column(sa.Column("signed_role", sa.String(length=32), nullable=True))
-        batch.add_column(sa.Column("signed_at", UTCDateTime(), nullable=True))
-        batch.add_column(sa.Column("export", sa.JSON(), nullable=True))
-        batch.create_index(batch.f("ix_reporting_reports_patient_id"), ["patient_id"], unique=False)
+    # Plain ALTER TABLE ADD COLUMN (no batch "move and copy" on SQLite: recreating reporting_reports with
+    # foreign keys on would cascade-delete the key images). NOT NULL columns come with a server default.
+    op.add_column("reporting_reports", sa.Column("patient_id", sa.String(length=64), nullable=False, server_default=""))
+    op.add_column("reporting_reports", sa.Column("study_date", sa.String(length=16), nullable=False, server_default=""))
+    op.add_column("reporting_reports", sa.Column("ai_sections", sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
+    op.add_column("reporting_reports", sa.Column("structured", sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
+    op.add_column("reporting_reports", sa.Column("signed_by", sa.String(length=128), nullable=True))
+    op.add_column("reporting_reports", sa.Column("signed_role", sa.String(length=32), nullable=True))
+    op.add_column("reporting_reports", sa.Column("signed_at", UTCDateTime(), nullable=True))
+    op.add_column("reporting_reports", sa.Column("export", sa.JSON(), nullable=True))
+    op.create_index(op.f("ix_reporting_reports_patient_id"), "reporting_reports", ["patient_id"], unique=False)
 
     op.create_table(
         "reporting_report_versions",
@@ -119,9 +120,6 @@ def upgrade() -> None:
                 role=None, action="created", sections=row.sections, ai_sections=none_ai,
             )
         )
-    with op.batch_alter_table("reporting_reports") as batch:
-        batch.alter_column("ai_sections", existing_type=sa.JSON(), nullable=False)
-        batch.alter_column("structured", existing_type=sa.JSON(), nullable=False)
 
 
 def downgrade() -> None:
@@ -131,7 +129,7 @@ def downgrade() -> None:
     op.drop_table("reporting_addenda")
     op.drop_index(op.f("ix_reporting_report_versions_report_id"), table_name="reporting_report_versions")
     op.drop_table("reporting_report_versions")
-    with op.batch_alter_table("reporting_reports") as batch:
-        batch.drop_index(batch.f("ix_reporting_reports_patient_id"))
-        for column in ("export", "signed_at", "signed_role", "signed_by", "structured", "ai_sections", "study_date", "patient_id"):
-            batch.drop_column(column)
+    # ALTER TABLE DROP COLUMN (SQLite >= 3.35, Postgres): no table copy, the key images stay.
+    op.drop_index(op.f("ix_reporting_reports_patient_id"), table_name="reporting_reports")
+    for column in ("export", "signed_at", "signed_role", "signed_by", "structured", "ai_sections", "study_date", "patient_id"):
+        op.drop_column("reporting_reports", column)
