@@ -69,10 +69,10 @@ def overlay_png(background: np.ndarray, seg: np.ndarray, path: Path, title_centr
         (bg[c[0], :, :], seg[c[0], :, :]),  # sagittal
     ]
     tiles = []
-    for b, s in views:
+    for v, (b, s) in enumerate(views):
         # display: superior/anterior up, patient right on the left (radiological) for axial/coronal
         b, s = np.rot90(b), np.rot90(s)
-        if b is not views[2][0]:
+        if v < 2:
             b, s = b[:, ::-1], s[:, ::-1]
         gray = (np.stack([b] * 3, -1) * 255).astype(np.float32)
         both = np.concatenate([gray, gray.copy()], axis=1)
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(report["real"]), flush=True)
         if args.images:
             overlay_png(image[3], seg, Path(args.images) / f"{args.prefix}-real-brats-00001.png")
+            overlay_png(image[1], seg, Path(args.images) / f"{args.prefix}-real-brats-00001-t1c.png")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return report
