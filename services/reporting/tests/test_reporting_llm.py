@@ -47,6 +47,8 @@ class FakeLlm:
                 answer = {k: "As reviewed: " + v for k, v in draft.items()}
                 if fake.mode == "wrong_number":
                     answer["findings"] = answer["findings"].replace("45.4 mL", "54.9 mL")
+                if fake.mode == "wrong_side":
+                    answer["impression"] = answer["impression"].replace("left", "right")
                 content = json.dumps(answer)
                 if fake.mode == "garbage":
                     content = "I cannot help with that."
@@ -159,6 +161,13 @@ def test_wrong_number_falls_back(llm: FakeLlm, llm_client: TestClient, payload_f
     assert report["ai_drafted"] is False and not any(report["ai_sections"].values())
     assert report["sections"] == _deterministic(payload)
     assert "54.9" not in json.dumps(report["sections"])
+
+
+def test_wrong_side_falls_back(llm: FakeLlm, llm_client: TestClient, payload_factory) -> None:
+    llm.mode = "wrong_side"
+    payload = payload_factory()
+    report = _post(llm_client, payload)
+    assert report["ai_drafted"] is False and report["sections"] == _deterministic(payload)
 
 
 def test_timeout_and_garbage_fall_back(llm: FakeLlm, llm_client: TestClient, payload_factory) -> None:

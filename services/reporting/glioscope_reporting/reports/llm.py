@@ -6,7 +6,9 @@ Guardrails (each one falls back to the deterministic draft, never fails the requ
 * a timeout (`llm_timeout_s`) on the whole call, no retries;
 * the answer must be a JSON object with the four sections, each a non-empty string;
 * every number in the answer must equal a number of the measurements or of the draft (regex parse, with a
-  tolerance for rounding: "45" or "45.4" match 45.44) — one invented number rejects the whole answer.
+  tolerance for rounding: "45" or "45.4" match 45.44) — one invented number rejects the whole answer;
+* no side (left/right/bilateral) the draft does not name. Other wording is not checked: the radiologist
+  reviews the text before signing, and the PDF marks it "[AI-drafted]".
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ logger = logging.getLogger("glioscope.reporting.llm")
 
 NUMBER = re.compile(r"(?<![\w.])[-+−]?\d+(?:\.\d+)?")
 THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+WORD = re.compile(r"[a-z]+")
+SIDE_WORDS = {"left", "right", "bilateral"}
 
 SYSTEM_PROMPT = (
     "You are helping a neuroradiologist word a brain MRI tumour report. Rewrite the draft sections in clear, "
@@ -146,7 +150,12 @@ def polish(
     allowed = allowed_numbers(measurements, draft, model_name)
     bad = {name: unsupported_numbers(text, allowed) for name, text in answer.items()}
     bad = {k: v for k, v in bad.items() if v}
+    draft_words = set(WORD.findall(" ".join(draft.model_dump().values()).lower()))
+    for name, text in answer.items():  # a side the draft never names (left <-> right swaps)
+        new_sides = (set(WORD.findall(text.lower())) & SIDE_WORDS) - draft_words
+        if new_sides:
+            bad.setdefault(name, []).extend(sorted(new_sides))
     if bad:
         logger.warning("LLM answer has numbers not in the measurements or the draft (%s); keeping the draft", bad)
-        return PolishResult(draft, False, "unsupported numbers: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in bad.items()))
+        return PolishResult(draft, False, "unsupported numbers or sides: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in bad.items()))
     return PolishResult(Sections(**answer), True, "polished")

@@ -34,12 +34,9 @@ from glioscope_reporting.reports.schemas import (
     SECTION_NAMES,
     CreateReport,
     DiffOut,
-    ModelInfo,
-    Patient,
     ReportOut,
     SectionDiff,
     Sections,
-    Study,
     VersionOut,
 )
 from glioscope_reporting.settings import Settings
@@ -499,4 +496,4 @@ class ReportService:
             session.execute(text("SELECT 1 FROM reporting_reports LIMIT 1"))
 
 
-__all__ = ["Identity", "ReportService", "check_key_images", "check_png", "parse_payload", "Patient", "Study", "ModelInfo"]
+__all__ = ["Identity", "ReportService", "check_key_images", "check_png", "parse_payload"]
