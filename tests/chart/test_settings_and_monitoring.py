@@ -181,7 +181,7 @@ def test_metric_name_extraction() -> None:
 def test_every_metric_in_dashboards_and_alerts_exists() -> None:
     defined = code_metrics()
     assert {"glioscope_jobs_total", "glioscope_job_stage_seconds", "glioscope_upload_to_result_seconds",
-            "glioscope_inference_seconds", "glioscope_queue_depth", "glioscope_jobs",
+            "glioscope_inference_seconds", "glioscope_queue_depth", "glioscope_jobs_current",
             "glioscope_http_request_duration_seconds", "glioscope_http_errors_total"} <= defined
     exprs = dashboard_exprs() + rule_exprs()
     assert len(exprs) > 10

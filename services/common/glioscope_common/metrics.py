@@ -42,7 +42,8 @@ UPLOAD_TO_RESULT_SECONDS = Histogram(
 INFERENCE_SECONDS = Histogram(
     "glioscope_inference_seconds", "Model inference time of a job (sliding window)", ["backend"], buckets=_STAGE_BUCKETS
 )
-# glioscope_queue_depth{queue} and glioscope_jobs{state} are gauges computed on scrape (collectors below).
+# glioscope_queue_depth{queue} and glioscope_jobs_current{state} are gauges computed on scrape (collectors below).
+# (Not "glioscope_jobs": that is the family name of the glioscope_jobs_total counter.)
 
 # Stages whose duration is inference proper (pipeline timings_s keys).
 INFERENCE_STAGES = ("inference",)
@@ -82,16 +83,16 @@ def _aware(moment: datetime) -> datetime:
 
 
 class JobsByStateCollector(Collector):
-    """`glioscope_jobs{state}`: jobs in the records database per state, counted on scrape."""
+    """`glioscope_jobs_current{state}`: jobs in the records database per state, counted on scrape."""
 
     def __init__(self, count_by_state: Callable[[], Mapping[str, int]]) -> None:
         self._count = count_by_state
 
     def describe(self) -> Iterable[GaugeMetricFamily]:  # registering must not query the database
-        yield GaugeMetricFamily("glioscope_jobs", "Jobs in the records database by state", labels=["state"])
+        yield GaugeMetricFamily("glioscope_jobs_current", "Jobs in the records database by state", labels=["state"])
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily("glioscope_jobs", "Jobs in the records database by state", labels=["state"])
+        family = GaugeMetricFamily("glioscope_jobs_current", "Jobs in the records database by state", labels=["state"])
         try:
             counts = dict(self._count())
         except Exception:  # the database being down must not break /metrics
@@ -176,7 +177,7 @@ def register_gateway_collectors(sessions: Any, broker_url: str, registry: Collec
         try:
             registry.register(collector)
         except ValueError:  # already registered (several apps in one process, e.g. tests)
-            logger.debug("collector already registered", exc_info=True)
+            logger.warning("metrics collector %s not registered (name already taken)", type(collector).__name__)
     return collectors
 
 

@@ -66,14 +66,14 @@ def test_jobs_by_state_collector_reads_the_records_database(tmp_path) -> None:  
         session.commit()
     registry = CollectorRegistry()
     registry.register(metrics.JobsByStateCollector(metrics.jobs_by_state_from_sessions(sessions)))
-    assert registry.get_sample_value("glioscope_jobs", {"state": "succeeded"}) == 2
-    assert registry.get_sample_value("glioscope_jobs", {"state": "failed"}) == 1
-    assert registry.get_sample_value("glioscope_jobs", {"state": "queued"}) == 0
+    assert registry.get_sample_value("glioscope_jobs_current", {"state": "succeeded"}) == 2
+    assert registry.get_sample_value("glioscope_jobs_current", {"state": "failed"}) == 1
+    assert registry.get_sample_value("glioscope_jobs_current", {"state": "queued"}) == 0
     # A database that is down leaves the metric out instead of failing the scrape.
     broken = CollectorRegistry()
     broken.register(metrics.JobsByStateCollector(lambda: 1 / 0))  # type: ignore[arg-type,return-value]
-    assert b"glioscope_jobs{" not in generate_latest(broken)
-    assert broken.get_sample_value("glioscope_jobs", {"state": "queued"}) is None
+    assert b"glioscope_jobs_current{" not in generate_latest(broken)
+    assert broken.get_sample_value("glioscope_jobs_current", {"state": "queued"}) is None
 
 
 def test_queue_depth_collector_caches_and_skips_unknown_queues() -> None:
@@ -203,3 +203,20 @@ def test_json_formatter_without_a_span_has_no_trace_fields() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", (), None)
     payload = json.loads(JsonFormatter().format(record))
     assert payload["msg"] == "hello" and "trace_id" not in payload
+
+
+def test_gateway_collectors_register_beside_the_job_counter(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The scrape-time gauges' names do not clash with the metrics in the default registry."""
+    from prometheus_client import REGISTRY
+
+    from glioscope_common.db import make_engine, make_session_factory
+    from glioscope_common.records.migrate import migrate
+
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    migrate(url)
+    collectors = metrics.register_gateway_collectors(make_session_factory(make_engine(url)), f"sqla+sqlite:///{tmp_path / 'b.db'}")
+    try:
+        assert REGISTRY.get_sample_value("glioscope_jobs_current", {"state": "queued"}) == 0
+    finally:
+        for collector in collectors:
+            REGISTRY.unregister(collector)
