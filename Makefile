@@ -4,7 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := -e services/common -e services/gateway -e services/inference -e services/reporting -e services/nifti -e training
-APT_PACKAGES := orthanc orthanc-dicomweb dicom3tools dcmtk dcm2niix poppler-utils
+# Test-only tools: real Triton (pytriton wheel), the embedded Helm, manifest validation, API fuzzing.
+TEST_PACKAGES := pytest nvidia-pytriton pypdf onnx helm-python-sdk kubernetes-validate schemathesis
+APT_PACKAGES := orthanc orthanc-dicomweb dicom3tools dcmtk dcm2niix poppler-utils prometheus
 
 .PHONY: install system-deps run test test-fast bench clean
 
@@ -15,11 +17,13 @@ system-deps:  ## Debian packages: Orthanc with DICOMweb, dciodvfy, dcmtk, pdftot
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# Only promtool is needed from the prometheus package: never leave its server running.
+	@command -v systemctl >/dev/null 2>&1 && systemctl stop prometheus 2>/dev/null || true
 
 $(VENV)/.installed: services/*/pyproject.toml training/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(PACKAGES) pytest nvidia-pytriton pypdf
+	$(PY) -m pip install -q $(PACKAGES) $(TEST_PACKAGES)
 	touch $@
 
 $(VENV)/.installed-train: $(VENV)/.installed
