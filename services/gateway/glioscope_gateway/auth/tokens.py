@@ -92,6 +92,7 @@ class OidcVerifier:
         self.projects_claim = projects_claim
         self.username_claim = username_claim
         self.cache_s = cache_s
+        self.min_refetch_s = 10.0  # an unknown key ID refetches the JWKS at most this often
         self._keys: list[dict[str, Any]] = []
         self._fetched_at = float("-inf")
         self._lock = threading.Lock()
@@ -99,8 +100,8 @@ class OidcVerifier:
     def _jwks(self, force: bool = False) -> list[dict[str, Any]]:
         with self._lock:
             age = time.monotonic() - self._fetched_at
-            # An unknown key ID refetches at most every 10 s (key rotation), never on every request.
-            if age < self.cache_s and not (force and age > 10):
+            # An unknown key ID (key rotation) refetches at most every min_refetch_s, never on every request.
+            if age < self.cache_s and not (force and age > self.min_refetch_s):
                 return self._keys
             try:
                 response = httpx.get(self.jwks_url, timeout=5)
