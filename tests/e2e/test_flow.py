@@ -223,3 +223,22 @@ def test_a_complete_study_sent_straight_to_orthanc_gets_a_job(platform: Platform
     assert study["status"] == "ready"
     assert study["latest_job"] is not None
     assert study["latest_job"]["sequence_series"].keys() == {"T1", "T1c", "T2", "FLAIR"}
+
+
+def test_secrets_never_reach_the_logs(platform: Platform, segmented: dict, e2e_case: E2ECase) -> None:
+    """A sign-in and authenticated calls with a known password and token; no service's log holds them."""
+    from .conftest import E2E_ADMIN, E2E_API_KEY, E2E_JWT_SECRET
+
+    client = platform.client
+    tokens = client.post("/api/auth/token", data={"username": E2E_ADMIN[0], "password": E2E_ADMIN[1]},
+                         headers={"x-api-key": ""}).json()
+    headers = {"authorization": f"Bearer {tokens['access_token']}", "x-api-key": ""}
+    assert client.get(f"/api/studies/{e2e_case.study_instance_uid}", headers=headers).status_code == 200
+    assert client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 200
+    client.post("/api/auth/token", data={"username": E2E_ADMIN[0], "password": "wrong-" + E2E_ADMIN[1]},
+                headers={"x-api-key": ""})
+    logs = "".join(p.read_text(errors="replace") for p in (Path(platform.env["GLIOSCOPE_DATA_DIR"]) / "logs").glob("*.log"))
+    assert logs  # the services' log files were found
+    for secret in (E2E_ADMIN[1], tokens["access_token"], tokens["refresh_token"], E2E_API_KEY, E2E_JWT_SECRET,
+                   platform.env["GLIOSCOPE_SERVICE_TOKEN"]):
+        assert secret not in logs
