@@ -81,6 +81,11 @@ def main() -> int:
         "GLIOSCOPE_NIFTI_ROOT": str(work / "nifti"),
         "GLIOSCOPE_MODEL_REPOSITORY": os.environ.get("GLIOSCOPE_MODEL_REPOSITORY", str(ROOT / "model_repository")),
         "GLIOSCOPE_BOOTSTRAP_API_KEY": API_KEY,
+        "GLIOSCOPE_JWT_SECRET": "bench-jwt-secret-" + secrets.token_hex(16),
+        "GLIOSCOPE_SERVICE_TOKEN": "bench-service-token-" + secrets.token_hex(8),
+        # The load is the point here: lift the per-caller upload rate limit.
+        "GLIOSCOPE_UPLOAD_RATE_PER_MIN": "1000",
+        "GLIOSCOPE_UPLOAD_BURST": "100",
     }
     stack = LocalStack(env=env, log_dir=work / "logs", worker_queue=f"load-{secrets.token_hex(3)}")
     latencies: dict[str, list[float]] = defaultdict(list)
