@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +108,9 @@ class LocalStack:
     def worker_process(self) -> ServiceProcess:
         command = [sys.executable, "-m", "celery", "-A", "glioscope_inference.worker", "worker", "-Q", self.worker_queue,
                    "-c", str(self.worker_concurrency), "--pool", "prefork", "--loglevel", "INFO",
-                   "-n", f"worker-{self.worker_queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+                   # A fresh node name per start: a killed worker's exclusive control queue may linger.
+                   "-n", f"worker-{self.worker_queue}-{uuid.uuid4().hex[:6]}@%h",
+                   "--without-gossip", "--without-mingle", "--without-heartbeat"]
         log_path = self.log_dir / "worker.log"
         log_path.unlink(missing_ok=True)
         return ServiceProcess("worker", command, self._service_env(), log_path, ready_marker=" ready.")
@@ -145,6 +148,7 @@ class LocalStack:
         self.processes["worker"].stop()
         self.processes["worker"] = self.worker_process()
         self.processes["worker"].start()
+        self.processes["worker"].wait_healthy()
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
