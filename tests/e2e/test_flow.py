@@ -242,3 +242,40 @@ def test_secrets_never_reach_the_logs(platform: Platform, segmented: dict, e2e_c
     for secret in (E2E_ADMIN[1], tokens["access_token"], tokens["refresh_token"], E2E_API_KEY, E2E_JWT_SECRET,
                    platform.env["GLIOSCOPE_SERVICE_TOKEN"]):
         assert secret not in logs
+
+
+def test_report_edit_sign_and_store_through_the_gateway(platform: Platform, segmented: dict, e2e_case: E2ECase) -> None:
+    """A radiologist edits a section, signs, and the signed report's PDF and SR reach the PACS."""
+    from .conftest import E2E_ADMIN
+
+    client = platform.client
+    uid = e2e_case.study_instance_uid
+    project = client.get(f"/api/studies/{uid}").json()["project"]
+
+    def bearer(username: str, password: str) -> dict[str, str]:
+        tokens = client.post("/api/auth/token", data={"username": username, "password": password},
+                             headers={"x-api-key": ""}).json()
+        return {"authorization": f"Bearer {tokens['access_token']}", "x-api-key": ""}
+
+    admin = bearer(*E2E_ADMIN)
+    for username, role in (("dr-reader", "radiologist"), ("dr-clinic", "clinician")):
+        created = client.post("/api/admin/users", headers=admin,
+                              json={"username": username, "password": f"{username}-password-1", "role": role, "projects": [project]})
+        assert created.status_code in (201, 409), created.text
+    radiologist = bearer("dr-reader", "dr-reader-password-1")
+    clinician = bearer("dr-clinic", "dr-clinic-password-1")
+
+    edited = client.put(f"/api/studies/{uid}/report/sections/impression", headers=radiologist,
+                        json={"text": "Right-sided tumour, see findings. Reviewed."})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["version"] == 2
+    diff = client.get(f"/api/studies/{uid}/report/diff", params={"from": 1, "to": 2}, headers=radiologist).json()
+    assert any(s["section"] == "impression" and s["changed"] for s in diff["sections"])
+    assert client.post(f"/api/studies/{uid}/report/sign", headers=clinician, json={}).status_code == 403
+    signed = client.post(f"/api/studies/{uid}/report/sign", headers=radiologist, json={})
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["status"] == "final"
+    locked = client.put(f"/api/studies/{uid}/report/sections/impression", headers=radiologist, json={"text": "late change"})
+    assert locked.status_code == 409
+    modalities = {item["00080060"]["Value"][0] for item in client.get(f"/dicom-web/studies/{uid}/series").json()}
+    assert {"MR", "SEG", "DOC", "SR"} <= modalities

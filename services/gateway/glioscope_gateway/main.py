@@ -33,6 +33,7 @@ from glioscope_gateway.deps import Container
 from glioscope_gateway.dicomweb_proxy.routes import router as dicomweb_router
 from glioscope_gateway.jobs.queue import CeleryJobQueue, JobQueue
 from glioscope_gateway.jobs.routes import router as jobs_router
+from glioscope_gateway.reports.routes import router as reports_router
 from glioscope_gateway.settings import GatewaySettings
 from glioscope_gateway.studies.routes import router as studies_router
 from glioscope_gateway.studies.service import StudyService
@@ -182,6 +183,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
     app.include_router(auth_router)
     app.include_router(admin_router)
     app.include_router(studies_router)
+    app.include_router(reports_router)
     app.include_router(jobs_router)
     app.include_router(dicomweb_router)
     app.state.watcher = watcher
