@@ -51,6 +51,13 @@ class Unauthorized(GlioscopeError):
     code = "unauthorized"
 
 
+class Forbidden(GlioscopeError):
+    """The caller is known but its role or projects do not allow this."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class UpstreamUnavailable(GlioscopeError):
     status_code = 503
     code = "upstream_unavailable"

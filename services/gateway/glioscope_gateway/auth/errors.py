@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-from glioscope_common.errors import GlioscopeError
+from glioscope_common.errors import Forbidden, GlioscopeError
 
-
-class Forbidden(GlioscopeError):
-    status_code = 403
-    code = "forbidden"
+__all__ = ["Forbidden", "RateLimited"]
 
 
 class RateLimited(GlioscopeError):

@@ -19,12 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from glioscope_common.db import session_scope, utcnow
 from glioscope_common.dicomweb import HttpDicomWeb, make_dicomweb
-from glioscope_common.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnprocessableInput, UpstreamUnavailable
+from glioscope_common.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, UnprocessableInput, UpstreamUnavailable
 from glioscope_common.measurements import Measurements
 from glioscope_reporting.reports import dicom_export
 from glioscope_reporting.reports.analysis import Comparison, compare, structured_fields
 from glioscope_reporting.reports.draft import draft_sections
-from glioscope_reporting.reports.errors import Forbidden
 from glioscope_reporting.reports.llm import LlmConfig, polish
 from glioscope_reporting.reports.models import Addendum, KeyImage, Report, ReportVersion, Screenshot
 from glioscope_reporting.reports.pdf import PdfInput, render_pdf
