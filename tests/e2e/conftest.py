@@ -108,6 +108,9 @@ def start_platform(tmp: Path, env: dict[str, str], orthanc: LocalOrthanc) -> Ite
         "GLIOSCOPE_BOOTSTRAP_API_KEY": E2E_API_KEY,
         "GLIOSCOPE_BOOTSTRAP_ADMIN_USERNAME": E2E_ADMIN[0],
         "GLIOSCOPE_BOOTSTRAP_ADMIN_PASSWORD": E2E_ADMIN[1],
+        # Several tests sign in from the same address within a minute (the limit has its own tests).
+        "GLIOSCOPE_SIGNIN_RATE_PER_MIN": "600",
+        "GLIOSCOPE_SIGNIN_BURST": "100",
         **env,
     }
     stack = LocalStack(env=env, log_dir=tmp / "logs", worker_queue=f"cpu-{tmp.name[-8:]}")

@@ -253,9 +253,10 @@ def test_report_edit_sign_and_store_through_the_gateway(platform: Platform, segm
     project = client.get(f"/api/studies/{uid}").json()["project"]
 
     def bearer(username: str, password: str) -> dict[str, str]:
-        tokens = client.post("/api/auth/token", data={"username": username, "password": password},
-                             headers={"x-api-key": ""}).json()
-        return {"authorization": f"Bearer {tokens['access_token']}", "x-api-key": ""}
+        response = client.post("/api/auth/token", data={"username": username, "password": password},
+                               headers={"x-api-key": ""})
+        assert response.status_code == 200, response.text
+        return {"authorization": f"Bearer {response.json()['access_token']}", "x-api-key": ""}
 
     admin = bearer(*E2E_ADMIN)
     for username, role in (("dr-reader", "radiologist"), ("dr-clinic", "clinician")):
