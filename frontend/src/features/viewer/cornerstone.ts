@@ -1,0 +1,104 @@
+// Cornerstone3D is initialised once per page (React 18 StrictMode runs effects twice), and one
+// rendering engine lives for the whole session: re-creating it when the viewer remounts can render
+// nothing (a known Cornerstone issue), so the viewer only enables and disables its viewports.
+import {
+  RenderingEngine,
+  cache,
+  cornerstoneStreamingImageVolumeLoader,
+  getRenderingEngine,
+  init as coreInit,
+  volumeLoader,
+  type Types,
+} from '@cornerstonejs/core';
+import dicomImageLoader, { init as loaderInit } from '@cornerstonejs/dicom-image-loader';
+import {
+  PanTool,
+  StackScrollTool,
+  ToolGroupManager,
+  WindowLevelTool,
+  ZoomTool,
+  Enums as ToolEnums,
+  addTool,
+  init as toolsInit,
+} from '@cornerstonejs/tools';
+
+export const ENGINE_ID = 'glioscope';
+export const TOOL_GROUP_ID = 'glioscope-mpr';
+
+let ready: Promise<void> | null = null;
+let tokenSource: () => Promise<string> = async () => '';
+
+/** Where the image loader gets the bearer token for `/dicom-web` requests (set once signed in). */
+export function setTokenSource(source: () => Promise<string>): void {
+  tokenSource = source;
+}
+
+export function initCornerstone(): Promise<void> {
+  if (!ready) {
+    ready = (async () => {
+      coreInit();
+      toolsInit();
+      loaderInit({
+        maxWebWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)),
+        beforeSend: async () => ({ Authorization: `Bearer ${await tokenSource()}` }),
+      });
+      volumeLoader.registerUnknownVolumeLoader(
+        cornerstoneStreamingImageVolumeLoader as unknown as Types.VolumeLoaderFn,
+      );
+      volumeLoader.registerVolumeLoader(
+        'cornerstoneStreamingImageVolume',
+        cornerstoneStreamingImageVolumeLoader as unknown as Types.VolumeLoaderFn,
+      );
+      for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool]) addTool(tool);
+      const group = ToolGroupManager.createToolGroup(TOOL_GROUP_ID)!;
+      group.addTool(WindowLevelTool.toolName);
+      group.addTool(PanTool.toolName);
+      group.addTool(ZoomTool.toolName);
+      group.addTool(StackScrollTool.toolName);
+      const { MouseBindings } = ToolEnums;
+      group.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+      group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
+      group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
+      group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
+    })();
+  }
+  return ready;
+}
+
+export function renderingEngine(): RenderingEngine {
+  return (getRenderingEngine(ENGINE_ID) as RenderingEngine | undefined) ?? new RenderingEngine(ENGINE_ID);
+}
+
+const SERIES_UID = '0020000E';
+const SOP_UID = '00080018';
+
+/** `wadors:` image IDs of a series, with its metadata (one request) in the loader's cache. */
+export async function seriesImageIds(
+  studyUid: string,
+  seriesUid: string,
+  authFetch: (path: string) => Promise<Response>,
+): Promise<string[]> {
+  const root = `${window.location.origin}/dicom-web`;
+  const response = await authFetch(`/dicom-web/studies/${studyUid}/series/${seriesUid}/metadata`);
+  const instances = (await response.json()) as Array<Record<string, { Value?: unknown[] }>>;
+  return instances.map((meta) => {
+    const series = String(meta[SERIES_UID]?.Value?.[0] ?? seriesUid);
+    const sop = String(meta[SOP_UID]?.Value?.[0]);
+    const imageId = `wadors:${root}/studies/${studyUid}/series/${series}/instances/${sop}/frames/1`;
+    dicomImageLoader.wadors.metaDataManager.add(imageId, meta as never);
+    return imageId;
+  });
+}
+
+export function volumeIdFor(seriesUid: string): string {
+  return `cornerstoneStreamingImageVolume:${seriesUid}`;
+}
+
+/** The series' volume, created once and cached (streaming starts on the first call). */
+export async function ensureVolume(volumeId: string, imageIds: () => Promise<string[]>): Promise<Types.IImageVolume> {
+  const cached = cache.getVolume(volumeId);
+  if (cached) return cached;
+  const volume = await volumeLoader.createAndCacheVolume(volumeId, { imageIds: await imageIds() });
+  (volume as unknown as { load: () => void }).load();
+  return volume;
+}
