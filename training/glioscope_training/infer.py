@@ -88,16 +88,18 @@ def ort_predictor(onnx_path: str | Path, threads: int = 2) -> Callable[[np.ndarr
     return run
 
 
-def largest_components(seg: np.ndarray, keep_fraction: float = 0.1) -> np.ndarray:
-    """Drop tumour components smaller than `keep_fraction` of the largest one (whole tumour)."""
+def largest_components(seg: np.ndarray, keep_fraction: float = 0.1, min_voxels: int = 1000) -> np.ndarray:
+    """Keep the largest whole-tumour component (26-connected) and others that are at least
+    `min_voxels` (1 mL at 1 mm) and `keep_fraction` of the largest, as the inference service does."""
     from scipy import ndimage
 
     wt = seg > 0
-    lab, n = ndimage.label(wt)
+    lab, n = ndimage.label(wt, structure=np.ones((3, 3, 3), bool))
     if n <= 1:
         return seg
     sizes = ndimage.sum(wt, lab, range(1, n + 1))
-    keep = 1 + np.flatnonzero(sizes >= keep_fraction * sizes.max())
+    keep = 1 + np.flatnonzero((sizes >= keep_fraction * sizes.max()) & (sizes >= min_voxels))
+    keep = np.union1d(keep, [1 + int(np.argmax(sizes))])
     out = seg.copy()
     out[~np.isin(lab, keep)] = 0
     return out

@@ -1,0 +1,56 @@
+"""The committed model folder satisfies the model contract (metadata, Triton configs, ONNX)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_DIR = REPO / "model_repository" / "glioscope_unet"
+
+
+def test_metadata_valid_for_model_metadata():
+    mm = pytest.importorskip("glioscope_common.model_metadata", reason="glioscope-common not installed")
+    meta = mm.ModelMetadata.load(MODEL_DIR)
+    assert meta.channels == ["T1", "T1c", "T2", "FLAIR"]
+    assert tuple(meta.spacing_mm) == (1.0, 1.0, 1.0)
+    assert meta.orientation == "RAS" and meta.output_type == "softmax"
+    assert meta.normalisation.method == "zscore"
+    assert [label.value for label in meta.labels] == [1, 2, 3]
+    assert [label.type.value for label in meta.labels] == ["6574001", "79654002", "108369006"]
+    assert all(label.category.value == "49755003" for label in meta.labels)
+    assert "research use only" in meta.intended_use
+    assert (MODEL_DIR / meta.onnx_file).exists()
+
+
+def _dims(text: str, name: str) -> list[int]:
+    block = re.search(r'name:\s*"%s".*?dims:\s*\[([^\]]*)\]' % name, text, re.S)
+    assert block, name
+    return [int(x) for x in block.group(1).split(",")]
+
+
+@pytest.mark.parametrize("config, kind", [("config.pbtxt", "KIND_GPU"), ("configs/cpu.pbtxt", "KIND_CPU")])
+def test_triton_configs_match_metadata(config, kind):
+    meta = json.loads((MODEL_DIR / "metadata.json").read_text())
+    text = (MODEL_DIR / config).read_text()
+    assert 'platform: "onnxruntime_onnx"' in text
+    assert f"kind: {kind}" in text
+    assert "dynamic_batching" in text and re.search(r"max_batch_size:\s*[1-9]", text)
+    patch = list(meta["patch_size"])
+    assert _dims(text, "image") == [4] + patch
+    assert _dims(text, "logits") == [4] + patch
+
+
+def test_onnx_file_contract():
+    onnx_path = MODEL_DIR / "1" / "model.onnx"
+    assert onnx_path.stat().st_size <= 30e6
+    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) <= 17
+    meta = json.loads((MODEL_DIR / "metadata.json").read_text())
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert inp.name == "image" and out.name == "logits"
+    dims = lambda v: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert dims(inp)[1:] == [4] + list(meta["patch_size"]) and isinstance(dims(inp)[0], str)
+    assert dims(out)[1:] == [4] + list(meta["patch_size"])
