@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 PACKAGES := -e services/common -e services/gateway -e services/inference -e services/reporting -e services/nifti -e training
 # Test-only tools: real Triton (pytriton wheel), the embedded Helm, manifest validation, API fuzzing.
 TEST_PACKAGES := pytest nvidia-pytriton pypdf onnx helm-python-sdk kubernetes-validate schemathesis
-APT_PACKAGES := orthanc orthanc-dicomweb dicom3tools dcmtk dcm2niix poppler-utils prometheus
+APT_PACKAGES := orthanc orthanc-dicomweb dicom3tools dcmtk dcm2niix poppler-utils prometheus chromium
 
-.PHONY: install system-deps run test test-fast bench clean
+.PHONY: install system-deps frontend run test test-fast bench clean
 
 system-deps:  ## Debian packages: Orthanc with DICOMweb, dciodvfy, dcmtk, pdftotext
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -33,10 +33,13 @@ $(VENV)/.installed-train: $(VENV)/.installed
 
 install: system-deps $(VENV)/.installed
 
-run: install  ## start Orthanc, gateway, reporting, nifti and a worker; load and segment the demo study
+frontend:  ## the viewer: frontend/dist, served by the gateway at /
+	cd frontend && npm ci --no-audit --no-fund && npm run build
+
+run: install frontend  ## start Orthanc, gateway, reporting, nifti and a worker; load and segment the demo study
 	$(PY) scripts/run_platform.py $(ARGS)
 
-test: install $(VENV)/.installed-train  ## the whole suite (unit, service, e2e) against the real services
+test: install frontend $(VENV)/.installed-train  ## the whole suite (unit, service, e2e) against the real services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install  ## performance figures (docs/performance.md)

@@ -33,7 +33,8 @@ def embedded_env(var: Path) -> dict[str, str]:
         "GLIOSCOPE_NIFTI_ROOT": str(var / "nifti"),
         "GLIOSCOPE_MODEL_REPOSITORY": str(ROOT / "model_repository"),
         "GLIOSCOPE_BOOTSTRAP_API_KEY": demo_api_key(var),
-    }
+    } | ({"GLIOSCOPE_FRONTEND_DIST": str(ROOT / "frontend" / "dist")}  # the viewer at /
+         if (ROOT / "frontend" / "dist" / "index.html").is_file() else {})
 
 
 def demo_api_key(var: Path) -> str:

@@ -186,6 +186,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
           direction: labelmap.direction,
         }, data);
         voxels.setCompleteScalarDataArray(data);
+        const centre = centroidWorld(data, labelmap);
         if (!segmentation.state.getSegmentation(SEG_ID)) {
           segmentation.addSegmentations([
             {
@@ -204,6 +205,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         for (const id of ids)
           for (const s of seg.segments) segmentation.config.color.setSegmentIndexColor(id, SEG_ID, s.number, [...s.rgb, 255] as Types.Color);
         segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(SEG_ID);
+        if (centre) for (const id of ids) sliceThrough(renderingEngine().getViewport(id) as Types.IVolumeViewport, centre);
         renderingEngine().renderViewports(ids);
         if (cancelled) return;
         setSegments(seg.segments);
@@ -317,4 +319,34 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       </div>
     </div>
   );
+}
+
+/** The centroid of the labelled voxels in world coordinates (null when empty). */
+function centroidWorld(data: Uint8Array, volume: Types.IImageVolume): Types.Point3 | null {
+  const [nx, ny] = volume.dimensions;
+  let n = 0;
+  const sum = [0, 0, 0];
+  for (let index = 0; index < data.length; index++) {
+    if (!data[index]) continue;
+    n++;
+    sum[0] += index % nx;
+    sum[1] += Math.floor(index / nx) % ny;
+    sum[2] += Math.floor(index / (nx * ny));
+  }
+  if (!n) return null;
+  const d = volume.direction;
+  const s = volume.spacing;
+  const ijk = sum.map((v) => v / n);
+  return [0, 1, 2].map((a) => volume.origin[a] + ijk[0] * s[0] * d[a] + ijk[1] * s[1] * d[3 + a] + ijk[2] * s[2] * d[6 + a]) as Types.Point3;
+}
+
+/** Move a viewport's slice (along its normal only, keeping the in-plane pan) through `point`. */
+function sliceThrough(viewport: Types.IVolumeViewport | undefined, point: Types.Point3): void {
+  if (!viewport) return;
+  const camera = viewport.getCamera();
+  const normal = camera.viewPlaneNormal!;
+  const focal = camera.focalPoint!;
+  const distance = [0, 1, 2].reduce((acc, a) => acc + (point[a] - focal[a]) * normal[a], 0);
+  const shift = (p: Types.Point3) => p.map((v, a) => v + distance * normal[a]) as Types.Point3;
+  viewport.setCamera({ focalPoint: shift(focal), position: shift(camera.position!) });
 }

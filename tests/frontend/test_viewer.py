@@ -1,0 +1,112 @@
+"""The viewer in a real browser against the real platform: sign in as a clinician, open a segmented
+study, see the first MPR frame and the tumour overlay, hide a segment.
+
+Builds frontend/ when dist/ is missing or older than its sources, starts the embedded platform
+(gateway serving the built app, reporting, nifti, worker, Orthanc) like tests/e2e, uploads the
+synthetic tumour study, and runs frontend/e2e/viewer.spec.mjs (playwright-core + Debian's chromium).
+Without node, npm or chromium the test skips on a developer machine and fails with CI=true.
+Screenshots land in test-artifacts/frontend/."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from glioscope_common.local_services import LocalOrthanc, ServiceStartError
+from glioscope_common.testing import REPO_ROOT, require_service
+
+from .conftest import e2e
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+FRONTEND = REPO_ROOT / "frontend"
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "frontend"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CLINICIAN = ("dr-viewer", "dr-viewer-password-1")
+SOURCES = ("src", "index.html", "package.json", "package-lock.json", "vite.config.ts", "tsconfig.json")
+
+
+def _newest_source_mtime() -> float:
+    newest = 0.0
+    for name in SOURCES:
+        path = FRONTEND / name
+        files = path.rglob("*") if path.is_dir() else [path]
+        newest = max([newest, *(f.stat().st_mtime for f in files if f.is_file())])
+    return newest
+
+
+@pytest.fixture(scope="module")
+def frontend_dist() -> Path:
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            require_service(tool, "Node.js 20 and npm are needed to build and drive the viewer")
+    index = FRONTEND / "dist" / "index.html"
+    if not index.is_file() or index.stat().st_mtime < _newest_source_mtime():
+        if not (FRONTEND / "node_modules" / ".package-lock.json").is_file() or os.environ.get("CI", "").lower() == "true":
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=FRONTEND, check=True, timeout=900)
+        subprocess.run(["npm", "run", "build"], cwd=FRONTEND, check=True, timeout=900)
+    assert index.is_file()
+    return FRONTEND / "dist"
+
+
+@pytest.fixture(scope="module")
+def platform(frontend_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[e2e.Platform]:
+    if not Path(CHROMIUM).is_file():
+        require_service("chromium", f"{CHROMIUM} is missing (apt-get install chromium)")
+    tmp = tmp_path_factory.mktemp("platform-viewer")
+    orthanc = LocalOrthanc(tmp / "orthanc", stable_age=2)
+    try:
+        orthanc.start()
+    except (ServiceStartError, FileNotFoundError) as exc:
+        require_service("orthanc", str(exc))
+    try:
+        env = {
+            "GLIOSCOPE_DATABASE_URL": f"sqlite:///{tmp}/glioscope.db",
+            "GLIOSCOPE_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.db",
+            "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
+            "GLIOSCOPE_FRONTEND_DIST": str(frontend_dist),
+        }
+        yield from e2e.start_platform(tmp, env, orthanc)
+    finally:
+        orthanc.stop()
+
+
+def test_viewer_shows_the_tumour_overlay(platform: e2e.Platform, e2e_case: e2e.E2ECase) -> None:
+    client = platform.client
+    response = e2e.upload(client, e2e_case.files)
+    assert response.status_code in (200, 201), response.text
+    body = response.json()
+    job = e2e.wait_for_job(client, body["job"]["id"] if body["job"] else body["study"]["latest_job"]["id"])
+    assert job["state"] == "succeeded", f"{job['error']}\n{platform.stack.logs()}"
+
+    index = client.get("/")
+    assert index.status_code == 200 and '<div id="root">' in index.text
+    assert "wasm-unsafe-eval" in index.headers["content-security-policy"]
+
+    admin_token = client.post("/api/auth/token", data={"username": e2e.E2E_ADMIN[0], "password": e2e.E2E_ADMIN[1]},
+                              headers={"x-api-key": ""}).json()["access_token"]
+    project = client.get(f"/api/studies/{e2e_case.study_instance_uid}").json()["project"]
+    created = client.post("/api/admin/users", headers={"authorization": f"Bearer {admin_token}", "x-api-key": ""},
+                          json={"username": CLINICIAN[0], "password": CLINICIAN[1], "role": "clinician", "projects": [project]})
+    assert created.status_code in (201, 409), created.text
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    run = subprocess.run(
+        ["node", "e2e/viewer.spec.mjs"],
+        cwd=FRONTEND,
+        env={**os.environ, "GLIOSCOPE_URL": platform.stack.gateway_url, "GLIOSCOPE_USERNAME": CLINICIAN[0],
+             "GLIOSCOPE_PASSWORD": CLINICIAN[1], "GLIOSCOPE_STUDY_UID": e2e_case.study_instance_uid,
+             "GLIOSCOPE_ARTIFACTS": str(ARTIFACTS), "CHROMIUM_PATH": CHROMIUM},
+        capture_output=True, text=True, timeout=300,
+    )
+    print(run.stdout)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{platform.stack.logs()}"
+    assert "VIEWER FLOW OK" in run.stdout
+    timings = dict(re.findall(r"(\w+_ms)=(\d+)", run.stdout))
+    assert int(timings["first_mpr_frame_ms"]) > 0 and int(timings["overlay_ms"]) > 0
