@@ -80,7 +80,7 @@ def pure_onnxruntime_seconds(files: list[Path]) -> float:
     metadata = ModelMetadata.load(model_dir)
     backend = OnnxRuntimeBackend(model_dir / metadata.onnx_file)
     started = time.perf_counter()
-    segment_study(volumes, metadata, backend)
+    segment_study(volumes, metadata, backend, batch_size=backend.preferred_batch_size)
     return time.perf_counter() - started
 
 

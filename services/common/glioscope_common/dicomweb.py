@@ -14,6 +14,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -276,10 +277,13 @@ class HttpDicomWeb(_HttpBase):
         retry_wait: float = 0.2,
         max_instances_per_request: int = STOW_MAX_INSTANCES,
         max_bytes_per_request: int = STOW_MAX_BYTES,
+        stow_concurrency: int = 1,
     ) -> None:
         super().__init__(base_url, timeout=timeout, headers=headers, client=client, attempts=attempts, retry_wait=retry_wait)
         self.max_instances_per_request = max_instances_per_request
         self.max_bytes_per_request = max_bytes_per_request
+        # STOW-RS requests in flight at once: the PACS stores one batch while the next is sent.
+        self.stow_concurrency = max(1, stow_concurrency)
 
     # STOW-RS
     def _batches(self, instances: Sequence[bytes]) -> Iterator[list[bytes]]:
@@ -295,14 +299,24 @@ class HttpDicomWeb(_HttpBase):
             yield batch
 
     def store_instances(self, instances: Sequence[bytes], study_instance_uid: str | None = None) -> StoreResult:
-        result = StoreResult()
         path = f"/studies/{study_instance_uid}" if study_instance_uid else "/studies"
-        for batch in self._batches(instances):
+
+        def store(batch: list[bytes]) -> StoreResult:
             body, content_type = encode_multipart_related(batch)
             response = self._request(
                 "POST", path, content=body, headers={"Content-Type": content_type, "Accept": DICOM_JSON}
             )
-            result.merge(_store_result(response))
+            return _store_result(response)
+
+        result = StoreResult()
+        batches = list(self._batches(instances))
+        if self.stow_concurrency == 1 or len(batches) == 1:
+            for batch in batches:
+                result.merge(store(batch))
+            return result
+        with ThreadPoolExecutor(max_workers=self.stow_concurrency, thread_name_prefix="stow") as pool:
+            for part in pool.map(store, batches):
+                result.merge(part)
         return result
 
     # QIDO-RS

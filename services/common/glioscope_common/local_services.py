@@ -482,8 +482,8 @@ class LocalTriton(_Process):
         else:
             cmd += [
                 f"--cache-directory={_pytriton_root() / 'tritonserver' / 'caches'}",
-                f"--backend-config=python,shm-default-byte-size={4 * 1024 * 1024}",
-                f"--backend-config=python,shm-growth-byte-size={16 * 1024 * 1024}",
+                f"--backend-config=python,shm-default-byte-size={256 * 1024 * 1024}",
+                f"--backend-config=python,shm-growth-byte-size={128 * 1024 * 1024}",
             ]
         return cmd
 

@@ -72,7 +72,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
         migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
-    dicomweb = HttpDicomWeb(settings.dicomweb_url)
+    dicomweb = HttpDicomWeb(settings.dicomweb_url, stow_concurrency=settings.stow_concurrency)
     orthanc = OrthancRest(settings.orthanc_url)
     studies = StudyService(
         sessions,

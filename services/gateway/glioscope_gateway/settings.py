@@ -11,6 +11,8 @@ class GatewaySettings(CommonSettings):
     """Gateway settings (env prefix GLIOSCOPE_). URLs of the other services come from CommonSettings."""
 
     max_upload_bytes: int = 4 * 1024**3
+    # STOW-RS requests to the PACS in flight at once during an upload.
+    stow_concurrency: int = 3
     max_files_per_upload: int = 5000
     max_zip_members: int = 5000
     max_zip_uncompressed_bytes: int = 4 * 1024**3

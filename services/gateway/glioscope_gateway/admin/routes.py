@@ -47,7 +47,7 @@ def _filters(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> AuditFilters:
     return {"actor": actor, "study_instance_uid": study, "action": action, "since": since, "until": until,
             "limit": limit, "offset": offset}

@@ -97,7 +97,7 @@ def list_studies(
     status: StudyStatus | None = None,
     search: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     principal: Principal = Depends(require(READ)),
     c: Container = Depends(container),
 ) -> list[StudyOut]:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from glioscope_common.db import session_scope, utcnow
-from glioscope_common.dicom_volume import read_series
+from glioscope_common.dicom_volume import series_geometry
 from glioscope_common.dicomweb import DicomWeb, OrthancRest, dicom_json_value
 from glioscope_common.errors import Conflict, InvalidInput, NotFound, UnprocessableInput, UpstreamUnavailable
 from glioscope_common.model_metadata import SEQUENCES
@@ -56,6 +56,25 @@ def _study_from_dataset(ds: pydicom.Dataset, source: str, project: str) -> Study
         source=source,
         status=StudyStatus.received,
     )
+
+
+def check_series(datasets: Sequence[pydicom.Dataset], role: str) -> None:
+    """The series builds a consistent volume and its pixels decode.
+
+    The geometry of every slice is checked; pixels are decoded for the first slice only (truncated
+    uncompressed pixel data was refused per file already): decoding the whole study here would
+    double the upload time, and the worker decodes every slice anyway, failing the job clearly.
+    """
+    try:
+        ordered, _ = series_geometry(datasets)
+        ordered[0].pixel_array  # noqa: B018 - decodability (transfer syntax, codec, corrupt data)
+    except UnprocessableInput as exc:
+        raise UnprocessableInput(f"{role} series: {exc.detail}") from exc
+    except Exception as exc:
+        syntax = getattr(getattr(datasets[0], "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise UnprocessableInput(
+            f"{role} series: its pixel data cannot be decoded (transfer syntax {syntax}: {type(exc).__name__})"
+        ) from exc
 
 
 def _series_number(value: object) -> int | None:
@@ -120,10 +139,7 @@ class StudyService:
         if missing:
             raise UnprocessableInput(describe_missing(missing, list(infos.values())))
         for role, series_uid in roles.items():
-            try:
-                read_series([i.dataset for i in series_groups[series_uid]])
-            except UnprocessableInput as exc:
-                raise UnprocessableInput(f"{role} series: {exc.detail}") from exc
+            check_series([i.dataset for i in series_groups[series_uid]], role)
 
         self._store_in_pacs(study_uid, instances)
         with session_scope(self._sessions) as session:

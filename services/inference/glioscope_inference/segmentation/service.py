@@ -113,7 +113,11 @@ class SegmentationService:
                 span = 0.55 if stage == "inference" else 0.05
                 self._progress(job_id, stage, base + span * fraction)
 
-            result = segment_study(volumes, self._metadata, self._backend_factory(), progress=on_progress)
+            backend = self._backend_factory()
+            result = segment_study(
+                volumes, self._metadata, backend, progress=on_progress,
+                batch_size=getattr(backend, "preferred_batch_size", 1),
+            )
             timings.update(result.timings_s)
 
             started = time.perf_counter()
