@@ -39,7 +39,8 @@ frontend:  ## the viewer: frontend/dist, served by the gateway at /
 run: install frontend  ## start Orthanc, gateway, reporting, nifti and a worker; load and segment the demo study
 	$(PY) scripts/run_platform.py $(ARGS)
 
-test: install frontend $(VENV)/.installed-train  ## the whole suite (unit, service, e2e) against the real services
+test: install frontend $(VENV)/.installed-train  ## the whole suite (unit, service, e2e, frontend) against the real services
+	cd frontend && npx vitest run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install  ## performance figures (docs/performance.md)
