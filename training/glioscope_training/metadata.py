@@ -65,6 +65,7 @@ def accuracy_from_eval(report: dict) -> dict:
         acc["synthetic_heldout_n"] = len(report["synthetic"])
         for k, v in report["synthetic_summary"].items():
             acc[f"synthetic_{k}_mean"] = v["mean"]
+            acc[f"synthetic_{k}_median"] = v["median"]
     if "real" in report:
         acc["real_brats_gli_00001_000_predicted_volumes_ml"] = report["real"]["volumes_ml"]
         acc["real_note"] = "no reference label available for the real case; volumes and overlays only"

@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
                     pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
                 else:
                     pe.copy_(pm)
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 10 == 0:
             pool.refresh()
             rec = {"step": step, "loss": float(np.mean(losses)), "lr": lr, "cases": len(pool.seen),
