@@ -19,12 +19,12 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pydicom
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,8 @@ def pure_onnxruntime_seconds(files: list[Path]) -> float:
 
 
 def run_configuration(name: str, files: list[Path], work: Path) -> dict:
-    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # a fresh platform: nothing known from an earlier run
+    work.mkdir(parents=True)
     orthanc = LocalOrthanc(work / "orthanc", stable_age=60).start()
     triton = None
     database = None
