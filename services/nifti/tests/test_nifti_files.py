@@ -180,6 +180,17 @@ def test_nan_affine_rejected(client: TestClient, auth) -> None:
     assert response.status_code == 400, response.text
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_voxels_rejected(client: TestClient, auth, root: Path, bad: float) -> None:
+    data = np.ones((6, 5, 4), dtype=np.float32)
+    data[2, 3, 1] = bad
+    raw = gzip.compress(nib.Nifti1Image(data, np.eye(4)).to_bytes())
+    response = client.put(f"/api/nifti/files/{T1}", content=raw, headers=auth)
+    assert response.status_code == 400
+    assert "NaN or Inf" in response.json()["detail"]
+    assert not list(root.rglob("*.nii.gz"))
+
+
 def test_oversize_413(client: TestClient, auth, make_nifti, root: Path) -> None:
     big = make_nifti(shape=(128, 128, 80), noise=True)  # noise does not compress: > 2 MiB
     assert len(big) > 2 * 1024 * 1024

@@ -67,6 +67,11 @@ def validate_nifti(path: Path, max_uncompressed_bytes: int) -> NiftiInfo:
     expected = int(header["vox_offset"]) + int(np.prod(shape)) * itemsize
     if size < expected:
         raise InvalidInput(f"NIfTI is truncated: header promises {expected} bytes, file holds {size}")
+    if np.issubdtype(np.dtype(img.get_data_dtype()), np.floating):
+        # Scanners and converters never write NaN/Inf voxels; downstream statistics would turn to NaN.
+        data = np.asanyarray(img.dataobj)
+        if not np.isfinite(data).all():
+            raise InvalidInput("voxel data contains NaN or Inf")
     return NiftiInfo(shape=shape, voxel_size_mm=[round(z, 6) for z in zooms])
 
 
