@@ -17,7 +17,7 @@ import redis
 
 from glioscope_common.dicom_volume import write_study
 from glioscope_common.local_services import LocalOrthanc, LocalTriton
-from glioscope_common.testing import require_service
+from glioscope_common.testing import fresh_postgres_database, require_service
 from glioscope_common.volume import Volume
 
 from .conftest import MODEL_REPOSITORY, E2ECase, Platform, start_platform, upload, wait_for_job
@@ -28,22 +28,23 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.services]
 @pytest.fixture(scope="module")
 def faults(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, LocalTriton]]:
     tmp = tmp_path_factory.mktemp("faults")
-    orthanc = LocalOrthanc(tmp / "orthanc", stable_age=2).start()
-    triton = LocalTriton(MODEL_REPOSITORY).start()
-    env = {
-        "GLIOSCOPE_DATABASE_URL": request.getfixturevalue("postgres_url"),
-        "GLIOSCOPE_BROKER_URL": request.getfixturevalue("rabbitmq_url"),
-        "GLIOSCOPE_REDIS_URL": request.getfixturevalue("redis_url"),
-        "GLIOSCOPE_INFERENCE_URL": triton.grpc_url,
-        "GLIOSCOPE_MAX_UPSTREAM_RETRIES": "2",
-        "GLIOSCOPE_RETRY_BACKOFF_S": "1",
-        "GLIOSCOPE_RETRY_BACKOFF_MAX_S": "2",
-    }
-    try:
-        yield from ((platform, triton) for platform in start_platform(tmp, env, orthanc))
-    finally:
-        triton.stop()
-        orthanc.stop()
+    # Its own database: the flow tests upload the same study to the session's database.
+    with (
+        fresh_postgres_database("glioscope_faults") as database_url,
+        LocalOrthanc(tmp / "orthanc", stable_age=2) as orthanc,
+        LocalTriton(MODEL_REPOSITORY) as triton,
+    ):
+        env = {
+            "GLIOSCOPE_DATABASE_URL": database_url,
+            "GLIOSCOPE_BROKER_URL": request.getfixturevalue("rabbitmq_url"),
+            "GLIOSCOPE_REDIS_URL": request.getfixturevalue("redis_url"),
+            "GLIOSCOPE_INFERENCE_URL": triton.grpc_url,
+            "GLIOSCOPE_MAX_UPSTREAM_RETRIES": "2",
+            "GLIOSCOPE_RETRY_BACKOFF_S": "1",
+            "GLIOSCOPE_RETRY_BACKOFF_MAX_S": "2",
+        }
+        for platform in start_platform(tmp, env, orthanc):
+            yield platform, triton
 
 
 def small_study(folder: Path, seed: int) -> list[Path]:

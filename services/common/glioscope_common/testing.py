@@ -13,6 +13,7 @@ import io
 import os
 import secrets
 import socket
+from contextlib import contextmanager
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -88,24 +89,33 @@ def triton(triton_model_repository: Path) -> Iterator[LocalTriton]:
 # --------------------------------------------------------------------------------------------- Postgres
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database `glioscope_test_<random>`, dropped at the end; a SQLAlchemy URL (psycopg 3)."""
+@contextmanager
+def fresh_postgres_database(prefix: str = "glioscope_test") -> Iterator[str]:
+    """A new, empty database `<prefix>_<random>` (dropped afterwards); a SQLAlchemy URL (psycopg 3)."""
     admin = os.environ.get("GLIOSCOPE_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     try:
         import psycopg  # noqa: PLC0415
     except ImportError:
         require_service("Postgres", "psycopg is not installed")
-    name = f"glioscope_test_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     try:
         with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as e:
         require_service("Postgres", f"{admin}: {e}")
     parts = urlsplit(admin)
-    yield f"postgresql+psycopg://{parts.netloc}/{name}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"postgresql+psycopg://{parts.netloc}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for the session; tests that need their own use `fresh_postgres_database()`."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 # --------------------------------------------------------------------------------------------- Redis
