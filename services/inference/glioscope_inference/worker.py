@@ -30,6 +30,8 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
+# Note: kombu's SQLAlchemy transport hands every broker_transport_options key to create_engine, so
+# no transport options (visibility_timeout, polling_interval) may be set for the embedded broker.
 
 
 @worker_process_init.connect

@@ -13,6 +13,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,15 @@ SEG_SERIES_NUMBER = 900
 def bids_label(value: str) -> str:
     """A stable, PHI-free BIDS label (alphanumeric) derived from an identifier."""
     return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def nifti_dtype(data: np.ndarray) -> type:
+    """int16 when the values are integers that fit (as scanners store MR), else float32: half the bytes."""
+    if data.dtype == np.uint8:
+        return np.uint8
+    if data.size and float(data.min()) >= -32768 and float(data.max()) <= 32767 and np.array_equal(data, np.round(data)):
+        return np.int16
+    return np.float32
 
 
 def nifti_bytes(volume: Volume, dtype: np.dtype | type) -> bytes:  # type: ignore[type-arg]
@@ -161,37 +171,50 @@ class SegmentationService:
         volumes: Mapping[str, Volume],
         result: SegmentationResult,
     ) -> Outputs:
+        """SEG to the PACS, NIfTI files and the report draft: independent, so written concurrently."""
         reference = sources["T1c"]
         first = reference[0]
-        seg_series_uid = generate_uid(entropy_srcs=[job_id, "seg-series"])
-        seg_sop_uid = generate_uid(entropy_srcs=[job_id, "seg-instance"])
-        segmentation = build_segmentation(
-            result.label_map, reference, self._metadata,
-            series_number=SEG_SERIES_NUMBER,
-            series_instance_uid=seg_series_uid,
-            sop_instance_uid=seg_sop_uid,
+        outputs = Outputs(
+            generate_uid(entropy_srcs=[job_id, "seg-series"]), generate_uid(entropy_srcs=[job_id, "seg-instance"])
         )
-        buffer = io.BytesIO()
-        segmentation.save_as(buffer)
-        store = self._dicomweb.store_instances([buffer.getvalue()], study_instance_uid=study_uid)
-        if store.failed_sop_instance_uids:
-            raise UnprocessableInput("the PACS refused the DICOM-SEG")
-        outputs = Outputs(seg_series_uid, seg_sop_uid)
-
         subject = bids_label(str(first.get("PatientID", "")) or study_uid)
         session = bids_label(study_uid)
         anat = f"sub-{subject}/ses-{session}/anat"
-        for role, volume in volumes.items():
-            path = f"{anat}/sub-{subject}_ses-{session}_{BIDS_SUFFIX[role]}.nii.gz"
-            self._nifti.put_file(path, nifti_bytes(volume, np.float32))
-            outputs.nifti_paths[role] = path
-        mask = Volume(result.label_map.astype(np.uint8), result.reference.affine)
-        mask_path = f"derivatives/glioscope/{anat}/sub-{subject}_ses-{session}_space-orig_dseg.nii.gz"
-        self._nifti.put_file(mask_path, nifti_bytes(mask, np.uint8))
-        outputs.nifti_paths["mask"] = mask_path
+        files = {role: (f"{anat}/sub-{subject}_ses-{session}_{BIDS_SUFFIX[role]}.nii.gz", volume)
+                 for role, volume in volumes.items()}
+        files["mask"] = (
+            f"derivatives/glioscope/{anat}/sub-{subject}_ses-{session}_space-orig_dseg.nii.gz",
+            Volume(result.label_map.astype(np.uint8), result.reference.affine),
+        )
 
-        report = self._reporting.create_report(self._report_payload(job_id, study_uid, first, result), result.key_images)
-        outputs.report_id = str(report["id"])
+        def store_segmentation() -> None:
+            segmentation = build_segmentation(
+                result.label_map, reference, self._metadata,
+                series_number=SEG_SERIES_NUMBER,
+                series_instance_uid=outputs.seg_series_instance_uid,
+                sop_instance_uid=outputs.seg_sop_instance_uid,
+            )
+            buffer = io.BytesIO()
+            segmentation.save_as(buffer)
+            store = self._dicomweb.store_instances([buffer.getvalue()], study_instance_uid=study_uid)
+            if store.failed_sop_instance_uids:
+                raise UnprocessableInput("the PACS refused the DICOM-SEG")
+
+        def put_nifti(path: str, volume: Volume) -> None:
+            self._nifti.put_file(path, nifti_bytes(volume, nifti_dtype(volume.data)))
+
+        def draft_report() -> str:
+            payload = self._report_payload(job_id, study_uid, first, result)
+            return str(self._reporting.create_report(payload, result.key_images)["id"])
+
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="outputs") as pool:
+            pending = [pool.submit(store_segmentation)]
+            pending += [pool.submit(put_nifti, path, volume) for path, volume in files.values()]
+            report = pool.submit(draft_report)
+            for future in pending:
+                future.result()  # re-raises the first failure (the job is retried or fails as a whole)
+            outputs.report_id = report.result()
+        outputs.nifti_paths = {role: path for role, (path, _) in files.items()}
         return outputs
 
     def _report_payload(
