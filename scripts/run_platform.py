@@ -33,18 +33,29 @@ def embedded_env(var: Path) -> dict[str, str]:
         "GLIOSCOPE_NIFTI_ROOT": str(var / "nifti"),
         "GLIOSCOPE_MODEL_REPOSITORY": str(ROOT / "model_repository"),
         "GLIOSCOPE_BOOTSTRAP_API_KEY": demo_api_key(var),
+        # The first admin, for signing in to the viewer (created only while no user exists).
+        "GLIOSCOPE_BOOTSTRAP_ADMIN_USERNAME": DEMO_ADMIN,
+        "GLIOSCOPE_BOOTSTRAP_ADMIN_PASSWORD": demo_secret(var, "demo-admin-password", "pw_"),
     } | ({"GLIOSCOPE_FRONTEND_DIST": str(ROOT / "frontend" / "dist")}  # the viewer at /
          if (ROOT / "frontend" / "dist" / "index.html").is_file() else {})
 
 
-def demo_api_key(var: Path) -> str:
-    """The demo's service API key (X-API-Key), made once and kept in var/demo-api-key (mode 600)."""
-    path = var / "demo-api-key"
+DEMO_ADMIN = "demo-admin"
+
+
+def demo_secret(var: Path, name: str, prefix: str) -> str:
+    """A random secret made once and kept in var/<name> (mode 600)."""
+    path = var / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
-        path.write_text("gsk_" + secrets.token_urlsafe(32))
+        path.write_text(prefix + secrets.token_urlsafe(24))
     return path.read_text().strip()
+
+
+def demo_api_key(var: Path) -> str:
+    """The demo's service API key (X-API-Key), kept in var/demo-api-key."""
+    return demo_secret(var, "demo-api-key", "gsk_")
 
 
 def synthetic_study(out_dir: Path, seed: int) -> Path:
@@ -159,7 +170,8 @@ def main() -> int:
         stack.start()
         print(f"Glioscope is up: API {stack.gateway_url}/docs · Orthanc {orthanc.url} (DICOM port {orthanc.dicom_port}, "
               f"AET {orthanc.aet}) · logs in {var / 'logs'}", flush=True)
-        print(f"API key for the demo (X-API-Key): in {var / 'demo-api-key'}", flush=True)
+        print(f"Viewer: {stack.gateway_url}/ · sign in as {DEMO_ADMIN} with the password in "
+              f"{var / 'demo-admin-password'} · API key (X-API-Key) in {var / 'demo-api-key'}", flush=True)
         with httpx.Client(base_url=stack.gateway_url, timeout=60, headers={"x-api-key": env["GLIOSCOPE_BOOTSTRAP_API_KEY"]}) as client:
             demo(client, "synthetic demo", demo_folder, var / "demo" / "results-synthetic")
             if args.real_brats:
