@@ -71,7 +71,9 @@ def triton_model_repository() -> Path:
     return REPO_ROOT / "model_repository"
 
 
-@pytest.fixture(scope="session")
+# Module scope: modules override `triton_model_repository` (a tiny test model, the real one), and a
+# session-wide server would keep serving whichever module asked first.
+@pytest.fixture(scope="module")
 def triton(triton_model_repository: Path) -> Iterator[LocalTriton]:
     """tritonserver from the nvidia-pytriton wheel serving `triton_model_repository` (configs/cpu.pbtxt)."""
     repo = Path(triton_model_repository)
