@@ -1,6 +1,9 @@
 // The gateway's API (same origin). Every call carries the bearer token; a 401 triggers one token
 // refresh and one retry; a second 401 (or a failed refresh) ends the session.
 import { Session, SessionExpired, errorDetail } from '../auth/session';
+import type { NewVersionBody } from '../editing/labelmap';
+import type { SegVersion } from '../editing/versions';
+import type { Report, ReportVersion, Section } from '../report/report';
 
 export interface Series {
   series_instance_uid: string;
@@ -99,7 +102,68 @@ export class Api {
     return this.json(`/api/studies/${encodeURIComponent(uid)}/measurements`);
   }
 
-  async segmentation(uid: string): Promise<ArrayBuffer> {
-    return (await this.request(`/api/studies/${encodeURIComponent(uid)}/segmentation`)).arrayBuffer();
+  me(): Promise<Me> {
+    return this.json<Me>('/api/auth/me');
   }
+
+  /** The DICOM-SEG of a version (the latest when none is given). */
+  async segmentation(uid: string, version?: number): Promise<ArrayBuffer> {
+    const query = version === undefined ? '' : `?version=${version}`;
+    return (await this.request(`/api/studies/${encodeURIComponent(uid)}/segmentation${query}`)).arrayBuffer();
+  }
+
+  segmentationVersions(uid: string): Promise<SegVersion[]> {
+    return this.json<SegVersion[]>(`/api/studies/${encodeURIComponent(uid)}/segmentation/versions`);
+  }
+
+  saveSegmentation(uid: string, body: NewVersionBody): Promise<{ version: number; job_id: string }> {
+    return this.json(`/api/studies/${encodeURIComponent(uid)}/segmentation/versions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  }
+
+  report(uid: string): Promise<Report> {
+    return this.json<Report>(`/api/studies/${encodeURIComponent(uid)}/report`);
+  }
+
+  editReportSection(uid: string, section: Section, text: string): Promise<Report> {
+    return this.json<Report>(`/api/studies/${encodeURIComponent(uid)}/report/sections/${section}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ text }),
+    });
+  }
+
+  reportVersions(uid: string): Promise<{ versions: ReportVersion[] }> {
+    return this.json(`/api/studies/${encodeURIComponent(uid)}/report/versions`);
+  }
+
+  signReport(uid: string): Promise<Report> {
+    return this.json<Report>(`/api/studies/${encodeURIComponent(uid)}/report/sign`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+  }
+
+  addReportScreenshot(uid: string, png: Blob, caption: string): Promise<Report> {
+    const form = new FormData();
+    form.append('screenshots', png, 'viewports.png');
+    form.append('captions', caption);
+    return this.json<Report>(`/api/studies/${encodeURIComponent(uid)}/report/screenshots`, { method: 'POST', body: form });
+  }
+
+  async reportPdf(uid: string): Promise<Blob> {
+    return (await this.request(`/api/studies/${encodeURIComponent(uid)}/report.pdf`)).blob();
+  }
+}
+
+export interface Me {
+  subject: string;
+  role: string;
+  projects: string[] | null;
+  kind: string;
+  deidentified: boolean;
 }

@@ -1,9 +1,33 @@
-import { useEffect, useMemo, useRef, useState } from 'react';
-import { Enums, cache, eventTarget, setVolumesForViewports, volumeLoader, type Types } from '@cornerstonejs/core';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import {
+  Enums,
+  cache,
+  eventTarget,
+  setVolumesForViewports,
+  utilities as csUtilities,
+  volumeLoader,
+  type Types,
+} from '@cornerstonejs/core';
 import { Enums as ToolEnums, ToolGroupManager, segmentation } from '@cornerstonejs/tools';
-import type { Api, Study } from '../api/client';
+import type { Api, Job, Study } from '../api/client';
 import { ApiError } from '../api/client';
-import { TOOL_GROUP_ID, ensureVolume, initCornerstone, renderingEngine, seriesImageIds, volumeIdFor } from './cornerstone';
+import { geometryOf, newVersionBody, type Geometry } from '../editing/labelmap';
+import { canEditSegmentation, latestVersion, saveErrorMessage, sortVersions, describeVersion, type SegVersion } from '../editing/versions';
+import { JobProgress } from '../jobs/JobProgress';
+import { followJob, stageLabel } from '../jobs/sse';
+import { ReportPanel } from '../report/ReportPanel';
+import {
+  TOOL_GROUP_3D_ID,
+  TOOL_GROUP_ID,
+  ensureVolume,
+  initCornerstone,
+  renderingEngine,
+  seriesImageIds,
+  setBrushSize,
+  setEditMode,
+  volumeIdFor,
+  type EditMode,
+} from './cornerstone';
 import { parseSeg, rasterise, type Segment } from './dicomSeg';
 import { PRESETS, applyPreset, type VoiRange } from './presets';
 import { Measurements } from './Measurements';
@@ -13,53 +37,94 @@ const VIEWPORTS = [
   { id: 'sagittal', label: 'Sagittal', orientation: Enums.OrientationAxis.SAGITTAL },
   { id: 'coronal', label: 'Coronal', orientation: Enums.OrientationAxis.CORONAL },
 ];
+const MPR_IDS = VIEWPORTS.map((v) => v.id);
+const VIEW_3D = 'surface3d';
 const ROLES = ['T1', 'T1c', 'T2', 'FLAIR'];
 const SEG_ID = 'glioscope-tumour';
+const LABELMAP_ID = `${SEG_ID}-labelmap`;
 const LABELMAP = ToolEnums.SegmentationRepresentations.Labelmap;
+const DEFAULT_SEGMENTS: Segment[] = [1, 2, 3].map((n) => ({ number: n, label: `Segment ${n}`, rgb: [255, 0, 0] }));
 
 interface Timings {
   firstFrameMs?: number;
   volumeLoadedMs?: number;
   overlayMs?: number;
+  surfaceMs?: number;
 }
 
 function publishTimings(t: Timings): void {
   (window as unknown as { __glioscopeTimings: Timings }).__glioscopeTimings = { ...t };
 }
 
+// The DICOM-SEG is requested as soon as the viewer opens, in parallel with the study record and the
+// volume's metadata (one request per study even though StrictMode runs effects twice).
+const segPrefetch = new Map<string, Promise<ArrayBuffer>>();
+function prefetchSeg(api: Api, uid: string): Promise<ArrayBuffer> {
+  let pending = segPrefetch.get(uid);
+  if (!pending) {
+    pending = api.segmentation(uid);
+    pending.catch(() => undefined);
+    segPrefetch.set(uid, pending);
+    setTimeout(() => segPrefetch.delete(uid), 30_000);
+  }
+  return pending;
+}
+
+type LabelVolume = Types.IImageVolume & {
+  voxelManager: { getCompleteScalarDataArray: () => ArrayLike<number>; setCompleteScalarDataArray: (d: ArrayLike<number>) => void };
+};
+
 export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
   const elements = useRef<Record<string, HTMLDivElement | null>>({});
   const [study, setStudy] = useState<Study | null>(null);
+  const [role, setRole] = useState<string | null>(null); // the user's role
   const [error, setError] = useState<string | null>(null);
-  const [role, setRole] = useState<string>('T1c');
+  const [sequence, setSequence] = useState<string>('T1c');
   const [segments, setSegments] = useState<Segment[]>([]);
   const [hidden, setHidden] = useState<Set<number>>(new Set());
   const [status, setStatus] = useState('Loading the study…');
   const [overlayReady, setOverlayReady] = useState(false);
   const [frameReady, setFrameReady] = useState(false);
+  const [surface, setSurface] = useState<{ state: 'idle' | 'building' | 'ready' | 'failed'; triangles?: number; message?: string }>({ state: 'idle' });
   const baseVoi = useRef<VoiRange | null>(null);
   const [preset, setPreset] = useState('default');
   const timings = useRef<Timings>({});
   const opened = useRef(performance.now());
+  // editing
+  const [mode, setMode] = useState<EditMode>('navigate');
+  const [activeSegment, setActiveSegment] = useState(1);
+  const [brushMm, setBrushMm] = useState(6);
+  const [strokes, setStrokes] = useState(0);
+  const [versions, setVersions] = useState<SegVersion[] | null>(null);
+  const [versionsProblem, setVersionsProblem] = useState<string | null>(null);
+  const [shownVersion, setShownVersion] = useState<number | null>(null);
+  const [saving, setSaving] = useState<{ message: string; job?: Job } | null>(null);
+  const [saveError, setSaveError] = useState<string | null>(null);
+  const [measurementsKey, setMeasurementsKey] = useState(0);
+  const [panel, setPanel] = useState<'segments' | 'report'>('segments');
 
-  useEffect(() => {
-    let cancelled = false;
-    api.study(studyUid).then(
-      (s) => !cancelled && setStudy(s),
-      (e: Error) => !cancelled && setError(e instanceof ApiError && e.status === 404 ? 'This study does not exist or is not in your projects.' : e.message),
+  const loadStudy = useCallback(() => {
+    return api.study(studyUid).then(
+      (s) => setStudy(s),
+      (e: Error) => setError(e instanceof ApiError && e.status === 404 ? 'This study does not exist or is not in your projects.' : e.message),
     );
-    return () => {
-      cancelled = true;
-    };
   }, [api, studyUid]);
 
+  useEffect(() => {
+    prefetchSeg(api, studyUid);
+    void loadStudy();
+    api.me().then((me) => setRole(me.role), () => setRole(null));
+  }, [api, studyUid, loadStudy]);
+
   const job = study?.latest_job ?? null;
-  const segmented = job?.state === 'succeeded';
+  const segmented = !!study?.series && (study.latest_job?.state === 'succeeded' || (versions?.length ?? 0) > 0);
   const seriesByRole = useMemo(() => {
     const out: Record<string, string> = {};
     for (const s of study?.series ?? []) if (s.role) out[s.role] = s.series_instance_uid;
     return out;
   }, [study]);
+  const t1cUid = seriesByRole.T1c;
+  const mayEdit = canEditSegmentation(role);
 
   // Viewports: enabled once per mount on the long-lived rendering engine.
   useEffect(() => {
@@ -77,7 +142,8 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         })),
       );
       const group = ToolGroupManager.getToolGroup(TOOL_GROUP_ID)!;
-      for (const v of VIEWPORTS) group.addViewport(v.id, engine.id);
+      for (const id of MPR_IDS) group.addViewport(id, engine.id);
+      setEditMode('navigate');
     })();
     const resize = () => engine.resize(true, true);
     window.addEventListener('resize', resize);
@@ -85,12 +151,13 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       disposed = true;
       window.removeEventListener('resize', resize);
       const group = ToolGroupManager.getToolGroup(TOOL_GROUP_ID);
-      for (const v of VIEWPORTS) {
-        group?.removeViewports(engine.id, v.id);
+      for (const id of MPR_IDS) group?.removeViewports(engine.id, id);
+      ToolGroupManager.getToolGroup(TOOL_GROUP_3D_ID)?.removeViewports(engine.id, VIEW_3D);
+      for (const id of [...MPR_IDS, VIEW_3D]) {
         try {
-          engine.disableElement(v.id);
+          engine.disableElement(id);
         } catch {
-          /* not enabled yet */
+          /* not enabled */
         }
       }
       try {
@@ -98,13 +165,15 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       } catch {
         /* nothing to remove */
       }
+      if (cache.getVolume(LABELMAP_ID)) cache.removeVolumeLoadObject(LABELMAP_ID);
+      setEditMode('navigate');
     };
   }, []);
 
   // The chosen series in the three viewports.
   useEffect(() => {
     if (!study) return;
-    const seriesUid = seriesByRole[role] ?? study.series.find((s) => s.modality === 'MR')?.series_instance_uid;
+    const seriesUid = seriesByRole[sequence] ?? study.series.find((s) => s.modality === 'MR')?.series_instance_uid;
     if (!seriesUid) {
       setStatus('This study has no MR series to show.');
       return;
@@ -112,7 +181,6 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
     let cancelled = false;
     const engine = renderingEngine();
     const volumeId = volumeIdFor(seriesUid);
-    const ids = VIEWPORTS.map((v) => v.id);
     const onRendered = () => {
       const volume = cache.getVolume(volumeId) as unknown as { loadStatus?: { framesProcessed?: number } } | undefined;
       if (timings.current.firstFrameMs === undefined && (volume?.loadStatus?.framesProcessed ?? 1) > 0) {
@@ -133,16 +201,16 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
     (async () => {
       try {
         await initCornerstone();
-        setStatus(`Loading ${role}…`);
+        setStatus(`Loading ${sequence}…`);
         eventTarget.addEventListener(Enums.Events.IMAGE_VOLUME_LOADING_COMPLETED, onLoaded);
         const volume = await ensureVolume(volumeId, () =>
           seriesImageIds(study.study_instance_uid, seriesUid, (p) => api.request(p, { headers: { accept: 'application/dicom+json' } })),
         );
         if (cancelled) return;
         elements.current.axial?.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
-        await setVolumesForViewports(engine, [{ volumeId }], ids);
+        await setVolumesForViewports(engine, [{ volumeId }], MPR_IDS);
         baseVoi.current = null;
-        engine.renderViewports(ids);
+        engine.renderViewports(MPR_IDS);
         if ((volume as unknown as { loadStatus?: { loaded?: boolean } }).loadStatus?.loaded) onLoaded(new CustomEvent('x', { detail: { volumeId } }));
       } catch (e) {
         if (!cancelled) setError(`The images could not be loaded: ${(e as Error).message}`);
@@ -153,62 +221,64 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       eventTarget.removeEventListener(Enums.Events.IMAGE_VOLUME_LOADING_COMPLETED, onLoaded);
       elements.current.axial?.removeEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
     };
-  }, [api, study, role, seriesByRole]);
+  }, [api, study, sequence, seriesByRole]);
 
-  // The tumour overlay: the DICOM-SEG rasterised onto a labelmap derived from the T1c volume.
+  const t1cVolume = useCallback(() => {
+    if (!study || !t1cUid) throw new Error('the study has no T1c series');
+    return ensureVolume(volumeIdFor(t1cUid), () =>
+      seriesImageIds(study.study_instance_uid, t1cUid, (p) => api.request(p, { headers: { accept: 'application/dicom+json' } })),
+    );
+  }, [api, study, t1cUid]);
+
+  /** Rasterise a DICOM-SEG onto the labelmap (created from the T1c volume on first use) and show it. */
+  const showSeg = useCallback(
+    async (buffer: ArrayBuffer, reference: Types.IImageVolume): Promise<{ labelmap: LabelVolume; segs: Segment[]; centre: Types.Point3 | null }> => {
+      const seg = parseSeg(buffer);
+      const labelmap = (cache.getVolume(LABELMAP_ID) ??
+        volumeLoader.createAndCacheDerivedLabelmapVolume(reference.volumeId, { volumeId: LABELMAP_ID })) as LabelVolume;
+      const data = new Uint8Array(labelmap.dimensions[0] * labelmap.dimensions[1] * labelmap.dimensions[2]);
+      rasterise(seg, gridOf(labelmap), data);
+      labelmap.voxelManager.setCompleteScalarDataArray(data);
+      const first = !segmentation.state.getSegmentation(SEG_ID);
+      if (first) {
+        segmentation.addSegmentations([
+          {
+            segmentationId: SEG_ID,
+            representation: { type: LABELMAP, data: { volumeId: LABELMAP_ID } },
+            config: {
+              label: 'Tumour (AI, research use only)',
+              segments: Object.fromEntries(seg.segments.map((s) => [s.number, { segmentIndex: s.number, label: s.label }])),
+            },
+          },
+        ]);
+        await segmentation.addLabelmapRepresentationToViewportMap(Object.fromEntries(MPR_IDS.map((id) => [id, [{ segmentationId: SEG_ID }]])));
+        segmentation.segmentationStyle.setStyle({ type: LABELMAP }, { fillAlpha: 0.55, outlineWidth: 1, renderOutline: true });
+        for (const id of MPR_IDS)
+          for (const s of seg.segments) segmentation.config.color.setSegmentIndexColor(id, SEG_ID, s.number, [...s.rgb, 255] as Types.Color);
+      }
+      segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(SEG_ID);
+      return { labelmap, segs: seg.segments, centre: centroidWorld(data, labelmap) };
+    },
+    [],
+  );
+
+  // The tumour overlay: the DICOM-SEG (prefetched at open) rasterised onto a labelmap derived from the T1c volume.
   useEffect(() => {
-    if (!study || !segmented) return;
-    const t1c = seriesByRole.T1c;
-    if (!t1c) return;
+    if (!study || study.latest_job?.state !== 'succeeded' || !t1cUid) return;
     let cancelled = false;
     (async () => {
       try {
         await initCornerstone();
         const [buffer, reference] = await Promise.all([
-          api.segmentation(study.study_instance_uid),
-          ensureVolume(volumeIdFor(t1c), () =>
-            seriesImageIds(study.study_instance_uid, t1c, (p) => api.request(p, { headers: { accept: 'application/dicom+json' } })),
-          ),
+          prefetchSeg(api, study.study_instance_uid).catch(() => api.segmentation(study.study_instance_uid)),
+          t1cVolume(),
         ]);
         if (cancelled) return;
-        const seg = parseSeg(buffer);
-        const labelmapId = `${SEG_ID}-labelmap`;
-        const labelmap = cache.getVolume(labelmapId) ?? volumeLoader.createAndCacheDerivedLabelmapVolume(reference.volumeId, { volumeId: labelmapId });
-        const voxels = labelmap.voxelManager as unknown as {
-          getCompleteScalarDataArray: () => ArrayLike<number>;
-          setCompleteScalarDataArray: (d: ArrayLike<number>) => void;
-        };
-        const data = new Uint8Array(labelmap.dimensions[0] * labelmap.dimensions[1] * labelmap.dimensions[2]);
-        rasterise(seg, {
-          dimensions: labelmap.dimensions as [number, number, number],
-          spacing: labelmap.spacing as [number, number, number],
-          origin: labelmap.origin as [number, number, number],
-          direction: labelmap.direction,
-        }, data);
-        voxels.setCompleteScalarDataArray(data);
-        const centre = centroidWorld(data, labelmap);
-        if (!segmentation.state.getSegmentation(SEG_ID)) {
-          segmentation.addSegmentations([
-            {
-              segmentationId: SEG_ID,
-              representation: { type: LABELMAP, data: { volumeId: labelmapId } },
-              config: {
-                label: 'Tumour (AI, research use only)',
-                segments: Object.fromEntries(seg.segments.map((s) => [s.number, { segmentIndex: s.number, label: s.label }])),
-              },
-            },
-          ]);
-        }
-        const ids = VIEWPORTS.map((v) => v.id);
-        await segmentation.addLabelmapRepresentationToViewportMap(Object.fromEntries(ids.map((id) => [id, [{ segmentationId: SEG_ID }]])));
-        segmentation.segmentationStyle.setStyle({ type: LABELMAP }, { fillAlpha: 0.55, outlineWidth: 1, renderOutline: true });
-        for (const id of ids)
-          for (const s of seg.segments) segmentation.config.color.setSegmentIndexColor(id, SEG_ID, s.number, [...s.rgb, 255] as Types.Color);
-        segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(SEG_ID);
-        if (centre) for (const id of ids) sliceThrough(renderingEngine().getViewport(id) as Types.IVolumeViewport, centre);
-        renderingEngine().renderViewports(ids);
+        const { segs, centre } = await showSeg(buffer, reference);
+        if (centre) for (const id of MPR_IDS) sliceThrough(renderingEngine().getViewport(id) as Types.IVolumeViewport, centre);
+        renderingEngine().renderViewports(MPR_IDS);
         if (cancelled) return;
-        setSegments(seg.segments);
+        setSegments(segs);
         requestAnimationFrame(() => {
           timings.current.overlayMs = Math.round(performance.now() - opened.current);
           publishTimings(timings.current);
@@ -221,15 +291,82 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
     return () => {
       cancelled = true;
     };
-  }, [api, study, segmented, seriesByRole]);
+  }, [api, study, t1cUid, t1cVolume, showSeg]);
+
+  // The segmentation's versions (who saved what, when): the base of the next save.
+  const loadVersions = useCallback(async () => {
+    try {
+      const list = sortVersions(await api.segmentationVersions(studyUid));
+      setVersions(list);
+      setVersionsProblem(null);
+      return list;
+    } catch (e) {
+      const status = e instanceof ApiError ? e.status : 0;
+      setVersions(null);
+      setVersionsProblem(status === 404 || status === 405 ? 'This server keeps no segmentation versions yet: edits cannot be saved.' : (e as Error).message);
+      return null;
+    }
+  }, [api, studyUid]);
+
+  useEffect(() => {
+    if (!overlayReady) return;
+    void loadVersions().then((list) => {
+      const latest = list && latestVersion(list);
+      if (latest) setShownVersion((v) => v ?? latest.version);
+    });
+  }, [overlayReady, loadVersions]);
+
+  // The 3D view of the tumour surface, built once the MPR overlay is on screen (it must not delay it).
+  const buildSurface = useCallback(async () => {
+    const labelmap = cache.getVolume(LABELMAP_ID) as LabelVolume | undefined;
+    const element = elements.current[VIEW_3D];
+    if (!labelmap || !element) return;
+    setSurface({ state: 'building' });
+    const started = performance.now();
+    try {
+      const { surfaceActors } = await import('./surface3d');
+      const engine = renderingEngine();
+      if (!engine.getViewport(VIEW_3D)) {
+        engine.enableElement({
+          viewportId: VIEW_3D,
+          type: Enums.ViewportType.VOLUME_3D,
+          element,
+          defaultOptions: { orientation: Enums.OrientationAxis.CORONAL, background: [0.05, 0.06, 0.08] as Types.Point3 },
+        });
+        ToolGroupManager.getToolGroup(TOOL_GROUP_3D_ID)?.addViewport(VIEW_3D, engine.id);
+      }
+      const viewport = engine.getViewport(VIEW_3D) as Types.IVolumeViewport;
+      const actors = surfaceActors(labelmap.voxelManager.getCompleteScalarDataArray(), geometryOf(labelmap), segmentsRef.current);
+      viewport.removeAllActors();
+      if (actors.length) viewport.addActors(actors.map(({ uid, actor }) => ({ uid, actor: actor as unknown as Types.Actor })));
+      viewport.resetCamera();
+      viewport.render();
+      const triangles = actors.reduce((a, s) => a + s.triangles, 0);
+      if (timings.current.surfaceMs === undefined) {
+        timings.current.surfaceMs = Math.round(performance.now() - opened.current);
+        publishTimings(timings.current);
+      }
+      setSurface({ state: 'ready', triangles, message: `${Math.round(performance.now() - started)} ms` });
+    } catch (e) {
+      setSurface({ state: 'failed', message: (e as Error).message });
+    }
+  }, []);
+  const segmentsRef = useRef<Segment[]>([]);
+  segmentsRef.current = segments;
+
+  useEffect(() => {
+    if (!overlayReady) return;
+    const timer = setTimeout(() => void buildSurface(), 300);
+    return () => clearTimeout(timer);
+  }, [overlayReady, buildSurface]);
 
   const toggle = (number: number) => {
     const next = new Set(hidden);
     if (next.has(number)) next.delete(number);
     else next.add(number);
     setHidden(next);
-    for (const v of VIEWPORTS) segmentation.config.visibility.setSegmentIndexVisibility(v.id, { segmentationId: SEG_ID, type: LABELMAP }, number, !next.has(number));
-    renderingEngine().renderViewports(VIEWPORTS.map((v) => v.id));
+    for (const id of MPR_IDS) segmentation.config.visibility.setSegmentIndexVisibility(id, { segmentationId: SEG_ID, type: LABELMAP }, number, !next.has(number));
+    renderingEngine().renderViewports(MPR_IDS);
   };
 
   const choosePreset = (id: string) => {
@@ -239,13 +376,120 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
     if (!baseVoi.current) baseVoi.current = ((first.getProperties() ?? {}).voiRange as VoiRange | undefined) ?? null;
     if (!baseVoi.current) return;
     const range = applyPreset(baseVoi.current, PRESETS.find((p) => p.id === id)!);
-    for (const v of VIEWPORTS) (engine.getViewport(v.id) as Types.IVolumeViewport).setProperties({ voiRange: range });
-    engine.renderViewports(VIEWPORTS.map((v) => v.id));
+    for (const id of MPR_IDS) (engine.getViewport(id) as Types.IVolumeViewport).setProperties({ voiRange: range });
+    engine.renderViewports(MPR_IDS);
     setPreset(id);
   };
 
+  // --- editing -------------------------------------------------------------------------------
+  const chooseMode = (next: EditMode) => {
+    setMode(next);
+    setEditMode(next);
+  };
+  const chooseSegment = (n: number) => {
+    setActiveSegment(n);
+    segmentation.segmentIndex.setActiveSegmentIndex(SEG_ID, n);
+  };
+  const chooseBrush = (mm: number) => {
+    setBrushMm(mm);
+    setBrushSize(mm);
+  };
+  useEffect(() => {
+    if (!overlayReady) return;
+    segmentation.segmentIndex.setActiveSegmentIndex(SEG_ID, activeSegment);
+    setBrushSize(brushMm);
+  }, [overlayReady]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  const strokeEnded = () => {
+    if (mode !== 'navigate') setStrokes((n) => n + 1);
+  };
+  const undo = () => {
+    const undone = csUtilities.HistoryMemo.DefaultHistoryMemo.undoIf((item) => {
+      const first = Array.isArray(item) ? item[0] : item;
+      return first?.operationType === 'labelmap';
+    });
+    if (undone) {
+      setStrokes((n) => Math.max(0, n - 1));
+      renderingEngine().renderViewports(MPR_IDS);
+    }
+  };
+
+  const reloadVersion = useCallback(
+    async (version: number) => {
+      const [buffer, reference] = await Promise.all([api.segmentation(studyUid, version), t1cVolume()]);
+      const { segs } = await showSeg(buffer, reference);
+      renderingEngine().renderViewports(MPR_IDS);
+      setSegments(segs);
+      setShownVersion(version);
+      setStrokes(0);
+      void buildSurface();
+    },
+    [api, studyUid, t1cVolume, showSeg, buildSurface],
+  );
+
+  const save = async () => {
+    const labelmap = cache.getVolume(LABELMAP_ID) as LabelVolume | undefined;
+    if (!labelmap || !t1cUid) return;
+    setSaveError(null);
+    setSaving({ message: 'Preparing the labelmap…' });
+    try {
+      const list = versions ?? (await loadVersions());
+      const base = (list && latestVersion(list)?.version) ?? shownVersion ?? 1;
+      const body = await newVersionBody(base, t1cUid, geometryOf(labelmap), labelmap.voxelManager.getCompleteScalarDataArray());
+      setSaving({ message: 'Sending…' });
+      let answer: { version: number; job_id: string };
+      try {
+        answer = await api.saveSegmentation(studyUid, body);
+      } catch (e) {
+        if (e instanceof ApiError) throw new Error(saveErrorMessage(e.status, e.message));
+        throw e;
+      }
+      setSaving({ message: `Version ${answer.version}: writing the DICOM-SEG and recomputing the measurements…` });
+      const final = await followJob(api, answer.job_id, (j) => setSaving({ message: `Version ${answer.version}: ${stageLabel(j)}`, job: j }));
+      if (final.state === 'failed') throw new Error(`Saving version ${answer.version} failed: ${final.error ?? 'no reason given'}`);
+      await loadVersions();
+      await reloadVersion(answer.version);
+      setMeasurementsKey((k) => k + 1);
+      setSaving(null);
+    } catch (e) {
+      setSaving(null);
+      setSaveError((e as Error).message);
+    }
+  };
+
+  /** The four viewports side by side as one PNG (for the report). */
+  const captureViewports = useCallback(async (): Promise<Blob> => {
+    const canvases = [...MPR_IDS, VIEW_3D]
+      .map((id) => elements.current[id]?.querySelector('canvas'))
+      .filter((c): c is HTMLCanvasElement => !!c && c.width > 0);
+    if (!canvases.length) throw new Error('no viewport is on screen');
+    const height = Math.max(...canvases.map((c) => c.height));
+    const out = document.createElement('canvas');
+    out.width = canvases.reduce((a, c) => a + c.width, 0);
+    out.height = height;
+    const ctx = out.getContext('2d')!;
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, out.width, out.height);
+    let x = 0;
+    for (const c of canvases) {
+      ctx.drawImage(c, x, 0);
+      x += c.width;
+    }
+    return new Promise((resolve, reject) => out.toBlob((b) => (b ? resolve(b) : reject(new Error('the screenshot could not be encoded'))), 'image/png'));
+  }, []);
+
+  const shownSegments = segments.length ? segments : DEFAULT_SEGMENTS;
+  const latest = versions ? latestVersion(versions) : null;
+
   return (
-    <div className="viewer" data-overlay-ready={overlayReady} data-frame-ready={frameReady}>
+    <div
+      className="viewer"
+      data-overlay-ready={overlayReady}
+      data-frame-ready={frameReady}
+      data-surface={surface.state}
+      data-shown-version={shownVersion ?? ''}
+      data-strokes={strokes}
+    >
       <div className="viewer-toolbar">
         <a href="#/">← Worklist</a>
         <span className="study-title">
@@ -253,7 +497,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         </span>
         <span className="group" role="group" aria-label="Sequence">
           {ROLES.map((r) => (
-            <button key={r} className={r === role ? 'active' : ''} disabled={!seriesByRole[r]} onClick={() => setRole(r)}>
+            <button key={r} className={r === sequence ? 'active' : ''} disabled={!seriesByRole[r]} onClick={() => setSequence(r)}>
               {r}
             </button>
           ))}
@@ -268,14 +512,23 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
             ))}
           </select>
         </label>
-        {status && <span className="muted">{status}</span>}
+        <span className="group" role="group" aria-label="Panel">
+          <button className={panel === 'segments' ? 'active' : ''} onClick={() => setPanel('segments')}>Segments</button>
+          <button className={panel === 'report' ? 'active' : ''} onClick={() => setPanel('report')} disabled={!segmented}>Report</button>
+        </span>
+        {status && <span className="muted loading-status">{status}</span>}
       </div>
       {error && <div className="error" role="alert">{error}</div>}
       {job && job.state !== 'succeeded' && (
-        <div className={job.state === 'failed' ? 'error' : 'notice'} role="status">
-          {job.state === 'failed'
-            ? `The segmentation failed: ${job.error ?? 'no reason given'}. Ask a radiologist to start it again.`
-            : `The segmentation is still running (${job.stage || job.state}); the overlay appears when it is done. Reload in a moment.`}
+        <div className={job.state === 'failed' ? 'error' : 'notice'} role="status" data-job-state={job.state}>
+          {job.state === 'failed' ? (
+            `The segmentation failed: ${job.error ?? 'no reason given'}. Ask a radiologist or an administrator to start it again.`
+          ) : (
+            <>
+              The segmentation is still running; the overlay appears when it is done.
+              <JobProgress api={api} jobId={job.id} onDone={() => void loadStudy()} />
+            </>
+          )}
         </div>
       )}
       <div className="viewer-body">
@@ -284,41 +537,148 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
             <div key={v.id} className="viewport-cell">
               <div className="viewport-label">{v.label}</div>
               <div
-                className="viewport"
+                className={`viewport ${mode !== 'navigate' ? 'editing' : ''}`}
                 data-viewport={v.id}
                 ref={(el) => void (elements.current[v.id] = el)}
                 onContextMenu={(e) => e.preventDefault()}
+                onPointerUp={strokeEnded}
               />
             </div>
           ))}
+          <div className="viewport-cell">
+            <div className="viewport-label">
+              3D tumour surface
+              {surface.state === 'building' && ' · building…'}
+              {surface.state === 'failed' && ` · failed: ${surface.message}`}
+            </div>
+            <div
+              className="viewport"
+              data-viewport={VIEW_3D}
+              data-triangles={surface.triangles ?? 0}
+              ref={(el) => void (elements.current[VIEW_3D] = el)}
+              onContextMenu={(e) => e.preventDefault()}
+            />
+          </div>
         </div>
-        <aside className="side-panel">
-          <h3>Segments</h3>
-          {!segmented && <p className="muted">No segmentation yet.</p>}
-          <ul className="segments">
-            {segments.map((s) => (
-              <li key={s.number}>
-                <label>
-                  <input
-                    type="checkbox"
-                    checked={!hidden.has(s.number)}
-                    onChange={() => toggle(s.number)}
-                    data-segment={s.number}
-                    data-rgb={s.rgb.join(',')}
-                    aria-label={`Show ${s.label}`}
-                  />
-                  <span className="swatch" style={{ background: `rgb(${s.rgb.join(',')})` }} />
-                  {s.label}
-                </label>
-              </li>
-            ))}
-          </ul>
-          {segmented && <Measurements api={api} studyUid={studyUid} />}
+        <aside className={`side-panel ${panel === 'report' ? 'wide' : ''}`}>
+          {panel === 'report' ? (
+            <ReportPanel api={api} studyUid={studyUid} role={role} captureViewports={captureViewports} />
+          ) : (
+            <>
+              <h3>Segments</h3>
+              {!segmented && <p className="muted">No segmentation yet.</p>}
+              <ul className="segments">
+                {segments.map((s) => (
+                  <li key={s.number}>
+                    <label>
+                      <input
+                        type="checkbox"
+                        checked={!hidden.has(s.number)}
+                        onChange={() => toggle(s.number)}
+                        data-segment={s.number}
+                        data-rgb={s.rgb.join(',')}
+                        aria-label={`Show ${s.label}`}
+                      />
+                      <span className="swatch" style={{ background: `rgb(${s.rgb.join(',')})` }} />
+                      {s.label}
+                    </label>
+                  </li>
+                ))}
+              </ul>
+              {overlayReady && (
+                <section className="editing" aria-label="Edit the segmentation">
+                  <h3>Edit</h3>
+                  {!mayEdit ? (
+                    <p className="muted small">{role ? `Your role (${role}) may view but not edit segmentations.` : 'Checking your role…'}</p>
+                  ) : (
+                    <>
+                      <div className="group" role="group" aria-label="Tool">
+                        {(['navigate', 'brush', 'eraser'] as const).map((m) => (
+                          <button key={m} className={mode === m ? 'active' : ''} onClick={() => chooseMode(m)} data-mode={m}>
+                            {m === 'navigate' ? 'Window/level' : m === 'brush' ? 'Brush' : 'Eraser'}
+                          </button>
+                        ))}
+                      </div>
+                      <div className="group" role="group" aria-label="Paint segment">
+                        {shownSegments.map((s) => (
+                          <button
+                            key={s.number}
+                            className={activeSegment === s.number ? 'active' : ''}
+                            onClick={() => chooseSegment(s.number)}
+                            data-paint-segment={s.number}
+                            title={s.label}
+                          >
+                            <span className="swatch" style={{ background: `rgb(${s.rgb.join(',')})` }} />
+                            {s.number}
+                          </button>
+                        ))}
+                      </div>
+                      <label className="small">
+                        Brush radius {brushMm} mm{' '}
+                        <input type="range" min={1} max={20} value={brushMm} aria-label="Brush radius" onChange={(e) => chooseBrush(Number(e.target.value))} />
+                      </label>
+                      <div className="group">
+                        <button onClick={undo} disabled={!strokes || !!saving}>Undo</button>
+                        <button
+                          onClick={() => void save()}
+                          disabled={!strokes || !!saving || !!versionsProblem}
+                          data-action="save-segmentation"
+                          title={versionsProblem ?? undefined}
+                        >
+                          Save as new version
+                        </button>
+                      </div>
+                      {strokes > 0 && !saving && <p className="muted small">{strokes} unsaved edit{strokes > 1 ? 's' : ''}.</p>}
+                    </>
+                  )}
+                  {saving && (
+                    <div className="notice small" role="status" data-saving="true">
+                      {saving.message}
+                      {saving.job && <progress max={1} value={saving.job.state === 'succeeded' ? 1 : saving.job.progress} />}
+                    </div>
+                  )}
+                  {saveError && <div className="error small" role="alert">{saveError}</div>}
+                  {versionsProblem && <p className="muted small">{versionsProblem}</p>}
+                </section>
+              )}
+              {versions && versions.length > 0 && (
+                <section className="versions" aria-label="Segmentation versions">
+                  <h3>Versions</h3>
+                  <ul>
+                    {versions.map((v) => (
+                      <li key={v.version} data-version={v.version} data-voxels={JSON.stringify(v.voxel_counts)}>
+                        <button
+                          className={`link ${v.version === shownVersion ? 'active' : ''}`}
+                          disabled={!!saving || v.version === shownVersion}
+                          onClick={() => void reloadVersion(v.version).catch((e: Error) => setSaveError(e.message))}
+                          title="Show this version"
+                        >
+                          {describeVersion(v)}
+                        </button>
+                        {v.version === latest?.version && <span className="badge ok">latest</span>}
+                        <div className="muted small">
+                          voxels {Object.entries(v.voxel_counts ?? {}).map(([k, n]) => `${k}: ${n}`).join(' · ')}
+                        </div>
+                      </li>
+                    ))}
+                  </ul>
+                  {shownVersion !== null && latest && shownVersion !== latest.version && (
+                    <p className="muted small">Showing v{shownVersion}; the measurements are those of the latest version.</p>
+                  )}
+                </section>
+              )}
+              {segmented && <Measurements key={measurementsKey} api={api} studyUid={studyUid} />}
+            </>
+          )}
           <p className="muted small">Research use only — not for clinical decisions.</p>
         </aside>
       </div>
     </div>
   );
+}
+
+function gridOf(volume: Types.IImageVolume): Geometry {
+  return geometryOf(volume);
 }
 
 /** The centroid of the labelled voxels in world coordinates (null when empty). */

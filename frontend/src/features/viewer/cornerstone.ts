@@ -12,18 +12,22 @@ import {
 } from '@cornerstonejs/core';
 import dicomImageLoader, { init as loaderInit } from '@cornerstonejs/dicom-image-loader';
 import {
+  BrushTool,
   PanTool,
   StackScrollTool,
   ToolGroupManager,
+  TrackballRotateTool,
   WindowLevelTool,
   ZoomTool,
   Enums as ToolEnums,
   addTool,
   init as toolsInit,
+  utilities as toolUtilities,
 } from '@cornerstonejs/tools';
 
 export const ENGINE_ID = 'glioscope';
 export const TOOL_GROUP_ID = 'glioscope-mpr';
+export const TOOL_GROUP_3D_ID = 'glioscope-3d';
 
 let ready: Promise<void> | null = null;
 let tokenSource: () => Promise<string> = async () => '';
@@ -49,20 +53,49 @@ export function initCornerstone(): Promise<void> {
         'cornerstoneStreamingImageVolume',
         cornerstoneStreamingImageVolumeLoader as unknown as Types.VolumeLoaderFn,
       );
-      for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool]) addTool(tool);
+      for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, BrushTool, TrackballRotateTool]) addTool(tool);
       const group = ToolGroupManager.createToolGroup(TOOL_GROUP_ID)!;
       group.addTool(WindowLevelTool.toolName);
       group.addTool(PanTool.toolName);
       group.addTool(ZoomTool.toolName);
       group.addTool(StackScrollTool.toolName);
+      // Brush and eraser: two instances of the BrushTool with a circular strategy each.
+      group.addToolInstance(BRUSH, BrushTool.toolName, { activeStrategy: 'FILL_INSIDE_CIRCLE', brushSize: 6 });
+      group.addToolInstance(ERASER, BrushTool.toolName, { activeStrategy: 'ERASE_INSIDE_CIRCLE', brushSize: 6 });
       const { MouseBindings } = ToolEnums;
       group.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
       group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
       group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
       group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
+      const group3d = ToolGroupManager.createToolGroup(TOOL_GROUP_3D_ID)!;
+      group3d.addTool(TrackballRotateTool.toolName);
+      group3d.addTool(ZoomTool.toolName);
+      group3d.addTool(PanTool.toolName);
+      group3d.setToolActive(TrackballRotateTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+      group3d.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
+      group3d.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
     })();
   }
   return ready;
+}
+
+export const BRUSH = 'CircularBrush';
+export const ERASER = 'CircularEraser';
+export type EditMode = 'navigate' | 'brush' | 'eraser';
+
+/** What the primary mouse button does: window/level, paint or erase. */
+export function setEditMode(mode: EditMode): void {
+  const group = ToolGroupManager.getToolGroup(TOOL_GROUP_ID);
+  if (!group) return;
+  const primary = [{ mouseButton: ToolEnums.MouseBindings.Primary }];
+  for (const name of [WindowLevelTool.toolName, BRUSH, ERASER]) group.setToolPassive(name, { removeAllBindings: true });
+  const tool = mode === 'brush' ? BRUSH : mode === 'eraser' ? ERASER : WindowLevelTool.toolName;
+  group.setToolActive(tool, { bindings: primary });
+}
+
+/** Brush and eraser radius in mm. */
+export function setBrushSize(mm: number): void {
+  for (const name of [BRUSH, ERASER]) toolUtilities.segmentation.setBrushSizeForToolGroup(TOOL_GROUP_ID, mm, name);
 }
 
 export function renderingEngine(): RenderingEngine {
@@ -94,11 +127,23 @@ export function volumeIdFor(seriesUid: string): string {
   return `cornerstoneStreamingImageVolume:${seriesUid}`;
 }
 
-/** The series' volume, created once and cached (streaming starts on the first call). */
-export async function ensureVolume(volumeId: string, imageIds: () => Promise<string[]>): Promise<Types.IImageVolume> {
+const creating = new Map<string, Promise<Types.IImageVolume>>();
+
+/**
+ * The series' volume, created once and cached (streaming starts on the first call). Concurrent
+ * callers (the sequence and the overlay effects both want the T1c) share one creation.
+ */
+export function ensureVolume(volumeId: string, imageIds: () => Promise<string[]>): Promise<Types.IImageVolume> {
   const cached = cache.getVolume(volumeId);
-  if (cached) return cached;
-  const volume = await volumeLoader.createAndCacheVolume(volumeId, { imageIds: await imageIds() });
-  (volume as unknown as { load: () => void }).load();
-  return volume;
+  if (cached) return Promise.resolve(cached);
+  let pending = creating.get(volumeId);
+  if (!pending) {
+    pending = (async () => {
+      const volume = await volumeLoader.createAndCacheVolume(volumeId, { imageIds: await imageIds() });
+      (volume as unknown as { load: () => void }).load();
+      return volume;
+    })().finally(() => creating.delete(volumeId));
+    creating.set(volumeId, pending);
+  }
+  return pending;
 }
