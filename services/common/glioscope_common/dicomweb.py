@@ -72,7 +72,7 @@ class StoreResult:
 
 @runtime_checkable
 class DicomWeb(Protocol):
-    def store_instances(self, instances: Sequence[bytes], study_instance_uid: str | None = None) -> StoreResult: ...
+    def store_instances(self, instances: Iterable[bytes], study_instance_uid: str | None = None) -> StoreResult: ...
 
     def search_studies(self, **filters: str) -> list[dict]: ...
 
@@ -286,7 +286,7 @@ class HttpDicomWeb(_HttpBase):
         self.stow_concurrency = max(1, stow_concurrency)
 
     # STOW-RS
-    def _batches(self, instances: Sequence[bytes]) -> Iterator[list[bytes]]:
+    def _batches(self, instances: Iterable[bytes]) -> Iterator[list[bytes]]:
         batch: list[bytes] = []
         size = 0
         for inst in instances:
@@ -298,7 +298,12 @@ class HttpDicomWeb(_HttpBase):
         if batch:
             yield batch
 
-    def store_instances(self, instances: Sequence[bytes], study_instance_uid: str | None = None) -> StoreResult:
+    def store_instances(self, instances: Iterable[bytes], study_instance_uid: str | None = None) -> StoreResult:
+        """STOW-RS in batches, up to `stow_concurrency` requests in flight.
+
+        `instances` may be a lazy iterable: each batch is sent as soon as it is complete, so a caller
+        that validates while yielding overlaps its work with the PACS storing the earlier batches.
+        An exception raised by the iterable propagates after the batches in flight have finished."""
         path = f"/studies/{study_instance_uid}" if study_instance_uid else "/studies"
 
         def store(batch: list[bytes]) -> StoreResult:
@@ -309,14 +314,21 @@ class HttpDicomWeb(_HttpBase):
             return _store_result(response)
 
         result = StoreResult()
-        batches = list(self._batches(instances))
-        if self.stow_concurrency == 1 or len(batches) == 1:
-            for batch in batches:
+        if self.stow_concurrency == 1:
+            for batch in self._batches(instances):
                 result.merge(store(batch))
             return result
         with ThreadPoolExecutor(max_workers=self.stow_concurrency, thread_name_prefix="stow") as pool:
-            for part in pool.map(store, batches):
-                result.merge(part)
+            pending = []
+            try:
+                for batch in self._batches(instances):
+                    pending.append(pool.submit(store, batch))
+            except BaseException:
+                for future in pending:
+                    future.cancel()  # batches not yet sent stay unsent
+                raise
+            for future in pending:
+                result.merge(future.result())
         return result
 
     # QIDO-RS
@@ -478,7 +490,7 @@ class FileDicomWeb:
         path = self.root.joinpath(*parts)
         return path / f"{sop}.dcm" if sop else path
 
-    def store_instances(self, instances: Sequence[bytes], study_instance_uid: str | None = None) -> StoreResult:
+    def store_instances(self, instances: Iterable[bytes], study_instance_uid: str | None = None) -> StoreResult:
         result = StoreResult()
         for data in instances:
             try:

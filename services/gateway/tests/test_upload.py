@@ -152,3 +152,17 @@ def test_wrong_content_type(gateway: TestClient, orthanc: LocalOrthanc, tmp_path
 def test_unknown_study_and_job(gateway: TestClient) -> None:
     assert gateway.get("/api/studies/1.2.3.4").status_code == 404
     assert gateway.get("/api/jobs/doesnotexist").json()["error"] == "not_found"
+
+
+def test_a_bad_file_after_the_first_stored_batch_leaves_nothing(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    """The PACS stores the first batches while the rest is validated: a refusal at the end removes them."""
+    before = orthanc_study_count(orthanc)
+    files = as_files(small_study(tmp_path, seed=4))
+    assert len(files) > 50  # more than one STOW-RS batch
+    name, content, kind = files[-1][1]
+    files[-1] = ("files", (name, content[: len(content) - 300], kind))
+    response = gateway.post("/api/studies", files=files)
+    assert response.status_code == 400
+    assert name in response.json()["detail"]
+    assert_nothing_stored(gateway, orthanc, before)
+

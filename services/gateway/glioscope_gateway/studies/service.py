@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,7 +20,15 @@ from glioscope_common.records.models import Job, JobState, Series, Study, StudyS
 from glioscope_common.sequences import SeriesInfo, identify_sequences, missing_sequences
 from glioscope_gateway.jobs.queue import JobQueue
 from glioscope_gateway.studies import repository
-from glioscope_gateway.studies.upload import Instance, UploadLimits, group_by_series, parse_upload, require_image_series
+from glioscope_gateway.studies.upload import (
+    Instance,
+    UploadLimits,
+    expand_upload,
+    group_by_series,
+    iter_instances,
+    parse_instance,
+    require_image_series,
+)
 
 logger = logging.getLogger("glioscope.gateway.studies")
 
@@ -92,6 +100,30 @@ def describe_missing(missing: Sequence[str], found: Sequence[SeriesInfo]) -> str
     )
 
 
+@dataclass
+class ValidatedStudy:
+    infos: dict[str, SeriesInfo]
+    roles: dict[str, str]
+    series_numbers: dict[str, int | None]
+
+
+def validate_study(instances: Sequence[Instance]) -> ValidatedStudy:
+    """The checks on a whole uploaded study: images present, the four sequences found, their geometry sound."""
+    require_image_series(instances)
+    series_groups = group_by_series(instances)
+    infos = {uid: SeriesInfo.from_dataset(group[0].dataset) for uid, group in series_groups.items()}
+    for uid, info in infos.items():
+        info.number_of_instances = len(series_groups[uid])
+    roles = identify_sequences(list(infos.values()))
+    missing = missing_sequences(roles)
+    if missing:
+        raise UnprocessableInput(describe_missing(missing, list(infos.values())))
+    for role, series_uid in roles.items():
+        check_series([i.dataset for i in series_groups[series_uid]], role)
+    numbers = {uid: _series_number(group[0].dataset.get("SeriesNumber")) for uid, group in series_groups.items()}
+    return ValidatedStudy(infos, roles, numbers)
+
+
 class StudyService:
     def __init__(
         self,
@@ -115,39 +147,40 @@ class StudyService:
     def ingest_upload(
         self, files: Sequence[tuple[str, bytes]], project: str | None = None, visible: Sequence[str] | None = None
     ) -> IngestOutcome:
-        """Validate everything, then store in the PACS, then register in `project`; a refusal stores nothing.
+        """Validate and store in the PACS, then register in `project`; a refusal keeps nothing.
 
-        `visible`: the uploader's projects (None: all); a study already registered elsewhere is a conflict."""
+        The PACS stores the first batches while the later files are still being validated (the upload's
+        two slow halves overlap); a refusal found on the way stops the storing and removes what was
+        stored. `visible`: the uploader's projects (None: all); a study already registered elsewhere is
+        a conflict."""
         project = project or self.default_project
-        instances = parse_upload(files, self._limits)
-        require_image_series(instances)
-        study_uid = instances[0].study_instance_uid
+        members = expand_upload(files, self._limits)
+        study_uid = parse_instance(*members[0]).study_instance_uid
 
         with session_scope(self._sessions) as session:
             existing = repository.get_study(session, study_uid)
             if existing is not None:
                 if not _visible(existing.project, visible):
                     raise Conflict("this study is already registered in a project you do not belong to")
+                instances = list(iter_instances(members))  # still refuse a bad upload clearly
                 return IngestOutcome(existing, existing.jobs[-1] if existing.jobs else None, False, len(instances))
 
-        series_groups = group_by_series(instances)
-        infos = {uid: SeriesInfo.from_dataset(group[0].dataset) for uid, group in series_groups.items()}
-        for uid, info in infos.items():
-            info.number_of_instances = len(series_groups[uid])
-        roles = identify_sequences(list(infos.values()))
-        missing = missing_sequences(roles)
-        if missing:
-            raise UnprocessableInput(describe_missing(missing, list(infos.values())))
-        for role, series_uid in roles.items():
-            check_series([i.dataset for i in series_groups[series_uid]], role)
+        instances: list[Instance] = []
+        plan: list[ValidatedStudy] = []
 
-        self._store_in_pacs(study_uid, instances)
+        def validated() -> Iterator[bytes]:
+            for instance in iter_instances(members):
+                instances.append(instance)
+                yield instance.raw
+            plan.append(validate_study(instances))  # before the last batch is sent
+
+        self._store_in_pacs(study_uid, validated())
+        study_plan = plan[0]
         with session_scope(self._sessions) as session:
             study = _study_from_dataset(instances[0].dataset, source="upload", project=project)
-            numbers = {uid: _series_number(group[0].dataset.get("SeriesNumber")) for uid, group in series_groups.items()}
-            self._fill_series(study, infos, roles, numbers)
+            self._fill_series(study, study_plan.infos, study_plan.roles, study_plan.series_numbers)
             study.status = StudyStatus.ready
-            job = Job(study=study, sequence_series=roles)
+            job = Job(study=study, sequence_series=study_plan.roles)
             session.add(study)
             try:
                 session.flush()
@@ -159,17 +192,19 @@ class StudyService:
             assert stored is not None
             return IngestOutcome(stored, stored.jobs[-1], True, len(instances))
 
-    def _store_in_pacs(self, study_uid: str, instances: Sequence[Instance]) -> None:
+    def _store_in_pacs(self, study_uid: str, instances: Iterable[bytes]) -> None:
+        """STOW-RS `instances` (validated while they are sent); on any failure remove what was stored."""
         existed_before = self._orthanc.find_study(study_uid) is not None
         try:
-            result = self._dicomweb.store_instances([i.raw for i in instances], study_instance_uid=study_uid)
-        except Exception:
+            result = self._dicomweb.store_instances(instances, study_instance_uid=study_uid)
+        except BaseException:
             self._forget_in_pacs(study_uid, existed_before)
             raise
         if result.failed_sop_instance_uids:
             self._forget_in_pacs(study_uid, existed_before)
+            total = len(result.failed_sop_instance_uids) + len(result.stored_sop_instance_uids)
             raise UnprocessableInput(
-                f"the PACS refused {len(result.failed_sop_instance_uids)} of {len(instances)} instances; nothing was kept"
+                f"the PACS refused {len(result.failed_sop_instance_uids)} of {total} instances; nothing was kept"
             )
 
     def _forget_in_pacs(self, study_uid: str, existed_before: bool) -> None:

@@ -6,7 +6,7 @@ import io
 import posixpath
 import zipfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pydicom
@@ -140,15 +140,25 @@ def parse_instance(name: str, content: bytes) -> Instance:
     return Instance(raw=content, dataset=dataset)
 
 
+def iter_instances(members: Iterable[tuple[str, bytes]]) -> Iterator[Instance]:
+    """Parse the files one by one (lazily, so a caller can store while it validates), refusing a second
+    study and skipping repeated SOP instances."""
+    study: str | None = None
+    seen: set[str] = set()
+    for name, content in members:
+        instance = parse_instance(name, content)
+        if study is None:
+            study = instance.study_instance_uid
+        elif instance.study_instance_uid != study:
+            raise InvalidInput("an upload must hold exactly one study; it holds more than one")
+        if instance.sop_instance_uid in seen:
+            continue
+        seen.add(instance.sop_instance_uid)
+        yield instance
+
+
 def parse_upload(files: Sequence[tuple[str, bytes]], limits: UploadLimits) -> list[Instance]:
-    instances = [parse_instance(name, content) for name, content in expand_upload(files, limits)]
-    studies = {i.study_instance_uid for i in instances}
-    if len(studies) != 1:
-        raise InvalidInput(f"an upload must hold exactly one study; it holds {len(studies)}")
-    unique: dict[str, Instance] = {}
-    for instance in instances:
-        unique.setdefault(instance.sop_instance_uid, instance)
-    return list(unique.values())
+    return list(iter_instances(expand_upload(files, limits)))
 
 
 def group_by_series(instances: Iterable[Instance]) -> dict[str, list[Instance]]:
