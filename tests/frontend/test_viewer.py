@@ -1,5 +1,8 @@
-"""The viewer in a real browser against the real platform: sign in as a clinician, open a segmented
-study, see the first MPR frame and the tumour overlay, hide a segment.
+"""The viewer in a real browser against the real platform: sign in as a radiologist, open a segmented
+study, see the first MPR frame and the tumour overlay, hide a segment, see the 3D tumour surface,
+paint a brush stroke and save it as a new segmentation version (when the gateway stores versions),
+edit the report, attach a screenshot, download the PDF and sign it; an expired session goes back to
+sign-in.
 
 Builds frontend/ when dist/ is missing or older than its sources, starts the embedded platform
 (gateway serving the built app, reporting, nifti, worker, Orthanc) like tests/e2e, uploads the
@@ -28,7 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 FRONTEND = REPO_ROOT / "frontend"
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "frontend"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CLINICIAN = ("dr-viewer", "dr-viewer-password-1")
+RADIOLOGIST = ("dr-viewer", "dr-viewer-password-1")
 SOURCES = ("src", "index.html", "package.json", "package-lock.json", "vite.config.ts", "tsconfig.json")
 
 
@@ -93,15 +96,22 @@ def test_viewer_shows_the_tumour_overlay(platform: e2e.Platform, e2e_case: e2e.E
                               headers={"x-api-key": ""}).json()["access_token"]
     project = client.get(f"/api/studies/{e2e_case.study_instance_uid}").json()["project"]
     created = client.post("/api/admin/users", headers={"authorization": f"Bearer {admin_token}", "x-api-key": ""},
-                          json={"username": CLINICIAN[0], "password": CLINICIAN[1], "role": "clinician", "projects": [project]})
+                          json={"username": RADIOLOGIST[0], "password": RADIOLOGIST[1], "role": "radiologist", "projects": [project]})
     assert created.status_code in (201, 409), created.text
+
+    uid = e2e_case.study_instance_uid
+    # The save step needs the gateway's segmentation versions (POST/GET …/segmentation/versions).
+    versions_before = client.get(f"/api/studies/{uid}/segmentation/versions")
+    expect_save = versions_before.status_code == 200
+    measurements_before = client.get(f"/api/studies/{uid}/measurements").json()
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     run = subprocess.run(
         ["node", "e2e/viewer.spec.mjs"],
         cwd=FRONTEND,
-        env={**os.environ, "GLIOSCOPE_URL": platform.stack.gateway_url, "GLIOSCOPE_USERNAME": CLINICIAN[0],
-             "GLIOSCOPE_PASSWORD": CLINICIAN[1], "GLIOSCOPE_STUDY_UID": e2e_case.study_instance_uid,
+        env={**os.environ, "GLIOSCOPE_URL": platform.stack.gateway_url, "GLIOSCOPE_USERNAME": RADIOLOGIST[0],
+             "GLIOSCOPE_PASSWORD": RADIOLOGIST[1], "GLIOSCOPE_STUDY_UID": uid,
+             "GLIOSCOPE_EXPECT_SAVE": "1" if expect_save else "0",
              "GLIOSCOPE_ARTIFACTS": str(ARTIFACTS), "CHROMIUM_PATH": CHROMIUM},
         capture_output=True, text=True, timeout=300,
     )
@@ -110,3 +120,21 @@ def test_viewer_shows_the_tumour_overlay(platform: e2e.Platform, e2e_case: e2e.E
     assert "VIEWER FLOW OK" in run.stdout
     timings = dict(re.findall(r"(\w+_ms)=(\d+)", run.stdout))
     assert int(timings["first_mpr_frame_ms"]) > 0 and int(timings["overlay_ms"]) > 0
+    assert int(timings["surface_ms"]) > int(timings["overlay_ms"]), "the 3D surface comes after the overlay"
+    assert (ARTIFACTS / "report.pdf").read_bytes().startswith(b"%PDF-")
+
+    if not expect_save:
+        print(f"SAVE STEP SKIPPED: GET /api/studies/{{uid}}/segmentation/versions answered {versions_before.status_code}")
+        return
+    # The browser's save made a new DICOM-SEG version through the gateway, with who and when, the
+    # previous version kept and the measurements recomputed.
+    saved = int(re.search(r"SAVED_VERSION (\d+)", run.stdout).group(1))
+    versions = {v["version"]: v for v in client.get(f"/api/studies/{uid}/segmentation/versions").json()}
+    new, base = versions[saved], versions[saved - 1]
+    assert new["source"] == "edited" and new["created_by"] == RADIOLOGIST[0] and new["created_at"], new
+    assert new["voxel_counts"] != base["voxel_counts"], (base, new)
+    assert new["seg_sop_instance_uid"] != base["seg_sop_instance_uid"]
+    for version in (saved - 1, saved):
+        seg = client.get(f"/api/studies/{uid}/segmentation", params={"version": version})
+        assert seg.status_code == 200 and seg.content[128:132] == b"DICM", (version, seg.status_code)
+    assert client.get(f"/api/studies/{uid}/measurements").json() != measurements_before, "measurements recomputed"

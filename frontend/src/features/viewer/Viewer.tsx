@@ -89,6 +89,9 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
   const baseVoi = useRef<VoiRange | null>(null);
   const [preset, setPreset] = useState('default');
   const timings = useRef<Timings>({});
+  // settles once the viewports show the chosen series (setVolumesForViewports resets their cameras)
+  const viewportsShown = useRef<Promise<void>>(Promise.resolve());
+  const tumourCentre = useRef<Types.Point3 | null>(null);
   const opened = useRef(performance.now());
   // editing
   const [mode, setMode] = useState<EditMode>('navigate');
@@ -179,6 +182,8 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       return;
     }
     let cancelled = false;
+    let shown = () => {};
+    viewportsShown.current = new Promise<void>((resolve) => (shown = resolve));
     const engine = renderingEngine();
     const volumeId = volumeIdFor(seriesUid);
     const onRendered = () => {
@@ -210,14 +215,20 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         elements.current.axial?.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
         await setVolumesForViewports(engine, [{ volumeId }], MPR_IDS);
         baseVoi.current = null;
+        const centre = tumourCentre.current;
+        if (centre) for (const id of MPR_IDS) sliceThrough(engine.getViewport(id) as Types.IVolumeViewport, centre);
+        shown();
         engine.renderViewports(MPR_IDS);
         if ((volume as unknown as { loadStatus?: { loaded?: boolean } }).loadStatus?.loaded) onLoaded(new CustomEvent('x', { detail: { volumeId } }));
       } catch (e) {
         if (!cancelled) setError(`The images could not be loaded: ${(e as Error).message}`);
+      } finally {
+        shown();
       }
     })();
     return () => {
       cancelled = true;
+      shown();
       eventTarget.removeEventListener(Enums.Events.IMAGE_VOLUME_LOADING_COMPLETED, onLoaded);
       elements.current.axial?.removeEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
     };
@@ -275,6 +286,9 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         ]);
         if (cancelled) return;
         const { segs, centre } = await showSeg(buffer, reference);
+        tumourCentre.current = centre;
+        await viewportsShown.current;
+        if (cancelled) return;
         if (centre) for (const id of MPR_IDS) sliceThrough(renderingEngine().getViewport(id) as Types.IVolumeViewport, centre);
         renderingEngine().renderViewports(MPR_IDS);
         if (cancelled) return;
