@@ -59,6 +59,10 @@ def main() -> int:
     parser.add_argument("--studies", type=int, default=4, help="studies uploaded in all")
     parser.add_argument("--shape", type=int, nargs=3, default=[192, 192, 64])
     parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench-load")
+    parser.add_argument("--gateway-workers", type=int, default=2,
+                        help="gateway API processes (the chart runs at least 2 replicas, and a watcher)")
+    parser.add_argument("--worker-nice", type=int, default=LocalStack.worker_nice,
+                        help="niceness of the inference worker (LocalStack's default)")
     args = parser.parse_args()
     work: Path = args.work.resolve()
     studies = make_studies(work / "studies", args.studies, tuple(args.shape))
@@ -87,7 +91,8 @@ def main() -> int:
         "GLIOSCOPE_UPLOAD_RATE_PER_MIN": "1000",
         "GLIOSCOPE_UPLOAD_BURST": "100",
     }
-    stack = LocalStack(env=env, log_dir=work / "logs", worker_queue=f"load-{secrets.token_hex(3)}")
+    stack = LocalStack(env=env, log_dir=work / "logs", worker_queue=f"load-{secrets.token_hex(3)}",
+                       gateway_workers=args.gateway_workers, worker_nice=args.worker_nice)
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
     requests: dict[str, int] = defaultdict(int)
@@ -168,6 +173,7 @@ def main() -> int:
         total = sum(requests.values())
         summary = {
             "users": args.users, "uploaders": args.uploaders, "studies": args.studies,
+            "gateway_workers": args.gateway_workers, "worker_nice": args.worker_nice,
             "instances_per_study": len(studies[0]), "load_seconds": round(load_s, 1),
             "requests": total, "errors": sum(errors.values()),
             "error_rate": round(sum(errors.values()) / max(total, 1), 4), "lost_jobs": lost,

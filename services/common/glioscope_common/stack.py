@@ -93,6 +93,13 @@ class LocalStack:
     log_dir: Path
     worker_queue: str = "cpu"
     worker_concurrency: int = 1
+    # Gateway processes answering the API. Above 1 the stack mirrors the chart: `gateway_workers`
+    # uvicorn workers with the Orthanc watcher off, plus one watcher process that also migrates
+    # (the chart's `gateway` Deployment, its `watcher` Deployment and the migrations Job).
+    gateway_workers: int = 1
+    # The inference worker's niceness. On one machine the batch worker yields the cores to the
+    # interactive services (in Kubernetes it runs in its own pods with its own CPU).
+    worker_nice: int = 10
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
 
@@ -100,13 +107,14 @@ class LocalStack:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['gateway']}"
 
-    def _uvicorn(self, name: str, app: str, port: int, env: Mapping[str, str]) -> ServiceProcess:
+    def _uvicorn(self, name: str, app: str, port: int, env: Mapping[str, str], workers: int = 1) -> ServiceProcess:
         command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
-                   "--log-level", "warning", "--no-access-log"]
+                   "--log-level", "warning", "--no-access-log"] + (["--workers", str(workers)] if workers > 1 else [])
         return ServiceProcess(name, command, dict(env), self.log_dir / f"{name}.log", f"http://127.0.0.1:{port}/healthz")
 
     def worker_process(self) -> ServiceProcess:
-        command = [sys.executable, "-m", "celery", "-A", "glioscope_inference.worker", "worker", "-Q", self.worker_queue,
+        command = ["nice", "-n", str(self.worker_nice)] if self.worker_nice else []
+        command += [sys.executable, "-m", "celery", "-A", "glioscope_inference.worker", "worker", "-Q", self.worker_queue,
                    "-c", str(self.worker_concurrency), "--pool", "prefork", "--loglevel", "INFO",
                    # A fresh node name per start: a killed worker's exclusive control queue may linger.
                    "-n", f"worker-{self.worker_queue}-{uuid.uuid4().hex[:6]}@%h",
@@ -126,18 +134,31 @@ class LocalStack:
         return env
 
     def start(self) -> None:
-        for name in ("gateway", "reporting", "nifti"):
+        names = ("gateway", "reporting", "nifti") + (("watcher",) if self.gateway_workers > 1 else ())
+        for name in names:
             self.ports.setdefault(name, free_port())
         env = self._service_env()
-        self.processes = {
+        gateway = "glioscope_gateway.main:create_app"
+        self.processes = {}
+        if self.gateway_workers > 1:
+            # First the single watcher process (it migrates), then the API workers, which neither
+            # migrate nor watch: several at once would race on both.
+            self.processes["watcher"] = self._uvicorn("watcher", gateway, self.ports["watcher"], env)
+        api_env = env if self.gateway_workers == 1 else {
+            **env, "GLIOSCOPE_ORTHANC_WATCHER": "false", "GLIOSCOPE_AUTO_MIGRATE": "false"}
+        self.processes.update({
             "nifti": self._uvicorn("nifti", "glioscope_nifti.main:create_app", self.ports["nifti"], env),
             "reporting": self._uvicorn("reporting", "glioscope_reporting.main:create_app", self.ports["reporting"], env),
-            "gateway": self._uvicorn("gateway", "glioscope_gateway.main:create_app", self.ports["gateway"], env),
+            "gateway": self._uvicorn("gateway", gateway, self.ports["gateway"], api_env, self.gateway_workers),
             "worker": self.worker_process(),
-        }
+        })
         try:
+            if "watcher" in self.processes:
+                self.processes["watcher"].start()
+                self.processes["watcher"].wait_healthy()
             for process in self.processes.values():
-                process.start()
+                if process.process is None:
+                    process.start()
             for process in self.processes.values():
                 process.wait_healthy()
         except BaseException:
