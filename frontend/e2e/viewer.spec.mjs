@@ -211,6 +211,9 @@ try {
   await page.click('button[data-action=sign-report]');
   await page.waitForSelector('section.report[data-report-status="final"]', { timeout: 60_000 });
   assert(await page.locator('textarea[name=findings][readonly]').count() === 1, 'a signed report is read-only');
+  await page.fill('textarea[name=addendum]', 'Addendum from the browser test.');
+  await page.getByRole('button', { name: 'Add addendum' }).click();
+  await page.waitForSelector('[aria-label=Addenda]', { timeout: 60_000 });
   await page.screenshot({ path: join(artifacts, 'report-signed.png') });
   await page.getByRole('button', { name: 'Segments', exact: true }).click();
 
@@ -218,6 +221,34 @@ try {
   await page.getByRole('button', { name: 'FLAIR', exact: true }).click();
   await poll(page, () => document.querySelector('.loading-status') === null, 60_000, 'the FLAIR volume loaded');
   await page.screenshot({ path: join(artifacts, 'viewer-flair.png') });
+
+  // a failed job and a study still processing (the study record rewritten in flight by the test)
+  const studyPath = `/api/studies/${studyUid}`;
+  const rewrite = (job) => async (route) => {
+    const response = await route.fetch();
+    const study = await response.json();
+    await route.fulfill({ response, json: { ...study, latest_job: { ...study.latest_job, ...job } } });
+  };
+  await page.getByRole('link', { name: '← Worklist' }).click();
+  await page.route((u) => u.pathname === studyPath, rewrite({ state: 'failed', stage: 'inference', error: 'the inference server is unreachable' }));
+  await page.goto(`${url}/#/studies/${studyUid}`);
+  await page.waitForSelector('[data-job-state=failed]', { timeout: 30_000 });
+  const failedText = await page.locator('[data-job-state=failed]').textContent();
+  assert(failedText.includes('the inference server is unreachable'), `the failure reason is shown: ${failedText}`);
+  await page.unrouteAll();
+  await page.getByRole('link', { name: '← Worklist' }).click();
+  await page.route((u) => u.pathname === studyPath, rewrite({ state: 'running', stage: 'inference', progress: 0.5 }), { times: 1 });
+  // the progress stream is held back a little, long enough to see the notice (the real job has ended)
+  await page.route((u) => /^\/api\/jobs\/[^/]+\/events$/.test(u.pathname), async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await route.continue();
+  }, { times: 1 });
+  await page.goto(`${url}/#/studies/${studyUid}`);
+  await page.waitForSelector('.notice[data-job-state=running]', { timeout: 30_000 });
+  await page.screenshot({ path: join(artifacts, 'viewer-processing.png') });
+  // the live progress (the real job has finished) reloads the study, and the overlay follows
+  await page.waitForSelector('.viewer[data-overlay-ready="true"]', { timeout: 60_000 });
+  console.log('PROCESSING → overlay shown once the job ended; FAILED → reason shown');
 
   // an expired session: the tokens are revoked server-side → back to sign-in with a message
   await page.evaluate(() => {

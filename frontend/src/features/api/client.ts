@@ -148,6 +148,14 @@ export class Api {
     });
   }
 
+  addReportAddendum(uid: string, text: string): Promise<Report> {
+    return this.json<Report>(`/api/studies/${encodeURIComponent(uid)}/report/addenda`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ text }),
+    });
+  }
+
   addReportScreenshot(uid: string, png: Blob, caption: string): Promise<Report> {
     const form = new FormData();
     form.append('screenshots', png, 'viewports.png');

@@ -6,6 +6,7 @@ import {
   SECTIONS,
   SECTION_TITLES,
   afterSave,
+  canAddAddendum,
   canAddScreenshot,
   canEditReport,
   canSignReport,
@@ -35,6 +36,7 @@ export function ReportPanel({
   const [busy, setBusy] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  const [addendum, setAddendum] = useState('');
 
   const load = useCallback(async () => {
     try {
@@ -69,6 +71,7 @@ export function ReportPanel({
   const edit = canEditReport(role, report);
   const sign = canSignReport(role, report);
   const shot = canAddScreenshot(role, report);
+  const addend = canAddAddendum(role, report);
   const dirty = dirtySections(drafts);
 
   const saveSections = () =>
@@ -112,6 +115,15 @@ export function ReportPanel({
       setReport(signed);
       api.reportVersions(studyUid).then((v) => setVersions(v.versions), () => undefined);
       return `Signed by ${signed.signature?.signed_by ?? 'you'}.`;
+    });
+
+  const addAddendum = () =>
+    run('Adding the addendum…', async () => {
+      if (!addendum.trim()) throw new Error('The addendum is empty.');
+      const updated = await api.addReportAddendum(studyUid, addendum.trim());
+      setReport(updated);
+      setAddendum('');
+      return `Addendum added (version ${updated.version}).`;
     });
 
   if (!report) {
@@ -179,6 +191,25 @@ export function ReportPanel({
       {busy && <p className="muted small" role="status">{busy}</p>}
       {notice && <p className="notice small" role="status" data-report-notice>{notice}</p>}
       {error && <div className="error small" role="alert">{error}</div>}
+      {report.addenda.length > 0 && (
+        <div className="small" aria-label="Addenda">
+          <strong>Addenda</strong>
+          {report.addenda.map((a) => (
+            <p key={a.version}>
+              {a.text} <span className="muted">— {a.author}, {formatWhen(a.created_at)}</span>
+            </p>
+          ))}
+        </div>
+      )}
+      {addend.allowed && (
+        <label className="report-section">
+          <span>Addendum</span>
+          <textarea name="addendum" rows={2} value={addendum} onChange={(e) => setAddendum(e.target.value)} />
+          <button onClick={() => void addAddendum()} disabled={!addendum.trim() || !!busy}>
+            Add addendum
+          </button>
+        </label>
+      )}
       {report.screenshots.length > 0 && (
         <p className="small" data-screenshots={report.screenshots.length}>
           {report.screenshots.length} screenshot{report.screenshots.length > 1 ? 's' : ''} attached.

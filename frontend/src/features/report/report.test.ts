@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { afterSave, canAddScreenshot, canEditReport, canSignReport, dirtySections, draftProblem, setDraft } from './report';
+import { afterSave, canAddAddendum, canAddScreenshot, canEditReport, canSignReport, dirtySections, draftProblem, setDraft } from './report';
 
 const report = {
   status: 'draft' as const,
@@ -40,5 +40,8 @@ describe('report editor state', () => {
     expect(canSignReport('radiologist', signed).reason).toMatch(/Signed by dr-r/);
     expect(canAddScreenshot('radiologist', signed).allowed).toBe(false);
     expect(canEditReport('radiologist', null).allowed).toBe(false);
+    expect(canAddAddendum('radiologist', signed).allowed).toBe(true);
+    expect(canAddAddendum('radiologist', report).reason).toMatch(/signed reports/);
+    expect(canAddAddendum('admin', signed).allowed).toBe(false);
   });
 });

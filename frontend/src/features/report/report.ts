@@ -94,3 +94,11 @@ export function draftProblem(drafts: Drafts): string | null {
   for (const s of dirtySections(drafts)) if (!drafts[s]!.trim()) return `${SECTION_TITLES[s]} may not be empty.`;
   return null;
 }
+
+/** Addenda: radiologists, once the report is signed. */
+export function canAddAddendum(role: string | null | undefined, report: Pick<Report, 'status'> | null): Permission {
+  if (!report) return no('No report yet.');
+  if (report.status !== 'final') return no('Addenda are for signed reports; edit the sections instead.');
+  if (role !== 'radiologist') return no('Only a radiologist may add an addendum.');
+  return yes;
+}

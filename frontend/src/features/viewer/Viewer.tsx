@@ -57,17 +57,19 @@ function publishTimings(t: Timings): void {
 }
 
 // The DICOM-SEG is requested as soon as the viewer opens, in parallel with the study record and the
-// volume's metadata (one request per study even though StrictMode runs effects twice).
+// volume's metadata; the overlay takes it (once: a later opening must not get an older version).
 const segPrefetch = new Map<string, Promise<ArrayBuffer>>();
-function prefetchSeg(api: Api, uid: string): Promise<ArrayBuffer> {
-  let pending = segPrefetch.get(uid);
-  if (!pending) {
-    pending = api.segmentation(uid);
-    pending.catch(() => undefined);
-    segPrefetch.set(uid, pending);
-    setTimeout(() => segPrefetch.delete(uid), 30_000);
-  }
-  return pending;
+function prefetchSeg(api: Api, uid: string): void {
+  if (segPrefetch.has(uid)) return;
+  const pending = api.segmentation(uid);
+  pending.catch(() => undefined);
+  segPrefetch.set(uid, pending);
+  setTimeout(() => segPrefetch.get(uid) === pending && segPrefetch.delete(uid), 10_000);
+}
+function takeSeg(api: Api, uid: string): Promise<ArrayBuffer> {
+  const pending = segPrefetch.get(uid);
+  segPrefetch.delete(uid);
+  return pending ? pending.catch(() => api.segmentation(uid)) : api.segmentation(uid);
 }
 
 type LabelVolume = Types.IImageVolume & {
@@ -281,7 +283,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       try {
         await initCornerstone();
         const [buffer, reference] = await Promise.all([
-          prefetchSeg(api, study.study_instance_uid).catch(() => api.segmentation(study.study_instance_uid)),
+          takeSeg(api, study.study_instance_uid),
           t1cVolume(),
         ]);
         if (cancelled) return;
