@@ -14,8 +14,9 @@ import os
 import secrets
 import socket
 from contextlib import contextmanager
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -235,3 +236,23 @@ def make_mr_series(
         ds.save_as(buf, enforce_file_format=True)
         out.append(buf.getvalue())
     return out
+
+
+def cornerstone_geometry(datasets: Sequence[Any]) -> dict[str, list[float] | list[int]]:
+    """The volume geometry Cornerstone3D builds from single-frame instances of one series (what the
+    viewer posts with an edited mask): slices sorted along the scan-axis normal (IOP row x column),
+    origin the first slice's ImagePositionPatient, spacing [column, row, slice], direction [row
+    cosines, column cosines, normal], all LPS. Written from the DICOM attributes only, independently
+    of `glioscope_common.dicom_volume`."""
+    import numpy as np  # noqa: PLC0415
+
+    orientation = np.array(datasets[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = sorted((np.array(ds.ImagePositionPatient, dtype=float) for ds in datasets), key=lambda p: float(p @ normal))
+    row_spacing, column_spacing = (float(v) for v in datasets[0].PixelSpacing)
+    return {
+        "dimensions": [int(datasets[0].Columns), int(datasets[0].Rows), len(datasets)],
+        "spacing": [column_spacing, row_spacing, float(abs((positions[1] - positions[0]) @ normal))],
+        "origin": [float(v) for v in positions[0]],
+        "direction": [float(v) for v in (*orientation, *normal)],
+    }

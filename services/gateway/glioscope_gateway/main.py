@@ -34,6 +34,8 @@ from glioscope_gateway.dicomweb_proxy.routes import router as dicomweb_router
 from glioscope_gateway.jobs.queue import CeleryJobQueue, JobQueue
 from glioscope_gateway.jobs.routes import router as jobs_router
 from glioscope_gateway.reports.routes import router as reports_router
+from glioscope_gateway.segmentations.routes import router as segmentations_router
+from glioscope_gateway.segmentations.service import CeleryEditQueue, SegmentationVersions
 from glioscope_gateway.settings import GatewaySettings
 from glioscope_gateway.studies.routes import router as studies_router
 from glioscope_gateway.studies.service import StudyService
@@ -183,10 +185,14 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
     app.include_router(auth_router)
     app.include_router(admin_router)
     app.include_router(studies_router)
+    app.include_router(segmentations_router)
     app.include_router(reports_router)
     app.include_router(jobs_router)
     app.include_router(dicomweb_router)
     app.state.watcher = watcher
+    app.state.segmentation_versions = SegmentationVersions(
+        sessions, studies, dicomweb, CeleryEditQueue(settings.broker_url, settings.job_queue)
+    )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

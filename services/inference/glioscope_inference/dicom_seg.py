@@ -55,12 +55,14 @@ def build_segmentation(
     manufacturer: str = "Glioscope",
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
+    algorithm_type: str = "AUTOMATIC",
 ) -> hd.seg.Segmentation:
     """A BINARY DICOM-SEG of `label_map` (uint8, [i, j, k] on the source series grid).
 
     One segment per label of `metadata.labels` (all of them, also empty ones, so a reader always
     sees the full label set); empty frames are omitted. Values not in the metadata raise ValueError.
     Pass `series_instance_uid` and `sop_instance_uid` to make a re-run write the same instance (idempotent jobs).
+    `algorithm_type` "SEMIAUTOMATIC" marks a model output corrected by a person (edited versions).
     """
     label_map = np.asarray(label_map)
     if label_map.ndim != 3:
@@ -92,7 +94,7 @@ def build_segmentation(
             segment_label=info.name[:64],
             segmented_property_category=_coded(info.category),
             segmented_property_type=_coded(info.type),
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues(algorithm_type),
             algorithm_identification=algorithm,
             tracking_uid=generate_uid(entropy_srcs=[sop_instance_uid, str(info.value)]) if sop_instance_uid else generate_uid(),
             tracking_id=_TRACKING_ID.format(info.value),

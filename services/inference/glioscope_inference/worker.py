@@ -17,7 +17,7 @@ from glioscope_inference.settings import InferenceSettings
 
 settings = InferenceSettings()
 
-app = Celery("glioscope-inference", broker=settings.broker_url, include=["glioscope_inference.segmentation.tasks"])
+app = Celery("glioscope-inference", broker=settings.broker_url, include=["glioscope_inference.segmentation.tasks", "glioscope_inference.editing.tasks"])
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,

@@ -38,6 +38,11 @@ class JobState(str, enum.Enum):
     failed = "failed"
 
 
+class JobKind(str, enum.Enum):
+    segmentation = "segmentation"  # the model's run (inference.segmentation.run)
+    edit = "edit"  # a clinician's corrected mask saved as a new SEG version (inference.editing.run)
+
+
 class Study(RecordsBase):
     __tablename__ = "studies"
 
@@ -86,6 +91,8 @@ class Job(RecordsBase):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     study_id: Mapped[str] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[JobKind] = mapped_column(Enum(JobKind, native_enum=False, length=16), default=JobKind.segmentation,
+                                          server_default=JobKind.segmentation.value)
     state: Mapped[JobState] = mapped_column(Enum(JobState, native_enum=False, length=16), default=JobState.queued, index=True)
     stage: Mapped[str] = mapped_column(String(32), default="queued")
     progress: Mapped[float] = mapped_column(default=0.0)

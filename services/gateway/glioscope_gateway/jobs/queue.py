@@ -15,10 +15,12 @@ class JobQueue(Protocol):
 
 
 class CeleryJobQueue:
+    task = SEGMENTATION_TASK
+
     def __init__(self, broker_url: str, queue: str) -> None:
         self._app = Celery("glioscope-gateway", broker=broker_url)
         self._app.conf.update(broker_connection_retry_on_startup=True, task_serializer="json")
         self._queue = queue
 
     def enqueue(self, job_id: str) -> None:
-        self._app.send_task(SEGMENTATION_TASK, args=[job_id], queue=self._queue)
+        self._app.send_task(self.task, args=[job_id], queue=self._queue)

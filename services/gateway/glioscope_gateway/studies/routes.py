@@ -10,12 +10,14 @@ from starlette.concurrency import run_in_threadpool
 
 from glioscope_common.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType, UpstreamUnavailable
 from glioscope_common.records.access import AuditAction
-from glioscope_common.records.models import Study, StudyStatus
+from glioscope_common.records.models import JobKind, Study, StudyStatus
 from glioscope_gateway.auth.deps import audited, require
 from glioscope_gateway.auth.errors import Forbidden
 from glioscope_gateway.auth.principal import EXPORT, IDENTIFIED, READ, WRITE, Principal
 from glioscope_gateway.auth.service import PROJECT
 from glioscope_gateway.deps import Container, container
+from glioscope_gateway.segmentations.routes import segmentation_versions
+from glioscope_gateway.segmentations.service import SegmentationVersions, Version
 from glioscope_gateway.studies.export import export_deidentified
 from glioscope_gateway.studies.schemas import JobOut, SequenceOverrides, StudyOut, UploadResult
 
@@ -27,8 +29,9 @@ DEIDENTIFIED_FIELDS = ("patient_id", "patient_name", "patient_birth_date", "acce
 
 def study_out(study: Study, principal: Principal | None = None) -> StudyOut:
     out = StudyOut.model_validate(study)
-    if study.jobs:
-        out.latest_job = JobOut.model_validate(study.jobs[-1])
+    jobs = [j for j in study.jobs if j.kind == JobKind.segmentation]  # edit jobs: GET .../segmentation/versions
+    if jobs:
+        out.latest_job = JobOut.model_validate(jobs[-1])
     if principal is not None and principal.deidentified:
         for field in DEIDENTIFIED_FIELDS:
             setattr(out, field, "")
@@ -127,28 +130,41 @@ def create_job(study_instance_uid: str, principal: Principal = Depends(require(W
 
 def _finished_job(c: Container, study_instance_uid: str, principal: Principal):  # type: ignore[no-untyped-def]
     study = c.studies.get(study_instance_uid, principal.projects)
-    done = [j for j in study.jobs if j.state.value == "succeeded"]
+    jobs = [j for j in study.jobs if j.kind == JobKind.segmentation]
+    done = [j for j in jobs if j.state.value == "succeeded"]
     if not done:
-        latest = study.jobs[-1] if study.jobs else None
+        latest = jobs[-1] if jobs else None
         state = latest.state.value if latest else "none"
         raise NotFound(f"no finished segmentation for this study (latest job: {state})")
     return done[-1]
 
 
-@router.get("/{study_instance_uid}/measurements", summary="Tumour measurements of the latest finished job",
+def _version(c: Container, versions: SegmentationVersions, study_instance_uid: str, principal: Principal,
+             number: int | None = None) -> Version:
+    """A segmentation version with results: `number`, or the latest (an edited one if any)."""
+    return versions.resolve(_finished_job(c, study_instance_uid, principal), number)
+
+
+@router.get("/{study_instance_uid}/measurements",
+            summary="Tumour measurements of the latest segmentation version (recomputed for an edited mask)",
             dependencies=[Depends(audited(AuditAction.viewed))])
 def get_measurements(study_instance_uid: str, principal: Principal = Depends(require(READ)),
-                     c: Container = Depends(container)) -> dict:  # type: ignore[type-arg]
-    return _finished_job(c, study_instance_uid, principal).measurements or {}
+                     c: Container = Depends(container),
+                     versions: SegmentationVersions = Depends(segmentation_versions)) -> dict:  # type: ignore[type-arg]
+    return _version(c, versions, study_instance_uid, principal).measurements or {}
 
 
-@router.get("/{study_instance_uid}/segmentation", response_class=Response, summary="The DICOM-SEG (application/dicom)",
+@router.get("/{study_instance_uid}/segmentation", response_class=Response,
+            summary="The DICOM-SEG (application/dicom) of the latest segmentation version, or of ?version=N",
             dependencies=[Depends(audited(AuditAction.downloaded))])
-async def get_segmentation(study_instance_uid: str, principal: Principal = Depends(require(IDENTIFIED)),
-                           c: Container = Depends(container)) -> Response:
-    job = await run_in_threadpool(_finished_job, c, study_instance_uid, principal)
+async def get_segmentation(study_instance_uid: str,
+                           version: Annotated[int | None, Query(ge=1, le=1_000_000, description="default: the latest")] = None,
+                           principal: Principal = Depends(require(IDENTIFIED)),
+                           c: Container = Depends(container),
+                           versions: SegmentationVersions = Depends(segmentation_versions)) -> Response:
+    found = await run_in_threadpool(_version, c, versions, study_instance_uid, principal, version)
     dataset = await run_in_threadpool(
-        c.dicomweb.retrieve_instance, study_instance_uid, job.seg_series_instance_uid, job.seg_sop_instance_uid
+        c.dicomweb.retrieve_instance, study_instance_uid, found.seg_series_instance_uid, found.seg_sop_instance_uid
     )
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
@@ -173,12 +189,14 @@ async def _proxy_service(c: Container, url: str, media_type: str, filename: str)
     )
 
 
-@router.get("/{study_instance_uid}/mask.nii.gz", response_class=Response, summary="The label mask as NIfTI",
+@router.get("/{study_instance_uid}/mask.nii.gz", response_class=Response,
+            summary="The label mask of the latest segmentation version as NIfTI",
             dependencies=[Depends(audited(AuditAction.downloaded))])
 async def get_mask(study_instance_uid: str, principal: Principal = Depends(require(READ)),
-                   c: Container = Depends(container)) -> Response:
-    job = await run_in_threadpool(_finished_job, c, study_instance_uid, principal)
-    path = job.nifti_paths.get("mask")
+                   c: Container = Depends(container),
+                   versions: SegmentationVersions = Depends(segmentation_versions)) -> Response:
+    found = await run_in_threadpool(_version, c, versions, study_instance_uid, principal)
+    path = found.nifti_path
     if not path:
         raise NotFound("no mask was stored for this job")
     return await _proxy_service(c, f"{c.settings.nifti_url}/api/nifti/files/{path}", "application/gzip", "mask.nii.gz")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Callable
 
 from celery import Task
 
@@ -14,13 +15,30 @@ from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.inference_backend import InferenceBackend, make_backend
 from glioscope_common.metrics import count_job, observe_job
 from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.records.models import JobKind
 from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
 from glioscope_inference.segmentation.repository import JobRepository
-from glioscope_inference.segmentation.service import SegmentationService
+from glioscope_inference.segmentation.service import ProgressSink, SegmentationService
 from glioscope_inference.settings import InferenceSettings
 from glioscope_inference.worker import app
 
 logger = logging.getLogger("glioscope.inference.tasks")
+
+
+def progress_publisher(settings: InferenceSettings) -> ProgressSink | None:
+    """Mirror progress to Redis (key and pub/sub) when it is configured; the job row stays the truth."""
+    if not settings.redis_url:
+        return None
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+
+    def publish(job_id: str, stage: str, fraction: float) -> None:
+        message = json.dumps({"job_id": job_id, "stage": stage, "progress": round(fraction, 4)})
+        client.set(f"glioscope:job:{job_id}:progress", message, ex=settings.progress_ttl_s)
+        client.publish(f"glioscope:jobs:{job_id}", message)
+
+    return publish
 
 
 @functools.cache
@@ -36,17 +54,6 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
     def backend() -> InferenceBackend:
         return make_backend(settings.inference_url, model_dir, metadata)
 
-    publish = None
-    if settings.redis_url:
-        import redis
-
-        client = redis.Redis.from_url(settings.redis_url)
-
-        def publish(job_id: str, stage: str, fraction: float) -> None:
-            message = json.dumps({"job_id": job_id, "stage": stage, "progress": round(fraction, 4)})
-            client.set(f"glioscope:job:{job_id}:progress", message, ex=settings.progress_ttl_s)
-            client.publish(f"glioscope:jobs:{job_id}", message)
-
     service = SegmentationService(
         jobs,
         HttpDicomWeb(settings.dicomweb_url),
@@ -54,29 +61,47 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
         ReportingClient(settings.reporting_url, token),
         backend,
         metadata,
-        publish,
+        progress_publisher(settings),
     )
     return service, jobs, settings
+
+
+def run_with_retries(
+    task: Task, job_id: str, run: Callable[[str], str], jobs: JobRepository, settings: InferenceSettings, what: str
+) -> str:
+    """Run a job; an unavailable upstream sends it back to the queue with exponential backoff, then
+    fails it; anything else fails it at once. Shared by the segmentation and the edit tasks."""
+    try:
+        return run(job_id)
+    except UpstreamUnavailable as exc:
+        if task.request.retries >= settings.max_upstream_retries:
+            jobs.fail(job_id, f"{exc.detail} (gave up after {task.request.retries} retries; retry the job later)")
+            count_job("failed")
+            return "failed"
+        jobs.back_to_queue(job_id, f"waiting to retry: {exc.detail}")
+        count_job("retried")
+        countdown = min(settings.retry_backoff_s * 2**task.request.retries, settings.retry_backoff_max_s)
+        raise task.retry(exc=exc, countdown=countdown, max_retries=settings.max_upstream_retries) from exc
+    except Exception:
+        logger.exception(f"{what} job crashed", extra={"job_id": job_id})
+        jobs.fail(job_id, f"internal error during {what}; see the worker logs")
+        count_job("failed")
+        return "failed"
 
 
 @app.task(name="inference.segmentation.run", bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_segmentation(self: Task, job_id: str) -> str:
     service, jobs, settings = _service()
-    try:
+    job = jobs.load(job_id)
+    if job is not None and job.kind == JobKind.edit:
+        # The gateway's watcher re-enqueues every stale job with this task: hand edits to their own code.
+        from glioscope_inference.editing.tasks import execute_edit
+
+        return execute_edit(self, job_id)
+
+    def run(job_id: str) -> str:
         outcome = service.run(job_id)
         observe_job(jobs.load(job_id), settings.inference_url)  # final state, stage timings, upload-to-result
         return outcome
-    except UpstreamUnavailable as exc:
-        if self.request.retries >= settings.max_upstream_retries:
-            jobs.fail(job_id, f"{exc.detail} (gave up after {self.request.retries} retries; retry the job later)")
-            count_job("failed")
-            return "failed"
-        jobs.back_to_queue(job_id, f"waiting to retry: {exc.detail}")
-        count_job("retried")
-        countdown = min(settings.retry_backoff_s * 2**self.request.retries, settings.retry_backoff_max_s)
-        raise self.retry(exc=exc, countdown=countdown, max_retries=settings.max_upstream_retries) from exc
-    except Exception:
-        logger.exception("segmentation job crashed", extra={"job_id": job_id})
-        jobs.fail(job_id, "internal error during segmentation; see the worker logs")
-        count_job("failed")
-        return "failed"
+
+    return run_with_retries(self, job_id, run, jobs, settings, "segmentation")

@@ -1,0 +1,197 @@
+"""One edit job: a clinician's corrected label map -> a new DICOM-SEG series in the PACS, the mask
+NIfTI in the NIfTI service and measurements recomputed with the model path's `measure`.
+
+The gateway has validated the labels and stored them with the version row (one transaction with
+the job row), so everything the job needs is in the database and the PACS: a worker that dies
+mid-job loses nothing (acks_late) and the re-run writes the same outputs again — the SEG's UIDs
+derive from the job ID, its SeriesNumber is looked up again, the NIfTI path is fixed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+import numpy as np
+import pydicom
+from pydicom.uid import generate_uid
+
+from glioscope_common.dicom_volume import read_series
+from glioscope_common.dicomweb import DicomWeb, dicom_json_value
+from glioscope_common.errors import NotFound, UnprocessableInput
+from glioscope_common.labelmap import decode_labels
+from glioscope_common.measurements import Measurements
+from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.records.models import JobState
+from glioscope_common.records.segmentations import SegmentationVersion
+from glioscope_common.volume import Volume
+from glioscope_inference.dicom_seg import build_segmentation
+from glioscope_inference.editing.repository import VersionRepository
+from glioscope_inference.measure import _slice_axis, measure
+from glioscope_inference.preprocess import foreground_mask
+from glioscope_inference.segmentation.clients import NiftiClient
+from glioscope_inference.segmentation.repository import JobRepository
+from glioscope_inference.segmentation.service import (
+    SEG_SERIES_NUMBER,
+    ProgressSink,
+    SegmentationService,
+    bids_label,
+    nifti_bytes,
+)
+
+logger = logging.getLogger("glioscope.inference.editing")
+
+
+def seg_series_description(version: int) -> str:
+    return f"Glioscope tumour segmentation v{version} (edited)"
+
+
+def edited_mask_path(first: pydicom.Dataset, study_uid: str, version: int) -> str:
+    """The BIDS derivative beside the model's mask (`..._space-orig_dseg.nii.gz`), the version in `desc`."""
+    subject = bids_label(str(first.get("PatientID", "")) or study_uid)
+    session = bids_label(study_uid)
+    return (f"derivatives/glioscope/sub-{subject}/ses-{session}/anat/"
+            f"sub-{subject}_ses-{session}_space-orig_desc-v{version}edited_dseg.nii.gz")
+
+
+def measure_on_source_grid(labels: np.ndarray, reference: Volume, metadata: ModelMetadata) -> Measurements:
+    """`measure` on the grid the clinician edited (volumes are exact voxel counts there).
+
+    The midline comes from the source image's foreground (the model path uses the foreground of the
+    four channels). `axial_slice_index` is a k index of the source grid: as measured on an axial
+    grid, else the k of the tumour centroid."""
+    brain = foreground_mask(reference.data[np.newaxis], metadata.normalisation.mask)
+    measurements = measure(labels, reference.affine, metadata, brain_mask=brain)
+    if measurements.centroid_ras_mm is not None and _slice_axis(reference.affine) != 2:
+        ijk = np.linalg.solve(reference.affine, np.array([*measurements.centroid_ras_mm, 1.0]))[:3]
+        k = int(np.clip(round(float(ijk[2])), 0, reference.shape[2] - 1))
+        measurements = measurements.model_copy(update={"axial_slice_index": k})
+    return measurements
+
+
+class EditService(SegmentationService):
+    """Shares the segmentation service's clients and progress reporting; runs no model."""
+
+    def __init__(
+        self,
+        jobs: JobRepository,
+        versions: VersionRepository,
+        dicomweb: DicomWeb,
+        nifti: NiftiClient,
+        metadata: ModelMetadata,
+        publish: ProgressSink | None = None,
+    ) -> None:
+        super().__init__(jobs, dicomweb, nifti, None, _no_backend, metadata, publish)  # type: ignore[arg-type]
+        self._versions = versions
+
+    def run(self, job_id: str) -> str:
+        """Run the edit job; returns its final state. Upstream errors propagate (the task retries)."""
+        job, version = self._jobs.load(job_id), self._versions.for_job(job_id)
+        if job is None or version is None:
+            raise NotFound(f"no edit job {job_id} with a segmentation version")
+        if job.state in (JobState.succeeded, JobState.failed) or not self._jobs.claim(job_id):
+            return job.state.value if job.state in (JobState.succeeded, JobState.failed) else "skipped"
+        study_uid = job.study.study_instance_uid
+        timings: dict[str, float] = {}
+        try:
+            started = time.perf_counter()
+            datasets = self._dicomweb.retrieve_series(study_uid, version.source_series_instance_uid)
+            if not datasets:
+                raise UnprocessableInput("the source series is no longer in the PACS")
+            reference = read_series(datasets)
+            timings["fetch"] = time.perf_counter() - started
+
+            started = time.perf_counter()
+            self._progress(job_id, "measure", 0.4)
+            if version.labels_gz is None:
+                raise UnprocessableInput("the edited labels are no longer stored; save the edit again")
+            max_label = max(info.value for info in self._metadata.labels)
+            labels = decode_labels(version.labels_gz, version.dimensions, max_label)
+            if labels.shape != reference.shape:
+                raise UnprocessableInput(
+                    f"the labels' grid {labels.shape} does not match the source series {reference.shape}"
+                )
+            measurements = measure_on_source_grid(labels, reference, self._metadata)
+            timings["measure"] = time.perf_counter() - started
+
+            started = time.perf_counter()
+            self._progress(job_id, "outputs", 0.6)
+            outputs = self._store(job_id, study_uid, version, datasets, reference, labels)
+            timings["outputs"] = time.perf_counter() - started
+        except UnprocessableInput as exc:
+            self._jobs.fail(job_id, exc.detail, timings)
+            return JobState.failed.value
+
+        counts = np.bincount(labels.ravel(), minlength=max_label + 1)
+        result = measurements.model_dump(mode="json")
+        self._versions.record(
+            version.id,
+            voxel_counts={str(info.value): int(counts[info.value]) for info in self._metadata.labels},
+            measurements=result,
+            **outputs,
+        )
+        self._jobs.succeed(
+            job_id,
+            timings_s=timings,
+            measurements=result,
+            seg_series_instance_uid=outputs["seg_series_instance_uid"],
+            seg_sop_instance_uid=outputs["seg_sop_instance_uid"],
+            nifti_paths={"mask": outputs["nifti_path"]},
+            model_name=self._metadata.name,
+            model_version=self._metadata.version,
+        )
+        self._versions.clear_labels(version.id)
+        self._progress(job_id, "done", 1.0)
+        return JobState.succeeded.value
+
+    def _series_number(self, study_uid: str, series_uid: str) -> int:
+        """The next SeriesNumber in the study; on a re-run the number the series already has."""
+        numbers: dict[str, int] = {}
+        for item in self._dicomweb.search_series(study_uid):
+            try:
+                numbers[str(dicom_json_value(item, "0020000E"))] = int(dicom_json_value(item, "00200011"))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+        if series_uid in numbers:
+            return numbers[series_uid]
+        return max([SEG_SERIES_NUMBER, *numbers.values()]) + 1
+
+    def _store(
+        self,
+        job_id: str,
+        study_uid: str,
+        version: SegmentationVersion,
+        datasets: list[pydicom.Dataset],
+        reference: Volume,
+        labels: np.ndarray,
+    ) -> dict[str, object]:
+        series_uid = generate_uid(entropy_srcs=[job_id, "seg-series"])
+        sop_uid = generate_uid(entropy_srcs=[job_id, "seg-instance"])
+        series_number = self._series_number(study_uid, series_uid)
+        segmentation = build_segmentation(
+            labels, datasets, self._metadata,
+            series_number=series_number,
+            series_description=seg_series_description(version.version),
+            content_creator=version.created_by,
+            series_instance_uid=series_uid,
+            sop_instance_uid=sop_uid,
+            algorithm_type="SEMIAUTOMATIC",
+        )
+        buffer = io.BytesIO()
+        segmentation.save_as(buffer)
+        store = self._dicomweb.store_instances([buffer.getvalue()], study_instance_uid=study_uid)
+        if store.failed_sop_instance_uids:
+            raise UnprocessableInput("the PACS refused the edited DICOM-SEG")
+        path = edited_mask_path(datasets[0], study_uid, version.version)
+        self._nifti.put_file(path, nifti_bytes(Volume(labels, reference.affine), np.uint8))
+        return {
+            "seg_series_instance_uid": series_uid,
+            "seg_sop_instance_uid": sop_uid,
+            "seg_series_number": series_number,
+            "nifti_path": path,
+        }
+
+
+def _no_backend() -> None:
+    raise RuntimeError("an edit job runs no model")

@@ -1,0 +1,44 @@
+"""Celery task `inference.editing.run(job_id)`: save an edited mask as a new segmentation version."""
+
+from __future__ import annotations
+
+import functools
+
+from celery import Task
+
+from glioscope_common.db import make_engine, make_session_factory
+from glioscope_common.dicomweb import HttpDicomWeb
+from glioscope_common.model_metadata import ModelMetadata
+from glioscope_inference.editing.repository import VersionRepository
+from glioscope_inference.editing.service import EditService
+from glioscope_inference.segmentation.clients import NiftiClient
+from glioscope_inference.segmentation.repository import JobRepository
+from glioscope_inference.segmentation.tasks import progress_publisher, run_with_retries
+from glioscope_inference.settings import InferenceSettings
+from glioscope_inference.worker import app
+
+
+@functools.cache
+def _service() -> tuple[EditService, JobRepository, InferenceSettings]:
+    settings = InferenceSettings()
+    sessions = make_session_factory(make_engine(settings.database_url))
+    jobs = JobRepository(sessions)
+    service = EditService(
+        jobs,
+        VersionRepository(sessions),
+        HttpDicomWeb(settings.dicomweb_url),
+        NiftiClient(settings.nifti_url, settings.service_token.get_secret_value()),
+        ModelMetadata.load(settings.model_repository / settings.model_name),
+        progress_publisher(settings),
+    )
+    return service, jobs, settings
+
+
+def execute_edit(task: Task, job_id: str) -> str:
+    service, jobs, settings = _service()
+    return run_with_retries(task, job_id, service.run, jobs, settings, "the mask edit")
+
+
+@app.task(name="inference.editing.run", bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_edit(self: Task, job_id: str) -> str:
+    return execute_edit(self, job_id)
