@@ -12,7 +12,9 @@ import base64
 import gzip
 import io
 import shutil
+import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             "GLIOSCOPE_DATABASE_URL": f"sqlite:///{tmp}/glioscope.db",
             "GLIOSCOPE_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.db",
             "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
+            # test_a_lost_edit_message_is_recovered: the watcher re-enqueues a job silent this long
+            "GLIOSCOPE_REQUEUE_AFTER_S": "20",
         }
         yield from start_platform(tmp, env, orthanc)
     finally:
@@ -278,3 +282,39 @@ def test_refusals(platform: Platform, edit: Edit) -> None:
                                 headers=bearer(platform, *E2E_ADMIN)).json()
     assert {(e["actor"], e["outcome"]) for e in audit} >= {(CLINICIAN[0], "ok"), (CLINICIAN[0], "refused"),
                                                              (RESEARCHER[0], "denied")}
+
+
+def test_a_lost_edit_message_is_recovered(platform: Platform, edit: Edit) -> None:
+    """Runs last (it adds version 3). The worker is down when the edit is saved and the broker then
+    loses the message: the rows committed by the gateway are enough; the watcher re-enqueues the
+    job (as a segmentation task, which hands edit jobs to the edit code) and it completes once."""
+    after = edit.after.copy()
+    after[tuple(edit.painted.T)] = 2  # the painted block becomes oedema
+    platform.stack.processes["worker"].stop()
+    try:
+        created = post_edit(platform, edit.uid, edit.headers, base_version=2, source_series_instance_uid=edit.t1c_uid,
+                            geometry=edit.geometry, labels=base64.b64encode(encode_labels(after)).decode())
+        assert created.status_code == 202, created.text
+        assert created.json()["version"] == 3
+        pending = platform.client.get(f"/api/studies/{edit.uid}/segmentation/versions", headers=edit.headers).json()[-1]
+        assert (pending["version"], pending["state"], pending["seg_series_instance_uid"]) == (3, "queued", None)
+        # meanwhile the results are those of version 2, and a further edit must start from version 3
+        assert platform.client.get(f"/api/studies/{edit.uid}/measurements", headers=edit.headers).json() == edit.job["measurements"]
+        assert post_edit(platform, edit.uid, edit.headers, base_version=2, source_series_instance_uid=edit.t1c_uid,
+                         geometry=edit.geometry, labels="AAAA").status_code == 409
+        broker = platform.env["GLIOSCOPE_BROKER_URL"].removeprefix("sqla+sqlite:///")
+        with sqlite3.connect(broker) as connection:
+            lost = connection.execute("DELETE FROM kombu_message").rowcount
+        assert lost >= 1
+    finally:
+        platform.stack.restart_worker()
+    started = time.monotonic()
+    job = wait_for_job(platform.client, created.json()["job_id"], timeout_s=180)
+    assert job["state"] == "succeeded", f"{job['error']}\n{platform.stack.logs()}"
+    assert time.monotonic() - started >= 5  # it waited for the watcher, not for the lost message
+    versions = platform.client.get(f"/api/studies/{edit.uid}/segmentation/versions", headers=edit.headers).json()
+    assert [(v["version"], v["state"]) for v in versions] == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded")]
+    assert versions[2]["voxel_counts"] == counts(after)
+    seg = pydicom.dcmread(io.BytesIO(platform.client.get(f"/api/studies/{edit.uid}/segmentation", headers=edit.headers).content))
+    assert str(seg.SeriesDescription) == "Glioscope tumour segmentation v3 (edited)"
+    np.testing.assert_array_equal(read_segmentation(seg, edit.sources), after)
