@@ -220,7 +220,11 @@ try {
   // the sequence switch loads another series into the three viewports
   await page.getByRole('button', { name: 'FLAIR', exact: true }).click();
   await poll(page, () => document.querySelector('.loading-status') === null, 60_000, 'the FLAIR volume loaded');
+  await page.waitForTimeout(800);
   await page.screenshot({ path: join(artifacts, 'viewer-flair.png') });
+  const flair = await colourCounts(page, await page.locator('[data-viewport=axial]').screenshot(), colours);
+  console.log(`FLAIR ${JSON.stringify(flair)}`);
+  assert(flair.coloured > 50, `the overlay stays on the FLAIR (${flair.coloured} coloured pixels)`);
 
   // a failed job and a study still processing (the study record rewritten in flight by the test)
   const studyPath = `/api/studies/${studyUid}`;
@@ -230,6 +234,7 @@ try {
     await route.fulfill({ response, json: { ...study, latest_job: { ...study.latest_job, ...job } } });
   };
   await page.getByRole('link', { name: '← Worklist' }).click();
+  await row.waitFor({ timeout: 30_000 }); // the viewer has unmounted
   await page.route((u) => u.pathname === studyPath, rewrite({ state: 'failed', stage: 'inference', error: 'the inference server is unreachable' }));
   await page.goto(`${url}/#/studies/${studyUid}`);
   await page.waitForSelector('[data-job-state=failed]', { timeout: 30_000 });
@@ -237,6 +242,7 @@ try {
   assert(failedText.includes('the inference server is unreachable'), `the failure reason is shown: ${failedText}`);
   await page.unrouteAll();
   await page.getByRole('link', { name: '← Worklist' }).click();
+  await row.waitFor({ timeout: 30_000 });
   await page.route((u) => u.pathname === studyPath, rewrite({ state: 'running', stage: 'inference', progress: 0.5 }), { times: 1 });
   // the progress stream is held back a little, long enough to see the notice (the real job has ended)
   await page.route((u) => /^\/api\/jobs\/[^/]+\/events$/.test(u.pathname), async (route) => {

@@ -8,7 +8,7 @@ import {
   volumeLoader,
   type Types,
 } from '@cornerstonejs/core';
-import { Enums as ToolEnums, ToolGroupManager, segmentation } from '@cornerstonejs/tools';
+import { Enums as ToolEnums, ToolGroupManager, segmentation, utilities as toolUtilities } from '@cornerstonejs/tools';
 import type { Api, Job, Study } from '../api/client';
 import { ApiError } from '../api/client';
 import { geometryOf, newVersionBody, type Geometry } from '../editing/labelmap';
@@ -216,6 +216,8 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         if (cancelled) return;
         elements.current.axial?.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
         await setVolumesForViewports(engine, [{ volumeId }], MPR_IDS);
+        // a new volume replaces the viewports' actors: the labelmap is drawn again on top of it
+        if (segmentation.state.getSegmentation(SEG_ID)) toolUtilities.segmentation.triggerSegmentationRenderBySegmentationId(SEG_ID);
         baseVoi.current = null;
         const centre = tumourCentre.current;
         if (centre) for (const id of MPR_IDS) sliceThrough(engine.getViewport(id) as Types.IVolumeViewport, centre);
@@ -287,19 +289,23 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
           t1cVolume(),
         ]);
         if (cancelled) return;
+        // "overlay shown" = the segmentation drawn in the axial view (Cornerstone's event after the
+        // frame that has it), then one more axial frame after centring on the tumour
+        const segDrawn = nextEvent(eventTarget, ToolEnums.Events.SEGMENTATION_RENDERED, (d) => d?.viewportId === 'axial' && d?.segmentationId === SEG_ID, 5000);
         const { segs, centre } = await showSeg(buffer, reference);
         tumourCentre.current = centre;
         await viewportsShown.current;
         if (cancelled) return;
         if (centre) for (const id of MPR_IDS) sliceThrough(renderingEngine().getViewport(id) as Types.IVolumeViewport, centre);
+        await segDrawn;
+        const axialDrawn = elements.current.axial ? nextEvent(elements.current.axial, Enums.Events.IMAGE_RENDERED, () => true, 2000) : Promise.resolve(false);
         renderingEngine().renderViewports(MPR_IDS);
+        await axialDrawn;
         if (cancelled) return;
         setSegments(segs);
-        requestAnimationFrame(() => {
-          timings.current.overlayMs = Math.round(performance.now() - opened.current);
-          publishTimings(timings.current);
-          setOverlayReady(true);
-        });
+        timings.current.overlayMs = Math.round(performance.now() - opened.current);
+        publishTimings(timings.current);
+        setOverlayReady(true);
       } catch (e) {
         if (!cancelled) setError(`The tumour overlay could not be shown: ${(e as Error).message}`);
       }
@@ -429,6 +435,26 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       renderingEngine().renderViewports(MPR_IDS);
     }
   };
+
+  // unsaved strokes: the browser asks before the tab closes or reloads; Ctrl/Cmd+Z undoes a stroke
+  useEffect(() => {
+    if (!strokes) return;
+    const warn = (e: BeforeUnloadEvent) => e.preventDefault();
+    window.addEventListener('beforeunload', warn);
+    return () => window.removeEventListener('beforeunload', warn);
+  }, [strokes]);
+  const undoRef = useRef(() => {});
+  undoRef.current = undo;
+  useEffect(() => {
+    const key = (e: KeyboardEvent) => {
+      if ((e.ctrlKey || e.metaKey) && e.key === 'z' && !(e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLInputElement)) {
+        e.preventDefault();
+        undoRef.current();
+      }
+    };
+    window.addEventListener('keydown', key);
+    return () => window.removeEventListener('keydown', key);
+  }, []);
 
   const reloadVersion = useCallback(
     async (version: number) => {
@@ -691,6 +717,25 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       </div>
     </div>
   );
+}
+
+/** Resolves true at the next `type` event whose detail passes `accept`, false after `timeoutMs`. */
+function nextEvent(
+  target: EventTarget,
+  type: string,
+  accept: (detail: { viewportId?: string; segmentationId?: string } | undefined) => boolean,
+  timeoutMs: number,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (value: boolean) => {
+      clearTimeout(timer);
+      target.removeEventListener(type, listener);
+      resolve(value);
+    };
+    const listener = (evt: Event) => accept((evt as CustomEvent).detail) && done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    target.addEventListener(type, listener);
+  });
 }
 
 function gridOf(volume: Types.IImageVolume): Geometry {
