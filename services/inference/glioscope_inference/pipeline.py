@@ -76,6 +76,7 @@ def segment_study(
     progress: Callable[[str, float], None] | None = None,
     frame_of_reference_uids: Mapping[str, str] | None = None,
     batch_size: int = 2,
+    requests_in_flight: int = 1,
     key_image_channel: str | None = None,
 ) -> SegmentationResult:
     """Segment one study. `coregister`: True always, False never, None decides with
@@ -142,6 +143,7 @@ def segment_study(
         probabilities = sliding_window_inference(
             image, backend, metadata.patch_size, metadata.overlap, batch_size=batch_size,
             progress=lambda f: report("inference", f), output_type=metadata.output_type,
+            requests_in_flight=requests_in_flight,
         )
         del image
 

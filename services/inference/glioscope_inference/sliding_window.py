@@ -7,7 +7,9 @@ smaller than a patch are zero-padded. Accumulation is in place in float32.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
@@ -61,8 +63,12 @@ def sliding_window_inference(
     progress: Callable[[float], None] | None = None,
     *,
     output_type: str = "softmax",
+    requests_in_flight: int = 1,
 ) -> np.ndarray:
-    """Probabilities [L, X, Y, Z] float32 (softmax over the model's output, or sigmoid) for image [C, X, Y, Z]."""
+    """Probabilities [L, X, Y, Z] float32 (softmax over the model's output, or sigmoid) for image [C, X, Y, Z].
+
+    `requests_in_flight` > 1 sends that many batches to the backend at once (its `infer` must be
+    thread-safe); the result is the same as with one."""
     if image.ndim != 4:
         raise ValueError(f"image must be [C, X, Y, Z], got {image.shape}")
     patch = tuple(int(p) for p in patch_size)
@@ -77,14 +83,19 @@ def sliding_window_inference(
     weight_sum = np.zeros(full, dtype=np.float32)
     total = len(starts)
     batch_size = max(1, int(batch_size))
-    for first in range(0, total, batch_size):
-        chunk = starts[first : first + batch_size]
+    chunks = [starts[first : first + batch_size] for first in range(0, total, batch_size)]
+
+    def infer(chunk: list[tuple[int, int, int]]) -> np.ndarray:
         batch = np.stack(
             [padded[:, i : i + patch[0], j : j + patch[1], k : k + patch[2]] for i, j, k in chunk]
         ).astype(np.float32, copy=False)
         logits = np.asarray(backend.infer(np.ascontiguousarray(batch)))
         if logits.ndim != 5 or logits.shape[0] != len(chunk) or tuple(logits.shape[2:]) != patch:
             raise ValueError(f"model returned {logits.shape} for a batch {batch.shape}")
+        return logits
+
+    def accumulate(chunk: list[tuple[int, int, int]], logits: np.ndarray, done: int) -> None:
+        nonlocal accumulator
         probs = _activation(logits, output_type)
         if accumulator is None:
             accumulator = np.zeros((probs.shape[1],) + full, dtype=np.float32)
@@ -94,7 +105,28 @@ def sliding_window_inference(
             accumulator[(slice(None),) + region] += p
             weight_sum[region] += weight
         if progress is not None:
-            progress(min(1.0, (first + len(chunk)) / total))
+            progress(min(1.0, done / total))
+
+    done = 0
+    if requests_in_flight <= 1:
+        for chunk in chunks:
+            done += len(chunk)
+            accumulate(chunk, infer(chunk), done)
+    else:
+        # Several requests in flight (a remote server): the next patch is sent while the server
+        # computes this one. Results are accumulated in order, so the sum does not depend on timing.
+        with ThreadPoolExecutor(max_workers=requests_in_flight, thread_name_prefix="infer") as pool:
+            pending: deque[tuple[list[tuple[int, int, int]], Future[np.ndarray]]] = deque()
+            for chunk in chunks:
+                pending.append((chunk, pool.submit(infer, chunk)))
+                if len(pending) >= requests_in_flight:
+                    oldest, future = pending.popleft()
+                    done += len(oldest)
+                    accumulate(oldest, future.result(), done)
+            while pending:
+                oldest, future = pending.popleft()
+                done += len(oldest)
+                accumulate(oldest, future.result(), done)
     assert accumulator is not None
     accumulator /= weight_sum
     crop = tuple(slice(before, before + s) for (before, _), s in zip(pad[1:], shape))

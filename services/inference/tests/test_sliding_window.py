@@ -92,3 +92,45 @@ def test_make_backend_choices(tiny_model_dir, tiny_metadata):
     assert isinstance(make_backend("onnxruntime", tiny_model_dir, tiny_metadata), OnnxRuntimeBackend)
     triton = make_backend("grpc://triton:8001", tiny_model_dir, tiny_metadata)
     assert isinstance(triton, TritonBackend) and triton.model_name == tiny_model_dir.name and triton.address == "triton:8001"
+
+
+class SlowFirstBackend:
+    """Answers the first request last (it sleeps) and counts how many requests overlap."""
+
+    def __init__(self, inner):
+        import threading
+
+        self.inner = inner
+        self.calls = 0
+        self.active = 0
+        self.most_active = 0
+        self.lock = threading.Lock()
+
+    def infer(self, batch):
+        import time
+
+        with self.lock:
+            self.calls += 1
+            first = self.calls == 1
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        try:
+            if first:
+                time.sleep(0.2)
+            return self.inner.infer(batch)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def test_requests_in_flight_overlap_and_give_the_same_result(tiny_backend):
+    image = np.random.default_rng(5).normal(size=(4, 40, 30, 20)).astype(np.float32)
+    one = sliding_window_inference(image, tiny_backend, (16, 16, 16), 0.5, batch_size=1)
+    backend = SlowFirstBackend(tiny_backend)
+    calls = []
+    many = sliding_window_inference(image, backend, (16, 16, 16), 0.5, batch_size=1, requests_in_flight=3,
+                                    progress=calls.append)
+    assert backend.most_active >= 2  # the later requests went out while the first was still running
+    np.testing.assert_array_equal(many, one)  # accumulated in order: bit-identical
+    assert calls[-1] == pytest.approx(1.0) and all(np.diff(calls) > 0)
+

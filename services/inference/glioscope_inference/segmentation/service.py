@@ -127,6 +127,7 @@ class SegmentationService:
             result = segment_study(
                 volumes, self._metadata, backend, progress=on_progress,
                 batch_size=getattr(backend, "preferred_batch_size", 1),
+                requests_in_flight=getattr(backend, "requests_in_flight", 1),
             )
             timings.update(result.timings_s)
 
@@ -155,13 +156,15 @@ class SegmentationService:
         missing = [c for c in self._metadata.channels if c not in roles]
         if missing:
             raise UnprocessableInput(f"the job has no series for {', '.join(missing)}")
-        out = {}
-        for role in self._metadata.channels:
-            datasets = self._dicomweb.retrieve_series(study_uid, roles[role])
+        channels = list(self._metadata.channels)
+        # One WADO-RS request per series, all in flight at once: the PACS reads the next series from
+        # disk while this process parses the previous one.
+        with ThreadPoolExecutor(max_workers=len(channels), thread_name_prefix="fetch") as pool:
+            fetched = dict(zip(channels, pool.map(lambda role: self._dicomweb.retrieve_series(study_uid, roles[role]), channels)))
+        for role, datasets in fetched.items():
             if not datasets:
                 raise UnprocessableInput(f"the {role} series is no longer in the PACS")
-            out[role] = datasets
-        return out
+        return fetched
 
     def _write_outputs(
         self,
