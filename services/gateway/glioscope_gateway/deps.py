@@ -13,6 +13,7 @@ from glioscope_gateway.audit.service import AuditLog
 from glioscope_gateway.auth.ratelimit import Limiter
 from glioscope_gateway.auth.service import AuthService
 from glioscope_gateway.settings import GatewaySettings
+from glioscope_gateway.studies.ingest_pool import UploadIngest
 from glioscope_gateway.studies.service import StudyService
 
 
@@ -21,6 +22,7 @@ class Container:
     settings: GatewaySettings
     sessions: sessionmaker[Session]
     studies: StudyService
+    ingest: UploadIngest  # uploads: validated and stored in worker processes
     dicomweb: DicomWeb
     orthanc_http: httpx.AsyncClient  # raw proxy to Orthanc's DICOMweb for the viewer
     services_http: httpx.AsyncClient  # reporting and nifti, with the service token

@@ -13,7 +13,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
-from starlette.concurrency import run_in_threadpool
 
 from glioscope_common.db import make_engine, make_session_factory
 from glioscope_common.dicomweb import HttpDicomWeb, OrthancRest
@@ -38,8 +37,7 @@ from glioscope_gateway.segmentations.routes import router as segmentations_route
 from glioscope_gateway.segmentations.service import CeleryEditQueue, SegmentationVersions
 from glioscope_gateway.settings import GatewaySettings
 from glioscope_gateway.studies.routes import router as studies_router
-from glioscope_gateway.studies.service import StudyService
-from glioscope_gateway.studies.upload import UploadLimits
+from glioscope_gateway.studies.ingest_pool import UploadIngest, study_service
 from glioscope_gateway.watcher import OrthancWatcher
 
 logger = logging.getLogger("glioscope.gateway")
@@ -76,20 +74,10 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
     sessions = make_session_factory(engine)
     dicomweb = HttpDicomWeb(settings.dicomweb_url, stow_concurrency=settings.stow_concurrency)
     orthanc = OrthancRest(settings.orthanc_url)
-    studies = StudyService(
-        sessions,
-        dicomweb,
-        orthanc,
-        queue or CeleryJobQueue(settings.broker_url, settings.job_queue),
-        UploadLimits(
-            max_files=settings.max_files_per_upload,
-            max_zip_members=settings.max_zip_members,
-            max_zip_uncompressed_bytes=settings.max_zip_uncompressed_bytes,
-            max_zip_ratio=settings.max_zip_ratio,
-        ),
-        requeue_after_s=settings.requeue_after_s,
-        default_project=settings.default_project,
-    )
+    studies = study_service(settings, sessions, dicomweb, orthanc,
+                            queue or CeleryJobQueue(settings.broker_url, settings.job_queue))
+    # An injected queue (tests) cannot travel to another process: such uploads stay in this one.
+    ingest = UploadIngest(settings, studies, settings.upload_processes if queue is None else 0, settings.upload_nice)
     watcher = OrthancWatcher(sessions, orthanc, studies, settings.orthanc_watch_interval_s)
     token = settings.service_token.get_secret_value()
     oidc = None
@@ -101,6 +89,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
         sessions,
         LocalTokens(settings.jwt_secret.get_secret_value(), settings.access_token_ttl_s, settings.refresh_token_ttl_s),
         oidc,
+        api_key_cache_s=settings.api_key_cache_s,
     )
     auth.bootstrap(
         settings.bootstrap_admin_username,
@@ -115,6 +104,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
             settings=settings,
             sessions=sessions,
             studies=studies,
+            ingest=ingest,
             dicomweb=dicomweb,
             orthanc_http=httpx.AsyncClient(timeout=httpx.Timeout(120, connect=5)),
             services_http=httpx.AsyncClient(timeout=60, headers={"authorization": f"Bearer {token}"}),
@@ -124,12 +114,15 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
             upload_limiter=make_limiter(settings.redis_url, "upload", settings.upload_rate_per_min, settings.upload_burst),
             orthanc=orthanc,
         )
+        await ingest.ready()
         if settings.orthanc_watcher:
             watcher.start()
         try:
             yield
         finally:
             watcher.stop()
+            audit_log.close()
+            ingest.close()
             await app.state.container.orthanc_http.aclose()
             await app.state.container.services_http.aclose()
             engine.dispose()
@@ -149,8 +142,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
         if note is not None:
             principal = getattr(request.state, "principal", None)
             try:
-                await run_in_threadpool(
-                    audit_log.record,
+                await audit_log.record_async(
                     actor=note.actor or (principal.subject if principal else "anonymous"),
                     role=note.role or (principal.role.value if principal else "-"),
                     action=note.action,

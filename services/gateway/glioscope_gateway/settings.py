@@ -13,6 +13,10 @@ class GatewaySettings(CommonSettings):
     max_upload_bytes: int = 4 * 1024**3
     # STOW-RS requests to the PACS in flight at once during an upload.
     stow_concurrency: int = 3
+    # Processes that validate and store uploads (studies/ingest_pool.py), at this niceness; 0: in
+    # the gateway's own threads (parsing there slows every other request of the process).
+    upload_processes: int = Field(2, ge=0, le=32)
+    upload_nice: int = Field(5, ge=0, le=19)
     max_files_per_upload: int = 5000
     max_zip_members: int = 5000
     max_zip_uncompressed_bytes: int = 4 * 1024**3
@@ -43,6 +47,9 @@ class GatewaySettings(CommonSettings):
     oidc_projects_claim: str = "projects"
     oidc_username_claim: str = "preferred_username"
     oidc_jwks_cache_s: float = Field(300.0, gt=0)
+    # Seconds a verified API key is remembered (no database lookup); a key revoked on another
+    # replica is still accepted here for at most this long. 0: look it up on every request.
+    api_key_cache_s: float = Field(10.0, ge=0)
     # First start: create this admin when no user exists; register this service API key.
     bootstrap_admin_username: str = ""
     bootstrap_admin_password: SecretStr | None = None

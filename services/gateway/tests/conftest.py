@@ -35,6 +35,7 @@ def gateway_settings(tmp_path: Path, orthanc: LocalOrthanc, **overrides: object)
         bootstrap_admin_password=ADMIN_PASSWORD,
         bootstrap_api_key=SERVICE_KEY,
         signin_burst=200,  # tests sign in often from one client address; test_auth checks the limit
+        upload_processes=0,  # uploads in the app's threads; test_upload.py runs them in an upload process
     )
     values.update(overrides)
     return GatewaySettings(**values)  # type: ignore[arg-type]

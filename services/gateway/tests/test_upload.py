@@ -14,11 +14,19 @@ from fastapi.testclient import TestClient
 
 from glioscope_common.local_services import LocalOrthanc
 
-from .conftest import as_files, small_study
+from .conftest import as_files, gateway_settings, small_study
 
 REAL = Path(__file__).resolve().parents[4] / "shared" / "data" / "real"
 
 pytestmark = pytest.mark.services
+
+
+@pytest.fixture()
+def gateway_app(tmp_path: Path, orthanc: LocalOrthanc):  # type: ignore[no-untyped-def]
+    """As in production, uploads are validated and stored in an upload process (studies/ingest_pool.py)."""
+    from glioscope_gateway.main import create_app
+
+    return create_app(gateway_settings(tmp_path, orthanc, upload_processes=1))
 
 
 def orthanc_study_count(orthanc: LocalOrthanc) -> int:

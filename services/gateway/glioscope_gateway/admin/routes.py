@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
 from glioscope_common.records.access import AuditAction
 from glioscope_gateway.audit.service import AuditNote
@@ -35,6 +35,14 @@ def create_api_key(request: Request, body: ApiKeyIn, principal: Principal = Depe
     request.state.audit = AuditNote(AuditAction.administered)
     key = c.auth.create_api_key(body.name, body.projects)
     return ApiKeyOut(id=key.id, name=key.name, key=key.key)
+
+
+@router.delete("/api-keys/{key_id}", status_code=204, summary="Revoke a service API key")
+def revoke_api_key(request: Request, key_id: Annotated[str, Path(max_length=32)], principal: Principal = Depends(admin_only),
+                   c: Container = Depends(container)) -> Response:
+    request.state.audit = AuditNote(AuditAction.administered)
+    c.auth.revoke_api_key(key_id)
+    return Response(status_code=204)
 
 
 AuditFilters = dict[str, object]

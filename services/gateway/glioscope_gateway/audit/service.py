@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,13 +52,33 @@ def outcome_of(status_code: int) -> str:
 
 
 class AuditLog:
-    def __init__(self, sessions: sessionmaker[Session], dedupe_s: float = 300.0) -> None:
+    """Appends audit events. Concurrent requests' events are written together (group commit): one
+    writer thread inserts whatever is waiting in one transaction, and each request waits until its
+    own event is committed, so no response leaves before its access is on record."""
+
+    def __init__(self, sessions: sessionmaker[Session], dedupe_s: float = 300.0, max_batch: int = 500) -> None:
         self._sessions = sessions
         self._dedupe_s = dedupe_s
+        self._max_batch = max_batch
         self._recent: dict[tuple[str, str, str | None, str], float] = {}
         self._lock = threading.Lock()
+        self._pending: list[tuple[AuditEvent, Future[None]]] = []
+        self._wake = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._closing = False
 
-    def record(
+    def record(self, **fields: object) -> None:
+        """Write one event (keyword arguments as `event`); returns once it is committed."""
+        future = self.submit(**fields)  # type: ignore[arg-type]
+        if future is not None:
+            future.result()
+
+    async def record_async(self, **fields: object) -> None:
+        future = self.submit(**fields)  # type: ignore[arg-type]
+        if future is not None:
+            await asyncio.wrap_future(future)
+
+    def submit(
         self,
         *,
         actor: str,
@@ -67,21 +89,58 @@ class AuditLog:
         request_id: str | None,
         client_ip: str | None,
         dedupe: bool = False,
-    ) -> None:
+    ) -> Future[None] | None:
+        """Queue one event for the writer; None when `dedupe` finds the same one recorded recently."""
         if dedupe:
             key = (actor, action.value, study_instance_uid, outcome)
             now = time.monotonic()
             with self._lock:
                 if now - self._recent.get(key, float("-inf")) < self._dedupe_s:
-                    return
+                    return None
                 if len(self._recent) > 10_000:
                     self._recent.clear()
                 self._recent[key] = now
-        with session_scope(self._sessions) as session:
-            session.add(AuditEvent(actor=actor[:64], role=role[:16], action=action,
-                                   study_instance_uid=(study_instance_uid or None) and study_instance_uid[:64],
-                                   outcome=outcome, request_id=(request_id or "")[:64] or None,
-                                   client_ip=(client_ip or "")[:64] or None))
+        event = AuditEvent(actor=actor[:64], role=role[:16], action=action,
+                           study_instance_uid=(study_instance_uid or None) and study_instance_uid[:64],
+                           outcome=outcome, request_id=(request_id or "")[:64] or None,
+                           client_ip=(client_ip or "")[:64] or None)
+        future: Future[None] = Future()
+        with self._wake:
+            self._pending.append((event, future))
+            if self._writer is None or not self._writer.is_alive():
+                self._closing = False
+                self._writer = threading.Thread(target=self._write_loop, name="audit-writer", daemon=True)
+                self._writer.start()
+            self._wake.notify()
+        return future
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closing:
+                    self._wake.wait()
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            try:
+                with session_scope(self._sessions) as session:
+                    session.add_all([event for event, _ in batch])
+            except BaseException as exc:
+                logger.error("audit write failed (%d events)", len(batch))
+                for _, future in batch:
+                    future.set_exception(exc)
+            else:
+                for _, future in batch:
+                    future.set_result(None)
+
+    def close(self) -> None:
+        """Write what is waiting, then stop the writer (a later event starts it again)."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+            writer = self._writer
+        if writer is not None:
+            writer.join(timeout=30)
 
     def query(
         self,

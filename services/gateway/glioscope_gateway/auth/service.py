@@ -7,6 +7,8 @@ import hmac
 import logging
 import re
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from glioscope_common.db import session_scope, utcnow
-from glioscope_common.errors import Conflict, InvalidInput, Unauthorized
+from glioscope_common.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from glioscope_common.records.access import ApiKey, RefreshToken, Role, User
 from glioscope_gateway.auth.passwords import hash_password, verify_password
 from glioscope_gateway.auth.principal import Principal
@@ -53,11 +55,52 @@ class NewApiKey:
     key: str  # shown once
 
 
+class ApiKeyCache:
+    """Principals of recently verified API keys, by the key's SHA-256, for `ttl_s` seconds.
+
+    Service callers send the same key on every request: this saves a database round trip per
+    request. Revoking a key in this process drops it at once; another replica keeps answering it
+    for at most `ttl_s` seconds. Unknown keys are not cached (a guess costs a lookup each time)."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 1024) -> None:
+        self.ttl_s = ttl_s
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Principal | None:
+        if self.ttl_s <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if time.monotonic() >= entry[0]:
+                del self._entries[digest]
+                return None
+            return entry[1]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[digest] = (time.monotonic() + self.ttl_s, principal)
+
+    def drop_subject(self, subject: str) -> None:
+        with self._lock:
+            for digest in [d for d, (_, p) in self._entries.items() if p.subject == subject]:
+                del self._entries[digest]
+
+
 class AuthService:
-    def __init__(self, sessions: sessionmaker[Session], tokens: LocalTokens, oidc: OidcVerifier | None) -> None:
+    def __init__(self, sessions: sessionmaker[Session], tokens: LocalTokens, oidc: OidcVerifier | None,
+                 api_key_cache_s: float = 10.0) -> None:
         self._sessions = sessions
         self.tokens = tokens
         self.oidc = oidc
+        self.api_keys = ApiKeyCache(api_key_cache_s)
 
     # -- who is calling ------------------------------------------------------------------------
     def principal_from_bearer(self, token: str) -> Principal:
@@ -76,12 +119,17 @@ class AuthService:
 
     def principal_from_api_key(self, key: str) -> Principal:
         digest = key_hash(key)
+        cached = self.api_keys.get(digest)
+        if cached is not None:
+            return cached
         with session_scope(self._sessions) as session:
             row = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
             if row is None or not row.active or not hmac.compare_digest(row.key_hash, digest):
                 raise Unauthorized("invalid API key")
             projects = None if row.projects is None else tuple(row.projects)
-            return Principal(f"key:{row.id}", row.role, projects, "api_key")
+            principal = Principal(f"key:{row.id}", row.role, projects, "api_key")
+        self.api_keys.put(digest, principal)
+        return principal
 
     # -- sign-in and refresh -----------------------------------------------------------------
     def sign_in(self, username: str, password: str) -> TokenPair:
@@ -151,6 +199,15 @@ class AuthService:
         except IntegrityError as exc:
             raise Conflict("this API key is registered already") from exc
         return NewApiKey(row.id, row.name, key)
+
+    def revoke_api_key(self, key_id: str) -> None:
+        """Deactivate a key (kept for the audit trail); this replica forgets it at once."""
+        with session_scope(self._sessions) as session:
+            row = session.get(ApiKey, key_id)
+            if row is None:
+                raise NotFound("no such API key")
+            row.active = False
+        self.api_keys.drop_subject(f"key:{key_id}")
 
     def bootstrap(self, admin_username: str, admin_password: str | None, api_key: str | None) -> None:
         if admin_username and admin_password:

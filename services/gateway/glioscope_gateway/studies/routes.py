@@ -83,7 +83,7 @@ async def upload_study(
     c.upload_limiter.hit(principal.subject)
     target = upload_project(principal, project, c.settings.default_project)
     content = await _read_files(files, c.settings.max_upload_bytes)
-    outcome = await run_in_threadpool(c.studies.ingest_upload, content, target, principal.projects)
+    outcome = await c.ingest.ingest(content, target, principal.projects)
     request.state.audit.study_instance_uid = outcome.study.study_instance_uid
     result = UploadResult(
         study=study_out(outcome.study, principal),

@@ -1,0 +1,134 @@
+"""Uploads are validated and stored in worker processes, not in the process that answers the API.
+
+Parsing and checking a few hundred DICOM files is CPU work in Python: run in the gateway's own
+threads it holds the interpreter lock for seconds, and every other request of that process (the
+worklist, job progress) waits for the lock between its database round trips. A small pool of
+`upload_processes` spawned processes, niced by `upload_nice`, runs `StudyService.ingest_upload`
+instead (the same code: validation, STOW-RS to the PACS, registration, the job) and hands the
+outcome back. `upload_processes = 0` keeps the work in the gateway's thread pool (and so does a
+test that passes its own job queue to `create_app`, which cannot travel to another process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from glioscope_common.db import make_engine, make_session_factory
+from glioscope_common.dicomweb import DicomWeb, HttpDicomWeb, OrthancRest
+from glioscope_common.errors import UpstreamUnavailable
+from glioscope_common.logs import configure_logging
+from glioscope_gateway.jobs.queue import CeleryJobQueue, JobQueue
+from glioscope_gateway.settings import GatewaySettings
+from glioscope_gateway.studies.service import IngestOutcome, StudyService
+from glioscope_gateway.studies.upload import UploadLimits
+
+logger = logging.getLogger("glioscope.gateway.ingest")
+
+
+def study_service(settings: GatewaySettings, sessions: sessionmaker[Session], dicomweb: DicomWeb, orthanc: OrthancRest,
+                  queue: JobQueue) -> StudyService:
+    return StudyService(
+        sessions,
+        dicomweb,
+        orthanc,
+        queue,
+        UploadLimits(
+            max_files=settings.max_files_per_upload,
+            max_zip_members=settings.max_zip_members,
+            max_zip_uncompressed_bytes=settings.max_zip_uncompressed_bytes,
+            max_zip_ratio=settings.max_zip_ratio,
+        ),
+        requeue_after_s=settings.requeue_after_s,
+        default_project=settings.default_project,
+    )
+
+
+# -- in the upload processes ------------------------------------------------------------------
+_service: StudyService | None = None
+
+
+def _start(settings: GatewaySettings, nice: int) -> None:
+    global _service
+    if nice:
+        os.nice(nice)
+    configure_logging(settings.log_json)
+    _service = study_service(
+        settings,
+        make_session_factory(make_engine(settings.database_url)),
+        HttpDicomWeb(settings.dicomweb_url, stow_concurrency=settings.stow_concurrency),
+        OrthancRest(settings.orthanc_url),
+        CeleryJobQueue(settings.broker_url, settings.job_queue),
+    )
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def _ingest(files: Sequence[tuple[str, bytes]], project: str | None, visible: Sequence[str] | None) -> IngestOutcome:
+    assert _service is not None
+    return _service.ingest_upload(files, project, visible)
+
+
+# -- in the gateway ---------------------------------------------------------------------------
+class UploadIngest:
+    def __init__(self, settings: GatewaySettings, studies: StudyService, processes: int, nice: int = 0) -> None:
+        self._settings = settings
+        self._studies = studies
+        self._processes = processes
+        self._nice = nice
+        self._executor: ProcessPoolExecutor | None = None
+
+    @property
+    def in_processes(self) -> bool:
+        return self._processes > 0
+
+    def start(self) -> list[Future[int]]:
+        """Spawn the processes now (they import the gateway's modules), so the first upload does not wait."""
+        if self._processes <= 0 or self._executor is not None:
+            return []
+        self._executor = ProcessPoolExecutor(
+            max_workers=self._processes,
+            mp_context=multiprocessing.get_context("spawn"),  # never fork a process that runs threads
+            initializer=_start,
+            initargs=(self._settings, self._nice),
+        )
+        return [self._executor.submit(_ready) for _ in range(self._processes)]
+
+    async def ready(self, timeout_s: float = 120.0) -> None:
+        """Start the processes and wait until they are up (the app's startup: ready means ready to upload)."""
+        started = self.start()
+        if started:
+            await asyncio.wait_for(asyncio.gather(*(asyncio.wrap_future(f) for f in started)), timeout_s)
+
+    async def ingest(
+        self, files: Sequence[tuple[str, bytes]], project: str | None, visible: Sequence[str] | None
+    ) -> IngestOutcome:
+        if self._processes <= 0:
+            return await run_in_threadpool(self._studies.ingest_upload, files, project, visible)
+        if self._executor is None:
+            self.start()
+        assert self._executor is not None
+        executor = self._executor
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, _ingest, files, project, visible)
+        except BrokenProcessPool as exc:
+            logger.error("an upload process died; starting new ones")
+            if self._executor is executor:
+                self._executor = None
+                executor.shutdown(wait=False, cancel_futures=True)
+            raise UpstreamUnavailable("the upload could not be processed (a worker process stopped); send it again") from exc
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
