@@ -198,6 +198,10 @@ try {
   await page.click('button[data-action=save-report]');
   await poll(page, () => !!document.querySelector('[data-report-notice]') || !!document.querySelector('section.report .error'), 30_000, 'the saved report');
   assert(Number(await page.getAttribute('section.report', 'data-report-version')) > reportVersion, 'a new report version');
+  await page.click('section.report details summary');
+  await page.getByRole('button', { name: 'Changes since v1' }).click();
+  await page.waitForSelector('pre.diff', { timeout: 30_000 });
+  assert((await page.locator('pre.diff').first().textContent()).includes('+Reviewed in the viewer'), 'the diff shows the added line');
   await page.click('button[data-action=add-screenshot]');
   await poll(page, () => !!document.querySelector('[data-screenshots]') || !!document.querySelector('section.report .error'), 30_000, 'the screenshot attached');
   assert(await page.locator('[data-screenshots]').count() === 1, `screenshot attached: ${await page.locator('section.report .error').textContent().catch(() => '')}`);

@@ -140,6 +140,10 @@ export class Api {
     return this.json(`/api/studies/${encodeURIComponent(uid)}/report/versions`);
   }
 
+  reportDiff(uid: string, from: number, to: number): Promise<{ sections: { section: string; changed: boolean; diff: string }[] }> {
+    return this.json(`/api/studies/${encodeURIComponent(uid)}/report/diff?from=${from}&to=${to}`);
+  }
+
   signReport(uid: string): Promise<Report> {
     return this.json<Report>(`/api/studies/${encodeURIComponent(uid)}/report/sign`, {
       method: 'POST',

@@ -37,6 +37,7 @@ export function ReportPanel({
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [addendum, setAddendum] = useState('');
+  const [diff, setDiff] = useState<{ section: string; diff: string }[] | null>(null);
 
   const load = useCallback(async () => {
     try {
@@ -124,6 +125,14 @@ export function ReportPanel({
       setReport(updated);
       setAddendum('');
       return `Addendum added (version ${updated.version}).`;
+    });
+
+  const showDiff = () =>
+    run('Comparing…', async () => {
+      const answer = await api.reportDiff(studyUid, 1, report!.version);
+      const changed = answer.sections.filter((x) => x.changed);
+      setDiff(changed);
+      return changed.length ? null : 'No section changed since the first version.';
     });
 
   if (!report) {
@@ -225,6 +234,17 @@ export function ReportPanel({
               </li>
             ))}
           </ul>
+          {report.version > 1 && (
+            <button className="link" onClick={() => void showDiff()} disabled={!!busy}>
+              Changes since v1
+            </button>
+          )}
+          {diff?.map((d) => (
+            <div key={d.section}>
+              <strong>{d.section}</strong>
+              <pre className="diff">{d.diff}</pre>
+            </div>
+          ))}
         </details>
       )}
     </section>
