@@ -158,7 +158,7 @@ def test_base64_round_trip() -> None:
     assert decode_base64(base64.b64encode(payload).decode()) == payload
 
 
-def test_latest_version_skips_failed_edits() -> None:
+def test_the_latest_version_is_the_highest_number() -> None:
     from types import SimpleNamespace
 
     from glioscope_common.records.models import JobState
@@ -167,6 +167,6 @@ def test_latest_version_skips_failed_edits() -> None:
         return SimpleNamespace(version=number), SimpleNamespace(state=state)
 
     assert latest_version_number([]) == 1
-    assert latest_version_number([edit(2, JobState.succeeded), edit(3, JobState.failed)]) == 2
-    assert latest_version_number([edit(2, JobState.failed)]) == 1
+    assert latest_version_number([edit(2, JobState.succeeded), edit(3, JobState.failed)]) == 3
+    assert latest_version_number([edit(2, JobState.failed)]) == 2
     assert latest_version_number([edit(2, JobState.succeeded), edit(3, JobState.queued)]) == 3

@@ -103,8 +103,10 @@ def _edits(session: Session, model_job_id: str) -> list[tuple[SegmentationVersio
 
 
 def latest_version_number(edits: Sequence[tuple[SegmentationVersion, Job]]) -> int:
-    """The version an edit must start from: the highest whose job has not failed (1: the model's)."""
-    return max([1, *(row.version for row, job in edits if job.state != JobState.failed)])
+    """The version an edit must start from: the highest number (1: the model's), also while its job
+    is pending or after it failed (the labels are a whole mask, so any base is content-safe; the
+    number only guards against overwriting a concurrent save, and every client agrees on it)."""
+    return max([1, *(row.version for row, _ in edits)])
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -256,7 +258,7 @@ class SegmentationVersions:
             edits = _edits(session, model_job.id)
             if latest_version_number(edits) != body.base_version:
                 raise Conflict("another edit was saved meanwhile: reload the latest version and edit again")
-            number = max([1, *(row.version for row, _ in edits)]) + 1
+            number = latest_version_number(edits) + 1
             job = Job(study_id=study.id, kind=JobKind.edit, sequence_series={"source": source_uid})
             session.add(job)
             session.flush()
