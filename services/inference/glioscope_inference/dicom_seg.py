@@ -23,7 +23,7 @@ from glioscope_common.dicom_volume import series_geometry
 from glioscope_common.errors import UnprocessableInput
 from glioscope_common.model_metadata import ModelMetadata
 
-__all__ = ["build_segmentation", "read_segmentation"]
+__all__ = ["build_segmentation", "read_segmentation", "warm_up"]
 
 _TRACKING_ID = "glioscope-label-{}"
 _TRACKING_RE = re.compile(r"^glioscope-label-(\d+)$")
@@ -72,7 +72,10 @@ def build_segmentation(
     if not labels:
         raise ValueError("model metadata defines no labels")
 
-    present = set(int(v) for v in np.unique(label_map)) - {0}
+    if label_map.size and (label_map.min() < 0 or label_map.max() > 255):
+        raise ValueError("label map contains values outside 0..255 that the model metadata does not define")
+    counts = np.bincount(label_map.ravel().astype(np.uint8, copy=False), minlength=256)
+    present = {int(v) for v in np.flatnonzero(counts)} - {0}
     unknown = sorted(present - {info.value for info in labels})
     if unknown:
         raise ValueError(f"label map contains values {unknown} that the model metadata does not define")
@@ -157,3 +160,20 @@ def read_segmentation(seg_dataset: Dataset, source_datasets: Sequence[Dataset]) 
         assert_missing_frames_are_empty=True,
     )  # (k, rows j, columns i) of segment numbers
     return np.ascontiguousarray(lut[pixels.astype(np.intp)].transpose(2, 1, 0))
+
+
+def warm_up(metadata: ModelMetadata) -> None:
+    """Build a SEG on a tiny synthetic series. highdicom loads its standard tables (about half a
+    second) the first time a process builds a SEG: a worker calls this at start, not in a job."""
+    from glioscope_common.dicom_volume import write_series
+    from glioscope_common.volume import Volume
+
+    sources = write_series(
+        Volume(np.ones((4, 4, 2), dtype=np.float32), np.eye(4)),
+        study_instance_uid=generate_uid(), series_instance_uid=None, series_number=1,
+        series_description="warm-up", patient_id="WARMUP", patient_name="Warm^Up",
+        study_date="20000101", study_time="000000", frame_of_reference_uid=generate_uid(),
+    )
+    labels = np.zeros((4, 4, 2), dtype=np.uint8)
+    labels[1, 1, 0] = metadata.labels[0].value
+    build_segmentation(labels, sources, metadata)

@@ -10,6 +10,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from kombu import Queue
 
+from glioscope_common.broker import celery_broker_url
 from glioscope_common.logs import configure_logging
 from glioscope_common.metrics import mark_process_dead, start_metrics_server
 from glioscope_common.tracing import instrument_celery, setup_tracing
@@ -17,7 +18,7 @@ from glioscope_inference.settings import InferenceSettings
 
 settings = InferenceSettings()
 
-app = Celery("glioscope-inference", broker=settings.broker_url, include=["glioscope_inference.segmentation.tasks", "glioscope_inference.editing.tasks"])
+app = Celery("glioscope-inference", broker=celery_broker_url(settings.broker_url), include=["glioscope_inference.segmentation.tasks", "glioscope_inference.editing.tasks"])
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
@@ -29,9 +30,12 @@ app.conf.update(
     task_queues=[Queue("io"), Queue("cpu"), Queue("gpu")],
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    # A pool process warms up (model session, highdicom tables) before it reports up: give it time.
+    worker_proc_alive_timeout=60,
 )
 # Note: kombu's SQLAlchemy transport hands every broker_transport_options key to create_engine, so
-# no transport options (visibility_timeout, polling_interval) may be set for the embedded broker.
+# no transport options (visibility_timeout, polling_interval) may be set for the embedded broker;
+# glioscope_common.broker sets its polling interval on a transport subclass.
 
 
 @worker_process_init.connect

@@ -7,6 +7,8 @@ from typing import Protocol
 
 from celery import Celery
 
+from glioscope_common.broker import celery_broker_url
+
 SEGMENTATION_TASK = "inference.segmentation.run"
 
 
@@ -18,7 +20,7 @@ class CeleryJobQueue:
     task = SEGMENTATION_TASK
 
     def __init__(self, broker_url: str, queue: str) -> None:
-        self._app = Celery("glioscope-gateway", broker=broker_url)
+        self._app = Celery("glioscope-gateway", broker=celery_broker_url(broker_url))
         self._app.conf.update(broker_connection_retry_on_startup=True, task_serializer="json")
         self._queue = queue
 

@@ -30,6 +30,7 @@ from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.records.models import JobState
 from glioscope_common.volume import Volume
 from glioscope_inference.dicom_seg import build_segmentation
+from glioscope_inference.dicom_seg import warm_up as warm_up_highdicom
 from glioscope_inference.pipeline import SegmentationResult, segment_study
 from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
 from glioscope_inference.segmentation.repository import JobRepository
@@ -98,6 +99,12 @@ class SegmentationService:
                 self._publish(job_id, stage, fraction)
             except Exception:  # Redis carries only what can be lost
                 logger.debug("progress publish failed", exc_info=True)
+
+    def warm_up(self) -> None:
+        """One-time costs paid at worker start instead of by the first job: the inference backend
+        (an onnxruntime session, or the Triton client) and highdicom's standard tables."""
+        self._backend_factory()
+        warm_up_highdicom(self._metadata)
 
     def run(self, job_id: str) -> str:
         """Run the job; returns its final state. Upstream errors propagate (the task retries)."""

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from celery import Task
+from celery.signals import worker_process_init
 
 from glioscope_common.db import make_engine, make_session_factory
 from glioscope_common.dicomweb import HttpDicomWeb
@@ -64,6 +65,14 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
         progress_publisher(settings),
     )
     return service, jobs, settings
+
+
+@worker_process_init.connect
+def _warm_up(**_: object) -> None:
+    try:
+        _service()[0].warm_up()
+    except Exception:  # a cold start is slower, not wrong
+        logger.warning("worker warm-up failed; the first job pays for it", exc_info=True)
 
 
 def run_with_retries(
