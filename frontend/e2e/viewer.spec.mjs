@@ -151,11 +151,22 @@ try {
   await page.fill('input[aria-label="Brush radius"]', '8');
   const box = await page.locator('[data-viewport=axial]').boundingBox();
   const [cx, cy] = [box.x + box.width / 2, box.y + box.height / 2];
-  await page.mouse.move(cx - box.width * 0.25, cy + box.height * 0.05);
-  await page.mouse.down();
-  await page.mouse.move(cx + box.width * 0.25, cy + box.height * 0.05, { steps: 20 });
-  await page.mouse.up();
-  await poll(page, () => Number(document.querySelector('.viewer')?.dataset.strokes) > 0, 10_000, 'the stroke recorded');
+  const stroke = async () => {
+    await page.mouse.move(cx - box.width * 0.25, cy + box.height * 0.05);
+    await page.mouse.down();
+    await page.mouse.move(cx + box.width * 0.25, cy + box.height * 0.05, { steps: 20 });
+    await page.mouse.up();
+    await poll(page, () => Number(document.querySelector('.viewer')?.dataset.strokes) > 0, 10_000, 'the stroke recorded');
+  };
+  // a first stroke, undone
+  await stroke();
+  await page.getByRole('button', { name: 'Undo' }).click();
+  await poll(page, () => document.querySelector('.viewer')?.dataset.strokes === '0', 10_000, 'the stroke undone');
+  await page.waitForTimeout(500);
+  const undone = await colourCounts(page, await page.locator('[data-viewport=axial]').screenshot(), colours);
+  console.log(`UNDONE ${JSON.stringify(undone)}`);
+  assert(Math.abs(undone.counts[paintSegment] - axial.counts[paintSegment]) < 30, `undo restores segment ${paintSegment} (${axial.counts[paintSegment]} → ${undone.counts[paintSegment]})`);
+  await stroke();
   await page.click('button[data-mode=navigate]');
   await page.waitForTimeout(500);
   const paintedShot = await page.locator('[data-viewport=axial]').screenshot({ path: join(artifacts, 'axial-painted.png') });

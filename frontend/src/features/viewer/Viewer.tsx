@@ -1,10 +1,9 @@
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState, type PointerEvent } from 'react';
 import {
   Enums,
   cache,
   eventTarget,
   setVolumesForViewports,
-  utilities as csUtilities,
   volumeLoader,
   type Types,
 } from '@cornerstonejs/core';
@@ -99,7 +98,8 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
   const [mode, setMode] = useState<EditMode>('navigate');
   const [activeSegment, setActiveSegment] = useState(1);
   const [brushMm, setBrushMm] = useState(6);
-  const [strokes, setStrokes] = useState(0);
+  const [strokes, setStrokes] = useState(0); // unsaved
+  const [edits, setEdits] = useState(0); // strokes and undos since the viewer opened
   const [versions, setVersions] = useState<SegVersion[] | null>(null);
   const [versionsProblem, setVersionsProblem] = useState<string | null>(null);
   const [shownVersion, setShownVersion] = useState<number | null>(null);
@@ -422,19 +422,38 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
     setBrushSize(brushMm);
   }, [overlayReady]); // eslint-disable-line react-hooks/exhaustive-deps
 
+  // Undo: the labelmap as it was before each stroke (Cornerstone's history memo can split one
+  // stroke into several entries); 20 strokes at most.
+  const history = useRef<Uint8Array[]>([]);
+  const strokeStarted = (e: PointerEvent) => {
+    if (mode === 'navigate' || e.button !== 0) return;
+    const labelmap = cache.getVolume(LABELMAP_ID) as LabelVolume | undefined;
+    if (!labelmap) return;
+    history.current.push(new Uint8Array(labelmap.voxelManager.getCompleteScalarDataArray() as Uint8Array));
+    if (history.current.length > 20) history.current.shift();
+  };
   const strokeEnded = () => {
-    if (mode !== 'navigate') setStrokes((n) => n + 1);
+    if (mode === 'navigate') return;
+    setStrokes(history.current.length);
+    setEdits((n) => n + 1);
   };
   const undo = () => {
-    const undone = csUtilities.HistoryMemo.DefaultHistoryMemo.undoIf((item) => {
-      const first = Array.isArray(item) ? item[0] : item;
-      return first?.operationType === 'labelmap';
-    });
-    if (undone) {
-      setStrokes((n) => Math.max(0, n - 1));
-      renderingEngine().renderViewports(MPR_IDS);
-    }
+    const labelmap = cache.getVolume(LABELMAP_ID) as LabelVolume | undefined;
+    const previous = history.current.pop();
+    if (!labelmap || !previous) return;
+    labelmap.voxelManager.setCompleteScalarDataArray(previous);
+    segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(SEG_ID);
+    renderingEngine().renderViewports(MPR_IDS);
+    setStrokes(history.current.length);
+    setEdits((n) => n + 1);
   };
+
+  // the 3D surface follows the strokes (rebuilt once the user pauses)
+  useEffect(() => {
+    if (!overlayReady || !edits) return;
+    const timer = setTimeout(() => void buildSurface(), 1500);
+    return () => clearTimeout(timer);
+  }, [edits, overlayReady, buildSurface]);
 
   // unsaved strokes: the browser asks before the tab closes or reloads; Ctrl/Cmd+Z undoes a stroke
   useEffect(() => {
@@ -463,6 +482,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       renderingEngine().renderViewports(MPR_IDS);
       setSegments(segs);
       setShownVersion(version);
+      history.current = [];
       setStrokes(0);
       void buildSurface();
     },
@@ -499,24 +519,22 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
     }
   };
 
-  /** The four viewports side by side as one PNG (for the report). */
+  /** The four viewports as one PNG, two by two (for the report). */
   const captureViewports = useCallback(async (): Promise<Blob> => {
     const canvases = [...MPR_IDS, VIEW_3D]
       .map((id) => elements.current[id]?.querySelector('canvas'))
       .filter((c): c is HTMLCanvasElement => !!c && c.width > 0);
     if (!canvases.length) throw new Error('no viewport is on screen');
-    const height = Math.max(...canvases.map((c) => c.height));
+    const cellW = Math.max(...canvases.map((c) => c.width));
+    const cellH = Math.max(...canvases.map((c) => c.height));
+    const columns = Math.min(2, canvases.length);
     const out = document.createElement('canvas');
-    out.width = canvases.reduce((a, c) => a + c.width, 0);
-    out.height = height;
+    out.width = cellW * columns;
+    out.height = cellH * Math.ceil(canvases.length / columns);
     const ctx = out.getContext('2d')!;
     ctx.fillStyle = '#000';
     ctx.fillRect(0, 0, out.width, out.height);
-    let x = 0;
-    for (const c of canvases) {
-      ctx.drawImage(c, x, 0);
-      x += c.width;
-    }
+    canvases.forEach((c, n) => ctx.drawImage(c, (n % columns) * cellW, Math.floor(n / columns) * cellH));
     return new Promise((resolve, reject) => out.toBlob((b) => (b ? resolve(b) : reject(new Error('the screenshot could not be encoded'))), 'image/png'));
   }, []);
 
@@ -583,6 +601,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
                 data-viewport={v.id}
                 ref={(el) => void (elements.current[v.id] = el)}
                 onContextMenu={(e) => e.preventDefault()}
+                onPointerDown={strokeStarted}
                 onPointerUp={strokeEnded}
               />
             </div>
