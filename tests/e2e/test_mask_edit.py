@@ -1,7 +1,8 @@
 """A clinician corrects the model's tumour mask and saves it: a new DICOM-SEG version through the
 gateway (who and when recorded, the previous version kept), measurements recomputed.
 
-Embedded platform (SQLite, kombu's SQLAlchemy broker, onnxruntime), a real Orthanc. The edit is
+Run with the production parts (Postgres, RabbitMQ, Redis, Triton) and with the embedded defaults
+(SQLite, kombu's SQLAlchemy broker, onnxruntime); Orthanc is real in both. The edit is
 posted exactly as the viewer does it: the labels on the T1c grid in Cornerstone3D's layout and
 geometry (built here from the DICOM instances, independently of the gateway's code).
 """
@@ -12,10 +13,10 @@ import base64
 import gzip
 import io
 import shutil
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,37 +25,50 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from kombu import Connection
 
 from glioscope_common.dicom_volume import LPS_TO_RAS, read_series
 from glioscope_common.dicomweb import HttpDicomWeb
 from glioscope_common.labelmap import encode_labels
 from glioscope_common.local_services import LocalOrthanc
-from glioscope_common.testing import cornerstone_geometry, require_service
+from glioscope_common.testing import cornerstone_geometry, fresh_postgres_database, require_service
 from glioscope_inference.dicom_seg import read_segmentation
 
 from .conftest import E2E_ADMIN, E2ECase, Platform, seg_frame_points_ras, start_platform, upload, wait_for_job
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.services]
 
 CLINICIAN = ("dr-editor", "dr-editor-password-1", "clinician")
 RESEARCHER = ("dr-research", "dr-research-password-1", "researcher")
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    tmp = tmp_path_factory.mktemp("platform-edit")
+@pytest.fixture(scope="module", params=["services", "embedded"])
+def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    tmp = tmp_path_factory.mktemp(f"platform-edit-{request.param}")
     orthanc = LocalOrthanc(tmp / "orthanc", stable_age=2)
     orthanc.start()
+    stack = ExitStack()
     try:
-        env = {
-            "GLIOSCOPE_DATABASE_URL": f"sqlite:///{tmp}/glioscope.db",
-            "GLIOSCOPE_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.db",
-            "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
-            # test_a_lost_edit_message_is_recovered: the watcher re-enqueues a job silent this long
-            "GLIOSCOPE_REQUEUE_AFTER_S": "20",
-        }
+        if request.param == "services":
+            # Its own database: the flow tests upload the same study to the session's database.
+            database_url = stack.enter_context(fresh_postgres_database("glioscope_edit"))
+            env = {
+                "GLIOSCOPE_DATABASE_URL": database_url,
+                "GLIOSCOPE_BROKER_URL": request.getfixturevalue("rabbitmq_url"),
+                "GLIOSCOPE_REDIS_URL": request.getfixturevalue("redis_url"),
+                "GLIOSCOPE_INFERENCE_URL": request.getfixturevalue("triton").grpc_url,
+            }
+        else:
+            env = {
+                "GLIOSCOPE_DATABASE_URL": f"sqlite:///{tmp}/glioscope.db",
+                "GLIOSCOPE_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.db",
+                "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
+            }
+        # test_a_lost_edit_message_is_recovered: the watcher re-enqueues a job silent this long
+        env["GLIOSCOPE_REQUEUE_AFTER_S"] = "20"
         yield from start_platform(tmp, env, orthanc)
     finally:
+        stack.close()
         orthanc.stop()
 
 
@@ -302,10 +316,9 @@ def test_a_lost_edit_message_is_recovered(platform: Platform, edit: Edit) -> Non
         assert platform.client.get(f"/api/studies/{edit.uid}/measurements", headers=edit.headers).json() == edit.job["measurements"]
         assert post_edit(platform, edit.uid, edit.headers, base_version=2, source_series_instance_uid=edit.t1c_uid,
                          geometry=edit.geometry, labels="AAAA").status_code == 409
-        broker = platform.env["GLIOSCOPE_BROKER_URL"].removeprefix("sqla+sqlite:///")
-        with sqlite3.connect(broker) as connection:
-            lost = connection.execute("DELETE FROM kombu_message").rowcount
-        assert lost >= 1
+        with Connection(platform.env["GLIOSCOPE_BROKER_URL"]) as broker:
+            lost = broker.default_channel.queue_purge(platform.stack.worker_queue)
+        assert lost == 1
     finally:
         platform.stack.restart_worker()
     started = time.monotonic()
