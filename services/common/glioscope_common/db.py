@@ -56,7 +56,9 @@ def make_engine(database_url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(database_url, pool_pre_ping=True)
+    # Keep as many connections as a busy process has requests in flight: a pool smaller than that
+    # opens and closes a connection (a Postgres backend process) for every few requests.
+    return create_engine(database_url, pool_pre_ping=True, pool_size=20, max_overflow=10)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
