@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import math
 import random
 import tracemalloc
@@ -170,3 +171,40 @@ def test_the_latest_version_is_the_highest_number() -> None:
     assert latest_version_number([edit(2, JobState.succeeded), edit(3, JobState.failed)]) == 3
     assert latest_version_number([edit(2, JobState.failed)]) == 2
     assert latest_version_number([edit(2, JobState.succeeded), edit(3, JobState.queued)]) == 3
+
+
+# -- the routes in process (real Orthanc, SQLite) ----------------------------------------------------
+
+
+def test_an_oversized_body_is_cut_off(gateway) -> None:  # type: ignore[no-untyped-def]
+    from glioscope_gateway.segmentations.routes import MAX_BODY_BYTES
+
+    url = "/api/studies/1.2.3/segmentation/versions"
+    declared = gateway.post(url, content=b"{}", headers={"content-length": str(MAX_BODY_BYTES + 1),
+                                                         "content-type": "application/json"})
+    assert declared.status_code == 413, declared.text
+    chunk = b" " * (1024 * 1024)
+
+    def stream():  # type: ignore[no-untyped-def]
+        for _ in range(MAX_BODY_BYTES // len(chunk) + 2):
+            yield chunk
+
+    streamed = gateway.post(url, content=stream(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413, streamed.text
+    assert "exceeds" in streamed.json()["detail"]
+
+
+def test_unknown_study_roles_and_schema(gateway) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import ADMIN_PASSWORD, ADMIN_USERNAME, sign_in
+
+    admin = {"authorization": f"Bearer {sign_in(gateway, ADMIN_USERNAME, ADMIN_PASSWORD)['access_token']}", "x-api-key": ""}
+    url = "/api/studies/1.2.3/segmentation/versions"
+    body = {"base_version": 1, "source_series_instance_uid": "1.2", "labels": "AAAA",
+            "geometry": {"dimensions": [1, 1, 1], "spacing": [1, 1, 1], "origin": [0, 0, 0], "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1]}}
+    assert gateway.post(url, json=body).status_code == 403  # the service key may not edit
+    assert gateway.post(url, json=body, headers=admin).status_code == 404
+    assert gateway.get(url).status_code == 404
+    for change in ({"spacing": [0, 1, 1]}, {"direction": [1, 0, 0]}, {"origin": [0, 0, float("nan")]}):
+        bad = gateway.post(url, content=json.dumps({**body, "geometry": {**body["geometry"], **change}}),
+                           headers={**admin, "content-type": "application/json"})
+        assert bad.status_code == 422, (change, bad.text)

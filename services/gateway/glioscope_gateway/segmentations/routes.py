@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Message
 
 from glioscope_common.errors import PayloadTooLarge
 from glioscope_common.records.access import AuditAction, Role
@@ -34,18 +33,13 @@ class BoundedBodyRoute(APIRoute):
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
                 raise PayloadTooLarge(f"the request body exceeds {MAX_BODY_BYTES} bytes")
-            received = 0
-            receive = request.receive
-
-            async def limited() -> Message:
-                nonlocal received
-                message = await receive()
-                received += len(message.get("body", b""))
-                if received > MAX_BODY_BYTES:
+            body = bytearray()
+            async for chunk in request.stream():  # also a chunked body without a length
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
                     raise PayloadTooLarge(f"the request body exceeds {MAX_BODY_BYTES} bytes")
-                return message
-
-            return await handler(Request(request.scope, limited))
+            request._body = bytes(body)  # what Request.body() returns from now on (Starlette's cache)
+            return await handler(request)
 
         return bounded
 
