@@ -62,7 +62,7 @@ def decode_labels(
         raise UnprocessableInput(
             f"the labels hold {len(out)} bytes; dimensions {list(map(int, dimensions))} need {expected} (one uint8 per voxel)"
         )
-    flat = np.frombuffer(bytes(out), dtype=np.uint8)
+    flat = np.frombuffer(out, dtype=np.uint8)  # no copy
     highest = int(flat.max()) if flat.size else 0
     if highest > max_label:
         bad = sorted(int(v) for v in np.unique(flat[flat > max_label])[:10])
