@@ -162,10 +162,12 @@ try {
   await stroke();
   await page.getByRole('button', { name: 'Undo' }).click();
   await poll(page, () => document.querySelector('.viewer')?.dataset.strokes === '0', 10_000, 'the stroke undone');
+  await page.click('button[data-mode=navigate]'); // (the brush cursor is drawn in the segment's colour)
   await page.waitForTimeout(500);
   const undone = await colourCounts(page, await page.locator('[data-viewport=axial]').screenshot(), colours);
   console.log(`UNDONE ${JSON.stringify(undone)}`);
   assert(Math.abs(undone.counts[paintSegment] - axial.counts[paintSegment]) < 30, `undo restores segment ${paintSegment} (${axial.counts[paintSegment]} → ${undone.counts[paintSegment]})`);
+  await page.click('button[data-mode=brush]');
   await stroke();
   await page.click('button[data-mode=navigate]');
   await page.waitForTimeout(500);
