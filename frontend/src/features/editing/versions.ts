@@ -49,7 +49,7 @@ export function canEditSegmentation(role: string | null | undefined): boolean {
 /** What the user sees when saving fails, from the gateway's status code and message. */
 export function saveErrorMessage(status: number, detail: string): string {
   if (status === 409)
-    return 'Someone saved a newer version of this segmentation meanwhile. Reload it (your edits here would overwrite theirs) and edit again.';
+    return 'Someone saved a newer version of this segmentation meanwhile: show it from the versions list (your unsaved strokes are discarded) and edit again, so that their changes are not overwritten.';
   if (status === 403) return 'Your role may not edit segmentations.';
   if (status === 404 || status === 405) return 'This server cannot store edited segmentations yet.';
   if (status === 413) return 'The edited labelmap is too large for the server.';

@@ -503,6 +503,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       try {
         answer = await api.saveSegmentation(studyUid, body);
       } catch (e) {
+        if (e instanceof ApiError && e.status === 409) await loadVersions(); // the newer version appears in the list
         if (e instanceof ApiError) throw new Error(saveErrorMessage(e.status, e.message));
         throw e;
       }
