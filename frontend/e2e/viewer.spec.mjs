@@ -143,6 +143,12 @@ try {
   console.log(`SURFACE triangles=${triangles} surface_ms=${surfaceMs} ${JSON.stringify(surfaceColours)}`);
   assert(triangles > 100, `a tumour surface mesh (${triangles} triangles)`);
   assert(surfaceColours.coloured > 200, `coloured surface pixels in the 3D view (${surfaceColours.coloured})`);
+  await page.click(`input[data-segment="${target}"]`); // hiding a segment hides its surface too
+  await page.waitForTimeout(500);
+  const surfaceHidden = await colourCounts(page, await page.locator('[data-viewport=surface3d]').screenshot({ path: join(artifacts, `surface3d-segment-${target}-hidden.png`) }), colours);
+  console.log(`SURFACE_HIDDEN segment=${target} ${JSON.stringify(surfaceHidden)}`);
+  assert(surfaceHidden.counts[target] < surfaceColours.counts[target] * 0.2, `segment ${target}'s surface hidden (${surfaceColours.counts[target]} → ${surfaceHidden.counts[target]})`);
+  await page.click(`input[data-segment="${target}"]`);
 
   // paint: a brush stroke of the smallest segment through the tumour in the axial view
   const [paintSegment] = Object.entries(axial.counts).sort((a, b) => a[1] - b[1])[0];

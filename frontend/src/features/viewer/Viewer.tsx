@@ -361,6 +361,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
       const actors = surfaceActors(labelmap.voxelManager.getCompleteScalarDataArray(), geometryOf(labelmap), segmentsRef.current);
       viewport.removeAllActors();
       if (actors.length) viewport.addActors(actors.map(({ uid, actor }) => ({ uid, actor: actor as unknown as Types.Actor })));
+      for (const { actor, segment } of actors) actor.setVisibility(!hiddenRef.current.has(segment));
       viewport.resetCamera();
       viewport.render();
       const triangles = actors.reduce((a, s) => a + s.triangles, 0);
@@ -375,6 +376,8 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
   }, []);
   const segmentsRef = useRef<Segment[]>([]);
   segmentsRef.current = segments;
+  const hiddenRef = useRef(hidden);
+  hiddenRef.current = hidden;
 
   useEffect(() => {
     if (!overlayReady) return;
@@ -389,6 +392,12 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
     setHidden(next);
     for (const id of MPR_IDS) segmentation.config.visibility.setSegmentIndexVisibility(id, { segmentationId: SEG_ID, type: LABELMAP }, number, !next.has(number));
     renderingEngine().renderViewports(MPR_IDS);
+    const view3d = renderingEngine().getViewport(VIEW_3D);
+    const surfaceActor = view3d?.getActor(`glioscope-surface-${number}`)?.actor as unknown as { setVisibility?: (v: boolean) => void } | undefined;
+    if (view3d && surfaceActor?.setVisibility) {
+      surfaceActor.setVisibility(!next.has(number));
+      view3d.render();
+    }
   };
 
   const choosePreset = (id: string) => {
