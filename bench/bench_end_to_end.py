@@ -62,7 +62,7 @@ def direct_stow_rate(files: list[Path], work: Path) -> float:
         return len(raw) / (time.perf_counter() - started)
 
 
-def pure_onnxruntime_seconds(files: list[Path]) -> float:
+def pure_onnxruntime_seconds(files: list[Path]) -> tuple[float, dict[str, float]]:
     from glioscope_common.dicom_volume import read_series
     from glioscope_common.inference_backend import OnnxRuntimeBackend
     from glioscope_common.model_metadata import ModelMetadata
@@ -80,8 +80,14 @@ def pure_onnxruntime_seconds(files: list[Path]) -> float:
     metadata = ModelMetadata.load(model_dir)
     backend = OnnxRuntimeBackend(model_dir / metadata.onnx_file)
     started = time.perf_counter()
-    segment_study(volumes, metadata, backend, batch_size=backend.preferred_batch_size)
-    return time.perf_counter() - started
+    result = segment_study(volumes, metadata, backend, batch_size=backend.preferred_batch_size)
+    return time.perf_counter() - started, result.timings_s
+
+
+def _seconds(start: str, end: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def run_configuration(name: str, files: list[Path], work: Path) -> dict:
@@ -137,6 +143,7 @@ def run_configuration(name: str, files: list[Path], work: Path) -> dict:
                 time.sleep(0.2)
             if job["state"] != "succeeded":
                 raise RuntimeError(f"job failed: {job['error']}\n{stack.logs()}")
+            job_done_s = time.perf_counter() - started
             client.get(f"/api/studies/{study_uid}/segmentation").raise_for_status()
             client.get(f"/api/studies/{study_uid}/report.pdf").raise_for_status()
             upload_to_result_s = time.perf_counter() - started
@@ -148,6 +155,11 @@ def run_configuration(name: str, files: list[Path], work: Path) -> dict:
             "ingest_s": round(ingest_s, 2),
             "ingest_instances_per_s": round(len(files) / ingest_s, 1),
             "stages_s": {k: round(v, 2) for k, v in job["timings_s"].items()},
+            # where the rest goes: the job waiting for the worker, the worker's run (stages plus
+            # bookkeeping), the client noticing (it polls every 0.2 s) and downloading SEG and PDF
+            "job_queue_wait_s": round(_seconds(job["created_at"], job["started_at"]), 2),
+            "job_run_s": round(_seconds(job["started_at"], job["finished_at"]), 2),
+            "results_download_s": round(upload_to_result_s - job_done_s, 2),
             "worker_peak_rss_gib": round(rss / 1024**3, 2),
         }
     finally:
@@ -173,12 +185,13 @@ def main() -> int:
     files = sorted(study.rglob("*.dcm"))
     print(f"study: {len(files)} instances, {sum(p.stat().st_size for p in files) / 1e6:.0f} MB", flush=True)
 
-    pure_s = pure_onnxruntime_seconds(files)
-    print(f"pure onnxruntime segment_study, one process: {pure_s:.1f} s", flush=True)
+    pure_s, pure_stages = pure_onnxruntime_seconds(files)
+    print(f"pure onnxruntime segment_study, one process: {pure_s:.1f} s {pure_stages}", flush=True)
     direct_rate = direct_stow_rate(files, work)
     print(f"direct STOW-RS to Orthanc: {direct_rate:.0f} instances/s", flush=True)
 
     results = {"instances": len(files), "pure_onnxruntime_s": round(pure_s, 2),
+               "pure_stages_s": {k: round(v, 2) for k, v in pure_stages.items()},
                "direct_stow_instances_per_s": round(direct_rate, 1), "configurations": []}
     for name in args.configurations:
         result = run_configuration(name, files, work / name)

@@ -13,7 +13,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,13 @@ SEG_SERIES_NUMBER = 900
 def bids_label(value: str) -> str:
     """A stable, PHI-free BIDS label (alphanumeric) derived from an identifier."""
     return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def bids_anat(study_uid: str, first: pydicom.Dataset) -> tuple[str, str]:
+    """The BIDS folder `sub-<s>/ses-<t>/anat` of a study and the file name stem `sub-<s>_ses-<t>`."""
+    subject = bids_label(str(first.get("PatientID", "")) or study_uid)
+    session = bids_label(study_uid)
+    return f"sub-{subject}/ses-{session}/anat", f"sub-{subject}_ses-{session}"
 
 
 def nifti_dtype(data: np.ndarray) -> type:
@@ -117,11 +124,15 @@ class SegmentationService:
             return "skipped"
         study_uid = job.study.study_instance_uid
         timings: dict[str, float] = {}
+        # Outputs are written by this pool; the source images' NIfTI copies do not depend on the model
+        # and are stored while it runs (the pool's exit waits for them whatever happens).
+        pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="outputs")
         try:
             started = time.perf_counter()
-            sources = self._fetch(study_uid, job.sequence_series)
+            sources, volumes = self._fetch(study_uid, job.sequence_series)
             timings["fetch"] = time.perf_counter() - started
-            volumes = {role: read_series(datasets) for role, datasets in sources.items()}
+            files = self._nifti_files(study_uid, sources["T1c"][0], volumes)
+            stored_sources = [pool.submit(self._put_nifti, path, volume) for path, volume in files.values()]
 
             stages = {"coregister": 0.15, "resample": 0.2, "normalise": 0.25, "inference": 0.3, "postprocess": 0.85}
 
@@ -140,11 +151,13 @@ class SegmentationService:
 
             started = time.perf_counter()
             self._progress(job_id, "outputs", 0.9)
-            outputs = self._write_outputs(job_id, study_uid, sources, volumes, result)
+            outputs = self._write_outputs(pool, stored_sources, job_id, study_uid, sources, files, result)
             timings["outputs"] = time.perf_counter() - started
         except UnprocessableInput as exc:
             self._jobs.fail(job_id, exc.detail, timings)
             return JobState.failed.value
+        finally:
+            pool.shutdown(wait=True)
         self._jobs.succeed(
             job_id,
             timings_s=timings,
@@ -159,43 +172,55 @@ class SegmentationService:
         self._progress(job_id, "done", 1.0)
         return JobState.succeeded.value
 
-    def _fetch(self, study_uid: str, roles: Mapping[str, str]) -> dict[str, list[pydicom.Dataset]]:
+    def _fetch(
+        self, study_uid: str, roles: Mapping[str, str]
+    ) -> tuple[dict[str, list[pydicom.Dataset]], dict[str, Volume]]:
+        """The four series by WADO-RS and their volumes. One request per series, all in flight at once:
+        the PACS reads the next series while this process decodes the previous one."""
         missing = [c for c in self._metadata.channels if c not in roles]
         if missing:
             raise UnprocessableInput(f"the job has no series for {', '.join(missing)}")
         channels = list(self._metadata.channels)
-        # One WADO-RS request per series, all in flight at once: the PACS reads the next series from
-        # disk while this process parses the previous one.
-        with ThreadPoolExecutor(max_workers=len(channels), thread_name_prefix="fetch") as pool:
-            fetched = dict(zip(channels, pool.map(lambda role: self._dicomweb.retrieve_series(study_uid, roles[role]), channels)))
-        for role, datasets in fetched.items():
+
+        def fetch(role: str) -> tuple[list[pydicom.Dataset], Volume]:
+            datasets = self._dicomweb.retrieve_series(study_uid, roles[role])
             if not datasets:
                 raise UnprocessableInput(f"the {role} series is no longer in the PACS")
-        return fetched
+            return datasets, read_series(datasets)
+
+        with ThreadPoolExecutor(max_workers=len(channels), thread_name_prefix="fetch") as pool:
+            fetched = dict(zip(channels, pool.map(fetch, channels)))
+        return {role: d for role, (d, _) in fetched.items()}, {role: v for role, (_, v) in fetched.items()}
+
+    @staticmethod
+    def _nifti_files(study_uid: str, first: pydicom.Dataset, volumes: Mapping[str, Volume]) -> dict[str, tuple[str, Volume]]:
+        """BIDS paths of the source images: role -> (path, volume)."""
+        anat, stem = bids_anat(study_uid, first)
+        return {role: (f"{anat}/{stem}_{BIDS_SUFFIX[role]}.nii.gz", volume) for role, volume in volumes.items()}
+
+    def _put_nifti(self, path: str, volume: Volume) -> None:
+        self._nifti.put_file(path, nifti_bytes(volume, nifti_dtype(volume.data)))
 
     def _write_outputs(
         self,
+        pool: ThreadPoolExecutor,
+        stored_sources: list[Future[None]],
         job_id: str,
         study_uid: str,
         sources: Mapping[str, list[pydicom.Dataset]],
-        volumes: Mapping[str, Volume],
+        files: Mapping[str, tuple[str, Volume]],
         result: SegmentationResult,
     ) -> Outputs:
-        """SEG to the PACS, NIfTI files and the report draft: independent, so written concurrently."""
+        """SEG to the PACS, the mask NIfTI and the report draft, concurrently; then waits for the
+        source images' NIfTI files (`stored_sources`, started before the model ran)."""
         reference = sources["T1c"]
         first = reference[0]
         outputs = Outputs(
             generate_uid(entropy_srcs=[job_id, "seg-series"]), generate_uid(entropy_srcs=[job_id, "seg-instance"])
         )
-        subject = bids_label(str(first.get("PatientID", "")) or study_uid)
-        session = bids_label(study_uid)
-        anat = f"sub-{subject}/ses-{session}/anat"
-        files = {role: (f"{anat}/sub-{subject}_ses-{session}_{BIDS_SUFFIX[role]}.nii.gz", volume)
-                 for role, volume in volumes.items()}
-        files["mask"] = (
-            f"derivatives/glioscope/{anat}/sub-{subject}_ses-{session}_space-orig_dseg.nii.gz",
-            Volume(result.label_map.astype(np.uint8), result.reference.affine),
-        )
+        anat, stem = bids_anat(study_uid, first)
+        mask_path = f"derivatives/glioscope/{anat}/{stem}_space-orig_dseg.nii.gz"
+        mask = Volume(result.label_map.astype(np.uint8), result.reference.affine)
 
         def store_segmentation() -> None:
             segmentation = build_segmentation(
@@ -210,21 +235,16 @@ class SegmentationService:
             if store.failed_sop_instance_uids:
                 raise UnprocessableInput("the PACS refused the DICOM-SEG")
 
-        def put_nifti(path: str, volume: Volume) -> None:
-            self._nifti.put_file(path, nifti_bytes(volume, nifti_dtype(volume.data)))
-
         def draft_report() -> str:
             payload = self._report_payload(job_id, study_uid, first, result)
             return str(self._reporting.create_report(payload, result.key_images)["id"])
 
-        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="outputs") as pool:
-            pending = [pool.submit(store_segmentation)]
-            pending += [pool.submit(put_nifti, path, volume) for path, volume in files.values()]
-            report = pool.submit(draft_report)
-            for future in pending:
-                future.result()  # re-raises the first failure (the job is retried or fails as a whole)
-            outputs.report_id = report.result()
-        outputs.nifti_paths = {role: path for role, (path, _) in files.items()}
+        pending = [pool.submit(store_segmentation), pool.submit(self._put_nifti, mask_path, mask)]
+        report = pool.submit(draft_report)
+        for future in [*pending, *stored_sources]:
+            future.result()  # re-raises the first failure (the job is retried or fails as a whole)
+        outputs.report_id = report.result()
+        outputs.nifti_paths = {role: path for role, (path, _) in files.items()} | {"mask": mask_path}
         return outputs
 
     def _report_payload(
