@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { encodeLabels, fromBase64, geometryOf, gunzip, newVersionBody, toBase64, toLabels, voxelCounts, voxelToWorld } from './labelmap';
-import { canEditSegmentation, describeVersion, latestVersion, saveErrorMessage, sortVersions, totalVoxels, type SegVersion } from './versions';
+import { canEditSegmentation, describeVersion, hasResult, latestVersion, latestWithResult, saveErrorMessage, sortVersions, totalVoxels, type SegVersion } from './versions';
 
 const grid = {
   dimensions: [4, 3, 2] as [number, number, number],
@@ -72,6 +72,16 @@ describe('segmentation versions', () => {
     expect(latestVersion(list)?.version).toBe(3);
     expect(latestVersion([])).toBeNull();
     expect(totalVoxels(v(1, 'model', { '1': 10, '2': 5, '3': 1 }))).toBe(16);
+  });
+
+  it('bases a save on the highest version and shows the highest with a result', () => {
+    const list = [v(1, 'model', { '1': 10 }), { ...v(2, 'edited', { '1': 11 }, 'dr-a'), state: 'succeeded' as const }, { ...v(3, 'edited', {}, 'dr-b'), state: 'failed' as const, voxel_counts: null }];
+    expect(latestVersion(list)?.version).toBe(3);
+    expect(latestWithResult(list)?.version).toBe(2);
+    expect(hasResult(list[0])).toBe(true); // no state: an older server, every version has a SEG
+    expect(hasResult(list[2])).toBe(false);
+    expect(describeVersion(list[2])).toMatch(/ · failed$/);
+    expect(totalVoxels(list[2])).toBe(0);
   });
 
   it('says who made a version and when', () => {

@@ -9,7 +9,18 @@ export interface SegVersion {
   job_id: string | null;
   seg_series_instance_uid: string | null;
   seg_sop_instance_uid: string | null;
-  voxel_counts: Record<string, number>;
+  state?: 'queued' | 'running' | 'succeeded' | 'failed'; // of the job that makes the version
+  voxel_counts: Record<string, number> | null; // null until the version's job has succeeded
+}
+
+/** A version whose DICOM-SEG exists (older servers send no state: their versions all have one). */
+export function hasResult(v: Pick<SegVersion, 'state'>): boolean {
+  return v.state === undefined || v.state === 'succeeded';
+}
+
+/** What `GET …/segmentation` shows by default: the highest version with a result. */
+export function latestWithResult(versions: SegVersion[]): SegVersion | null {
+  return latestVersion(versions.filter(hasResult));
 }
 
 /** Newest first, whatever order the server sends. */
@@ -17,6 +28,7 @@ export function sortVersions(versions: SegVersion[]): SegVersion[] {
   return [...versions].sort((a, b) => b.version - a.version);
 }
 
+/** The highest number, also when pending or failed: the base of the next save. */
 export function latestVersion(versions: SegVersion[]): SegVersion | null {
   return versions.reduce<SegVersion | null>((best, v) => (!best || v.version > best.version ? v : best), null);
 }
@@ -27,7 +39,8 @@ export function totalVoxels(v: Pick<SegVersion, 'voxel_counts'>): number {
 
 export function describeVersion(v: SegVersion, now: Date = new Date()): string {
   const who = v.source === 'model' ? 'AI model' : (v.created_by ?? 'unknown user');
-  return `v${v.version} · ${who} · ${formatWhen(v.created_at, now)}`;
+  const state = v.state === 'failed' ? ' · failed' : v.state === 'queued' || v.state === 'running' ? ' · saving…' : '';
+  return `v${v.version} · ${who} · ${formatWhen(v.created_at, now)}${state}`;
 }
 
 export function formatWhen(iso: string, now: Date = new Date()): string {

@@ -11,7 +11,7 @@ import { Enums as ToolEnums, ToolGroupManager, segmentation, utilities as toolUt
 import type { Api, Job, Study } from '../api/client';
 import { ApiError } from '../api/client';
 import { geometryOf, newVersionBody, type Geometry } from '../editing/labelmap';
-import { canEditSegmentation, latestVersion, saveErrorMessage, sortVersions, describeVersion, type SegVersion } from '../editing/versions';
+import { canEditSegmentation, describeVersion, hasResult, latestVersion, latestWithResult, saveErrorMessage, sortVersions, type SegVersion } from '../editing/versions';
 import { JobProgress } from '../jobs/JobProgress';
 import { followJob, stageLabel } from '../jobs/sse';
 import { ReportPanel } from '../report/ReportPanel';
@@ -333,7 +333,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
   useEffect(() => {
     if (!overlayReady) return;
     void loadVersions().then((list) => {
-      const latest = list && latestVersion(list);
+      const latest = list && latestWithResult(list); // what the default GET …/segmentation showed
       if (latest) setShownVersion((v) => v ?? latest.version);
     });
   }, [overlayReady, loadVersions]);
@@ -550,6 +550,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
 
   const shownSegments = segments.length ? segments : DEFAULT_SEGMENTS;
   const latest = versions ? latestVersion(versions) : null;
+  const latestDone = versions ? latestWithResult(versions) : null;
 
   return (
     <div
@@ -720,21 +721,23 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
                       <li key={v.version} data-version={v.version} data-voxels={JSON.stringify(v.voxel_counts)}>
                         <button
                           className={`link ${v.version === shownVersion ? 'active' : ''}`}
-                          disabled={!!saving || v.version === shownVersion}
+                          disabled={!!saving || v.version === shownVersion || !hasResult(v)}
                           onClick={() => void reloadVersion(v.version).catch((e: Error) => setSaveError(e.message))}
                           title="Show this version"
                         >
                           {describeVersion(v)}
                         </button>
                         {v.version === latest?.version && <span className="badge ok">latest</span>}
-                        <div className="muted small">
-                          voxels {Object.entries(v.voxel_counts ?? {}).map(([k, n]) => `${k}: ${n}`).join(' · ')}
-                        </div>
+                        {v.voxel_counts && (
+                          <div className="muted small">
+                            voxels {Object.entries(v.voxel_counts).map(([k, n]) => `${k}: ${n}`).join(' · ')}
+                          </div>
+                        )}
                       </li>
                     ))}
                   </ul>
-                  {shownVersion !== null && latest && shownVersion !== latest.version && (
-                    <p className="muted small">Showing v{shownVersion}; the measurements are those of the latest version.</p>
+                  {shownVersion !== null && latestDone && shownVersion !== latestDone.version && (
+                    <p className="muted small">Showing v{shownVersion}; the measurements are those of v{latestDone.version}.</p>
                   )}
                 </section>
               )}
