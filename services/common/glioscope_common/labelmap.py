@@ -60,7 +60,8 @@ def decode_labels(
         raise UnprocessableInput("the labels hold data after the gzip stream (one gzip member expected)")
     if len(out) != expected:
         raise UnprocessableInput(
-            f"the labels hold {len(out)} bytes; dimensions {list(map(int, dimensions))} need {expected} (one uint8 per voxel)"
+            f"the labels hold {len(out)} bytes; dimensions {list(map(int, dimensions))} need {expected} "
+            "(one uint8 per voxel)"
         )
     flat = np.frombuffer(out, dtype=np.uint8)  # no copy
     highest = int(flat.max()) if flat.size else 0

@@ -21,7 +21,9 @@ class Geometry(BaseModel):
     byte i + j*nx + k*nx*ny of the labels, lies at origin + i*sx*direction[0:3] +
     j*sy*direction[3:6] + k*sz*direction[6:9]."""
 
-    dimensions: list[Annotated[int, Field(ge=1, le=65535)]] = Field(min_length=3, max_length=3, description="[nx, ny, nz]")
+    dimensions: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        min_length=3, max_length=3, description="[nx, ny, nz]"
+    )
     spacing: list[Positive] = Field(min_length=3, max_length=3, description="[sx, sy, sz] mm")
     origin: list[Finite] = Field(min_length=3, max_length=3, description="LPS mm of voxel (0, 0, 0)")
     direction: list[Finite] = Field(min_length=9, max_length=9, description="i, j and k axis directions (LPS)")
@@ -29,10 +31,14 @@ class Geometry(BaseModel):
 
 class VersionIn(BaseModel):
     base_version: int = Field(ge=1, le=1_000_000, description="the version the edit started from; must be the latest")
-    source_series_instance_uid: str = Field(min_length=1, max_length=64, description="the series whose grid the labels are on (normally the T1c)")
+    source_series_instance_uid: str = Field(
+        min_length=1, max_length=64, description="the series whose grid the labels are on (normally the T1c)"
+    )
     geometry: Geometry
-    labels: str = Field(min_length=1, max_length=MAX_ENCODED_CHARS,
-                        description="base64 of gzip of uint8 labels (0 background, 1 necrotic core, 2 oedema, 3 enhancing tumour)")
+    labels: str = Field(
+        min_length=1, max_length=MAX_ENCODED_CHARS,
+        description="base64 of gzip of uint8 labels (0 background, 1 necrotic core, 2 oedema, 3 enhancing tumour)",
+    )
 
 
 class VersionCreated(BaseModel):

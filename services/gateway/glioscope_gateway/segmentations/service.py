@@ -173,7 +173,8 @@ def segment_voxel_counts(seg: pydicom.Dataset) -> dict[str, int]:
     for item in seg.SegmentSequence:
         tracking = str(item.get("TrackingID", "") or "")
         suffix = tracking.removeprefix("glioscope-label-")
-        label_of[int(item.SegmentNumber)] = int(suffix) if suffix != tracking and suffix.isdigit() else int(item.SegmentNumber)
+        number = int(item.SegmentNumber)
+        label_of[number] = int(suffix) if suffix != tracking and suffix.isdigit() else number
     counts = {str(label): 0 for label in label_of.values()}
     frames = seg.get("PerFrameFunctionalGroupsSequence") or []
     if frames:
@@ -185,7 +186,9 @@ def segment_voxel_counts(seg: pydicom.Dataset) -> dict[str, int]:
 
 
 class SegmentationVersions:
-    def __init__(self, sessions: sessionmaker[Session], studies: StudyService, dicomweb: DicomWeb, queue: JobQueue) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], studies: StudyService, dicomweb: DicomWeb, queue: JobQueue
+    ) -> None:
         self._sessions = sessions
         self._studies = studies
         self._dicomweb = dicomweb

@@ -150,7 +150,8 @@ class EditService(SegmentationService):
         numbers: dict[str, int] = {}
         for item in self._dicomweb.search_series(study_uid):
             try:
-                numbers[str(dicom_json_value(item, "0020000E"))] = int(dicom_json_value(item, "00200011"))  # type: ignore[arg-type]
+                number = int(dicom_json_value(item, "00200011"))  # type: ignore[arg-type]
+                numbers[str(dicom_json_value(item, "0020000E"))] = number
             except (TypeError, ValueError):
                 continue
         if series_uid in numbers:
