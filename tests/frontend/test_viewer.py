@@ -131,6 +131,9 @@ def test_viewer_shows_the_tumour_overlay(platform: e2e.Platform, e2e_case: e2e.E
     saved = int(re.search(r"SAVED_VERSION (\d+)", run.stdout).group(1))
     versions = {v["version"]: v for v in client.get(f"/api/studies/{uid}/segmentation/versions").json()}
     new, base = versions[saved], versions[saved - 1]
+    edit_job = client.get(f"/api/jobs/{new['job_id']}").json()
+    print(f"EDIT JOB created {edit_job['created_at']} started {edit_job.get('started_at')} "
+          f"finished {edit_job['finished_at']} stages {edit_job['timings_s']}")
     assert new["source"] == "edited" and new["created_by"] == RADIOLOGIST[0] and new["created_at"], new
     assert new["voxel_counts"] != base["voxel_counts"], (base, new)
     assert new["seg_sop_instance_uid"] != base["seg_sop_instance_uid"]
