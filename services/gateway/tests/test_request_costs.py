@@ -127,3 +127,21 @@ def test_an_upload_process_that_dies_is_replaced(tmp_path: Path, orthanc: LocalO
             again = client.post("/api/studies", files=files)
             assert again.status_code == 201, again.text
         assert len(client.get("/api/studies").json()) == 2
+
+
+def test_a_read_scope_leaves_the_pooled_connection_transactional(tmp_path: Path) -> None:
+    from glioscope_common.db import read_scope
+
+    url = f"sqlite:///{tmp_path}/reads.db"
+    migrate(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    with read_scope(sessions) as session:
+        assert session.scalars(sa.select(AuditEvent)).all() == []
+    with pytest.raises(RuntimeError), session_scope(sessions) as session:  # the same pooled connection
+        session.add(AuditEvent(actor="a", role="admin", action=AuditAction.viewed, outcome="ok"))
+        session.flush()
+        raise RuntimeError("rolled back")
+    with read_scope(sessions) as session:
+        assert session.scalars(sa.select(AuditEvent)).all() == []
+    engine.dispose()

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from glioscope_common.db import session_scope, utcnow
+from glioscope_common.db import read_scope, session_scope, utcnow
 from glioscope_common.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from glioscope_common.records.access import ApiKey, RefreshToken, Role, User
 from glioscope_gateway.auth.passwords import hash_password, verify_password
@@ -122,7 +122,7 @@ class AuthService:
         cached = self.api_keys.get(digest)
         if cached is not None:
             return cached
-        with session_scope(self._sessions) as session:
+        with read_scope(self._sessions) as session:
             row = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
             if row is None or not row.active or not hmac.compare_digest(row.key_hash, digest):
                 raise Unauthorized("invalid API key")

@@ -11,7 +11,7 @@ import pydicom
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from glioscope_common.db import session_scope, utcnow
+from glioscope_common.db import read_scope, session_scope, utcnow
 from glioscope_common.dicom_volume import series_geometry
 from glioscope_common.dicomweb import DicomWeb, OrthancRest, dicom_json_value
 from glioscope_common.errors import Conflict, InvalidInput, NotFound, UnprocessableInput, UpstreamUnavailable
@@ -291,7 +291,7 @@ class StudyService:
     # -- reads and actions -------------------------------------------------------------------
     def get(self, study_uid: str, projects: Sequence[str] | None = None) -> Study:
         """The study, if it is in one of `projects` (None: any); otherwise NotFound, as if it did not exist."""
-        with session_scope(self._sessions) as session:
+        with read_scope(self._sessions) as session:
             study = repository.get_study(session, study_uid)
             if study is None or not _visible(study.project, projects):
                 raise NotFound("no such study")
@@ -306,7 +306,7 @@ class StudyService:
         projects: Sequence[str] | None = None,
         search_identifiers: bool = True,
     ) -> Sequence[Study]:
-        with session_scope(self._sessions) as session:
+        with read_scope(self._sessions) as session:
             return repository.list_studies(session, status=status, search=search, limit=limit, offset=offset,
                                            projects=projects, search_identifiers=search_identifiers)
 
@@ -357,7 +357,7 @@ class StudyService:
 
     def get_job(self, job_id: str, projects: Sequence[str] | None = None) -> Job:
         """The job (its `study` loaded), if its study is in one of `projects` (None: any)."""
-        with session_scope(self._sessions) as session:
+        with read_scope(self._sessions) as session:
             job = repository.get_job(session, job_id)
             if job is None or not _visible(job.study.project, projects):
                 raise NotFound("no such job")
