@@ -4,8 +4,9 @@ Shared by the gateway (to answer 422 before queuing a job) and the inference wor
 
 Rules, in order:
 1. `overrides` (role -> series uid) always win; an overridden series is not used for another role.
-2. Series that cannot be a structural input are ignored: non-MR modality, ImageType DERIVED or
-   LOCALIZER/SCOUT, localizer/diffusion/perfusion/susceptibility/angio descriptions, fewer than
+2. Series that cannot be a structural input are ignored: non-MR modality, ImageType
+   LOCALIZER/SCOUT/MIP/PROJECTION/SUBTRACTION or a diffusion/perfusion map,
+   localizer/diffusion/perfusion/susceptibility/angio descriptions, fewer than
    `MIN_INSTANCES` images (a 3-D series stored as one multi-frame instance is accepted when
    MRAcquisitionType is 3D).
 3. Each remaining series gets a role from its SeriesDescription + ProtocolName keywords (flair,
@@ -15,8 +16,9 @@ Rules, in order:
    TE <= 30 ms and TR <= 1200 ms (spin echo or gradient echo), or TE < 10 ms and TR < 3000 ms -> T1.
 4. A T1 series is T1c when ContrastBolusAgent is set (and is not "none"), or its text says post /
    +C / C+ / Gd / gado / contrast / CE / KM / enhanced, unless it says pre / without / "non".
-5. Several candidates for one role: keyword-identified before physics-only, primary before derived,
-   3-D before 2-D, then more slices.
+5. Several candidates for one role: primary before derived (a DERIVED reformat, e.g. an MPR of the
+   post-contrast 3-D T1, is used only when no acquired series has the role; some sites send only
+   that), then keyword-identified before physics-only, 3-D before 2-D, then more slices.
 
 Nothing here raises: `missing_sequences` tells the caller what is absent.
 """
@@ -46,6 +48,8 @@ _POST = re.compile(
 )
 _PRE = re.compile(r"(\bpre\b|\bprecontrast|\bpre ?gd|\bwithout\b|\bnon ?contrast|\bnative\b|\bnat\b|\bw ?o\b)")
 _NO_AGENT = {"", "none", "no", "n/a", "na", "0", "nein"}
+# ImageType values of computed maps (derived series that are not anatomical images)
+_MAP_IMAGE_TYPES = {"DIFFUSION", "ADC", "TRACEW", "EADC", "FA", "PERFUSION", "CBV", "CBF", "MTT", "TTP", "T1 MAP", "T2 MAP"}
 
 
 @dataclass
@@ -174,7 +178,9 @@ def is_candidate(s: SeriesInfo) -> bool:
     if s.modality and s.modality.upper() != "MR":
         return False
     image_type = s.image_type.upper()
-    if any(word in image_type for word in ("LOCALIZER", "SCOUT", "DERIVED", "MIP", "PROJECTION")):
+    if any(word in image_type for word in ("LOCALIZER", "SCOUT", "MIP", "PROJECTION", "SUBTRACTION")):
+        return False
+    if set(image_type.split("\\")) & _MAP_IMAGE_TYPES:
         return False
     if _IGNORE_TEXT.search(s.text):
         return False
@@ -265,7 +271,7 @@ def identify_sequences(
         role, confidence = classify(s)
         if role is None or role in mapping:
             continue
-        rank = (confidence, not s.is_derived, s.is_3d, s.number_of_instances)
+        rank = (not s.is_derived, confidence, s.is_3d, s.number_of_instances)
         candidates[role].append((rank, s))
 
     for role in ROLES:

@@ -214,9 +214,16 @@ def test_gateway_collectors_register_beside_the_job_counter(tmp_path) -> None:  
 
     url = f"sqlite:///{tmp_path / 'records.db'}"
     migrate(url)
+    # A gateway app created by an earlier test in this process holds the names: step it aside.
+    earlier = [c for c in list(REGISTRY._collector_to_names)
+               if isinstance(c, (metrics.JobsByStateCollector, metrics.QueueDepthCollector))]
+    for collector in earlier:
+        REGISTRY.unregister(collector)
     collectors = metrics.register_gateway_collectors(make_session_factory(make_engine(url)), f"sqla+sqlite:///{tmp_path / 'b.db'}")
     try:
         assert REGISTRY.get_sample_value("glioscope_jobs_current", {"state": "queued"}) == 0
     finally:
         for collector in collectors:
             REGISTRY.unregister(collector)
+        for collector in earlier:
+            REGISTRY.register(collector)

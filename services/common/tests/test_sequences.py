@@ -71,14 +71,22 @@ def test_pre_is_not_post_and_t1_flair_is_t1():
     assert classify(s("x", "T1+C", te=10, tr=500))[0] == "T1c"
 
 
-def test_localizer_derived_and_few_instances_ignored():
+def test_localizer_maps_subtractions_and_few_instances_ignored():
     series = [
         s("loc", "AAHead_Scout", te=1.4, tr=3.2, n=128, image_type="ORIGINAL\\PRIMARY\\M\\NORM\\LOCALIZER"),
-        s("der", "T1 post reformat", te=3, tr=8, n=180, image_type="DERIVED\\SECONDARY\\MPR", agent="Gd"),
+        s("sub", "T1 post", te=3, tr=8, n=180, image_type="DERIVED\\SECONDARY\\SUBTRACTION", agent="Gd"),
+        s("map", "series 9", te=90, tr=4000, n=30, image_type="DERIVED\\PRIMARY\\DIFFUSION\\ADC"),
         s("few", "T2 tra", te=90, tr=4000, n=3),
     ]
     assert identify_sequences(series) == {}
     assert missing_sequences({}) == ["T1", "T1c", "T2", "FLAIR"]
+
+
+def test_a_derived_reformat_is_used_only_without_an_acquired_series():
+    reformat = s("der", "T1 post reformat", te=3, tr=8, n=180, image_type="DERIVED\\SECONDARY\\MPR", agent="Gd")
+    assert identify_sequences([reformat]) == {"T1c": "der"}
+    acquired = s("t1c", "series 12", te=12, tr=550, n=24, agent="Gd")  # physics only, 2-D, fewer slices
+    assert identify_sequences([reformat, acquired]) == {"T1c": "t1c"}
 
 
 def test_override_wins_and_is_not_reused():

@@ -16,7 +16,7 @@ from glioscope_common.dicom_volume import series_geometry
 from glioscope_common.dicomweb import DicomWeb, OrthancRest, dicom_json_value
 from glioscope_common.errors import Conflict, InvalidInput, NotFound, UnprocessableInput, UpstreamUnavailable
 from glioscope_common.model_metadata import SEQUENCES
-from glioscope_common.records.models import Job, JobState, Series, Study, StudyStatus
+from glioscope_common.records.models import Job, JobKind, JobState, Series, Study, StudyStatus
 from glioscope_common.sequences import SeriesInfo, identify_sequences, missing_sequences
 from glioscope_gateway.jobs.queue import JobQueue
 from glioscope_gateway.studies import repository
@@ -100,6 +100,12 @@ def describe_missing(missing: Sequence[str], found: Sequence[SeriesInfo]) -> str
     )
 
 
+def latest_segmentation_job(study: Study) -> Job | None:
+    """The study's latest run of the model (edit jobs of corrected masks are not that)."""
+    runs = [job for job in study.jobs if job.kind == JobKind.segmentation]
+    return runs[-1] if runs else None
+
+
 @dataclass
 class ValidatedStudy:
     infos: dict[str, SeriesInfo]
@@ -163,7 +169,7 @@ class StudyService:
                 if not _visible(existing.project, visible):
                     raise Conflict("this study is already registered in a project you do not belong to")
                 instances = list(iter_instances(members))  # still refuse a bad upload clearly
-                return IngestOutcome(existing, existing.jobs[-1] if existing.jobs else None, False, len(instances))
+                return IngestOutcome(existing, latest_segmentation_job(existing), False, len(instances))
 
         instances: list[Instance] = []
         plan: list[ValidatedStudy] = []
