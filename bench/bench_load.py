@@ -159,6 +159,7 @@ def main() -> int:
         load_s = time.perf_counter() - started
 
         lost = 0
+        lost_detail: list[dict] = []
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             for item in uploaded:
                 deadline = time.monotonic() + 600
@@ -167,7 +168,9 @@ def main() -> int:
                     if job["state"] in ("succeeded", "failed"):
                         break
                     time.sleep(0.5)
-                lost += job["state"] != "succeeded"
+                if job["state"] != "succeeded":
+                    lost += 1
+                    lost_detail.append({"job": job["id"], "state": job["state"], "stage": job["stage"], "error": job["error"]})
         lost += args.studies - len(uploaded)
 
         total = sum(requests.values())
@@ -176,7 +179,7 @@ def main() -> int:
             "gateway_workers": args.gateway_workers, "worker_nice": args.worker_nice,
             "instances_per_study": len(studies[0]), "load_seconds": round(load_s, 1),
             "requests": total, "errors": sum(errors.values()),
-            "error_rate": round(sum(errors.values()) / max(total, 1), 4), "lost_jobs": lost,
+            "error_rate": round(sum(errors.values()) / max(total, 1), 4), "lost_jobs": lost, "lost_detail": lost_detail,
             "routes": {
                 route: {"n": len(v), "p50_ms": round(statistics.median(v) * 1000, 1),
                         "p95_ms": round(percentile(v, 0.95) * 1000, 1), "max_ms": round(max(v) * 1000, 1)}
