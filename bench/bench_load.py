@@ -47,6 +47,24 @@ def make_studies(folder: Path, count: int, shape: tuple[int, int, int]) -> list[
     return studies
 
 
+def production_env(database: str, orthanc: LocalOrthanc, work: Path, api_key: str) -> dict[str, str]:
+    """The services' environment: Postgres `database`, RabbitMQ, Redis, `orthanc`, onnxruntime."""
+    return {
+        "GLIOSCOPE_ENVIRONMENT": "test",
+        "GLIOSCOPE_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
+        "GLIOSCOPE_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+        "GLIOSCOPE_REDIS_URL": "redis://127.0.0.1:6379/13",
+        "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
+        "GLIOSCOPE_DICOMWEB_URL": orthanc.dicomweb_url,
+        "GLIOSCOPE_ORTHANC_URL": orthanc.url,
+        "GLIOSCOPE_NIFTI_ROOT": str(work / "nifti"),
+        "GLIOSCOPE_MODEL_REPOSITORY": os.environ.get("GLIOSCOPE_MODEL_REPOSITORY", str(ROOT / "model_repository")),
+        "GLIOSCOPE_BOOTSTRAP_API_KEY": api_key,
+        "GLIOSCOPE_JWT_SECRET": "bench-jwt-secret-" + secrets.token_hex(16),
+        "GLIOSCOPE_SERVICE_TOKEN": "bench-service-token-" + secrets.token_hex(8),
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
@@ -74,19 +92,7 @@ def main() -> int:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
     orthanc = LocalOrthanc(work / f"orthanc-{database}", stable_age=60).start()
-    env = {
-        "GLIOSCOPE_ENVIRONMENT": "test",
-        "GLIOSCOPE_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
-        "GLIOSCOPE_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
-        "GLIOSCOPE_REDIS_URL": "redis://127.0.0.1:6379/13",
-        "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
-        "GLIOSCOPE_DICOMWEB_URL": orthanc.dicomweb_url,
-        "GLIOSCOPE_ORTHANC_URL": orthanc.url,
-        "GLIOSCOPE_NIFTI_ROOT": str(work / "nifti"),
-        "GLIOSCOPE_MODEL_REPOSITORY": os.environ.get("GLIOSCOPE_MODEL_REPOSITORY", str(ROOT / "model_repository")),
-        "GLIOSCOPE_BOOTSTRAP_API_KEY": API_KEY,
-        "GLIOSCOPE_JWT_SECRET": "bench-jwt-secret-" + secrets.token_hex(16),
-        "GLIOSCOPE_SERVICE_TOKEN": "bench-service-token-" + secrets.token_hex(8),
+    env = production_env(database, orthanc, work, API_KEY) | {
         # The load is the point here: lift the per-caller upload rate limit.
         "GLIOSCOPE_UPLOAD_RATE_PER_MIN": "1000",
         "GLIOSCOPE_UPLOAD_BURST": "100",
