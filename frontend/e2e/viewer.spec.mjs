@@ -60,10 +60,20 @@ async function colourCounts(page, png, colours) {
   );
 }
 
+// The text of the first match, or null at once when there is none (a locator's textContent() would
+// wait for its 30 s timeout).
+async function textIfAny(page, selector) {
+  const found = page.locator(selector);
+  return (await found.count()) ? found.first().textContent() : null;
+}
+
 async function poll(page, predicate, timeoutMs, what) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (await page.evaluate(predicate)) return;
+    const started = Date.now();
+    const ok = await page.evaluate(predicate);
+    if (Date.now() - started > 2000) console.log(`POLL ${what}: one check took ${Date.now() - started} ms`);
+    if (ok) return;
     await page.waitForTimeout(100);
   }
   throw new Error(`timed out waiting for ${what}`);
@@ -185,17 +195,19 @@ try {
   if (expectSave) {
     const before = Number(await page.getAttribute('.viewer', 'data-shown-version'));
     assert(before >= 1, `a shown version (${before})`);
+    const clickAt = Date.now();
     await page.click('button[data-action=save-segmentation]');
-    const t0 = Date.now();
     await poll(page, () => {
       const v = document.querySelector('.viewer');
       return (v && Number(v.dataset.shownVersion) > 1 && !document.querySelector('[data-saving]')) || !!document.querySelector('.editing .error');
     }, 180_000, 'the new segmentation version');
-    const saveError = await page.locator('.editing .error').textContent().catch(() => null);
+    const saveError = await textIfAny(page, '.editing .error');
     assert(!saveError, `saving failed: ${saveError}`);
     const after = Number(await page.getAttribute('.viewer', 'data-shown-version'));
     const versions = await page.$$eval('.versions li[data-version]', (items) => items.map((li) => ({ version: Number(li.dataset.version), voxels: JSON.parse(li.dataset.voxels) })));
-    console.log(`SAVED version=${after} after ${Date.now() - t0} ms; versions ${JSON.stringify(versions)}`);
+    const saveSteps = await page.evaluate(() => window.__glioscopeTimings.save);
+    const { startedAt, endedAt, ...steps } = saveSteps;
+    console.log(`SAVED version=${after} save_ms=${endedAt - clickAt} (click to the new version shown; steps ${JSON.stringify(steps)}, started ${startedAt - clickAt} ms after the click); versions ${JSON.stringify(versions)}`);
     assert(after === before + 1, `the saved version follows the base (${before} → ${after})`);
     const [newest, base] = [versions.find((v) => v.version === after), versions.find((v) => v.version === before)];
     assert(newest && base && newest.voxels[paintSegment] !== base.voxels[paintSegment], `voxel count of segment ${paintSegment} changed`);
@@ -223,7 +235,7 @@ try {
   assert((await page.locator('pre.diff').first().textContent()).includes('+Reviewed in the viewer'), 'the diff shows the added line');
   await page.click('button[data-action=add-screenshot]');
   await poll(page, () => !!document.querySelector('[data-screenshots]') || !!document.querySelector('section.report .error'), 30_000, 'the screenshot attached');
-  assert(await page.locator('[data-screenshots]').count() === 1, `screenshot attached: ${await page.locator('section.report .error').textContent().catch(() => '')}`);
+  assert(await page.locator('[data-screenshots]').count() === 1, `screenshot attached: ${await textIfAny(page, 'section.report .error')}`);
   await page.screenshot({ path: join(artifacts, 'report-panel.png') });
   const [download] = await Promise.all([page.waitForEvent('download', { timeout: 60_000 }), page.click('button[data-action=download-pdf]')]);
   const pdfPath = join(artifacts, 'report.pdf');

@@ -49,6 +49,7 @@ interface Timings {
   volumeLoadedMs?: number;
   overlayMs?: number;
   surfaceMs?: number;
+  save?: Record<string, number>; // the last save's steps, ms
 }
 
 function publishTimings(t: Timings): void {
@@ -503,10 +504,18 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
     if (!labelmap || !t1cUid) return;
     setSaveError(null);
     setSaving({ message: 'Preparing the labelmap…' });
+    const steps: Record<string, number> = { startedAt: Date.now() };
+    let mark = performance.now();
+    const step = (name: string) => {
+      const now = performance.now();
+      steps[name] = Math.round(now - mark);
+      mark = now;
+    };
     try {
       const list = versions ?? (await loadVersions());
       const base = (list && latestVersion(list)?.version) ?? shownVersion ?? 1;
       const body = await newVersionBody(base, t1cUid, geometryOf(labelmap), labelmap.voxelManager.getCompleteScalarDataArray());
+      step('encode');
       setSaving({ message: 'Sending…' });
       let answer: { version: number; job_id: string };
       try {
@@ -516,13 +525,20 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         if (e instanceof ApiError) throw new Error(saveErrorMessage(e.status, e.message));
         throw e;
       }
+      step('post');
       setSaving({ message: `Version ${answer.version}: writing the DICOM-SEG and recomputing the measurements…` });
       const final = await followJob(api, answer.job_id, (j) => setSaving({ message: `Version ${answer.version}: ${stageLabel(j)}`, job: j }));
+      step('job');
       if (final.state === 'failed') throw new Error(`Saving version ${answer.version} failed: ${final.error ?? 'no reason given'}`);
       await loadVersions();
+      step('versions');
       await reloadVersion(answer.version);
+      step('reload');
       setMeasurementsKey((k) => k + 1);
       setSaving(null);
+      steps.endedAt = Date.now();
+      timings.current.save = steps;
+      publishTimings(timings.current);
     } catch (e) {
       setSaving(null);
       setSaveError((e as Error).message);
