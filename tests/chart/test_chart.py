@@ -321,6 +321,9 @@ def test_one_worker_deployment_per_enabled_queue() -> None:
     assert len(watchers) == 1 and watchers[0]["spec"]["replicas"] == 1
     gateway_env = {e["name"]: e.get("value") for o in objects if o["kind"] == "Deployment" and component(o) == "gateway" for e in pod_spec(o)["containers"][0]["env"]}
     assert gateway_env["GLIOSCOPE_ORTHANC_WATCHER"] == "false", "only the watcher Deployment watches Orthanc"
+    assert gateway_env["GLIOSCOPE_UPLOAD_PROCESSES"] == "2"
+    watcher_env = {e["name"]: e.get("value") for e in pod_spec(watchers[0])["containers"][0]["env"]}
+    assert watcher_env["GLIOSCOPE_UPLOAD_PROCESSES"] == "0", "the watcher takes no uploads"
 
 
 def test_network_policies_default_deny_and_allow_the_design_flows() -> None:
