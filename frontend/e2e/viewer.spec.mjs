@@ -60,6 +60,29 @@ async function colourCounts(page, png, colours) {
   );
 }
 
+// The rendered image of a viewport (its Cornerstone canvas, without the SVG annotation layer) kept
+// in the page under `key`, and the share of its pixels that changed since (any channel by > 24).
+async function keepCanvas(page, viewport, key) {
+  await page.evaluate(({ viewport, key }) => {
+    const canvas = document.querySelector(`[data-viewport=${viewport}] canvas`);
+    const copy = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    (window.__kept ??= {})[key] = copy;
+  }, { viewport, key });
+}
+async function changedSince(page, viewport, key) {
+  return page.evaluate(({ viewport, key }) => {
+    const canvas = document.querySelector(`[data-viewport=${viewport}] canvas`);
+    const now = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const then = window.__kept[key].data;
+    if (then.length !== now.length) return 1;
+    let changed = 0;
+    for (let p = 0; p < now.length; p += 4) {
+      if (Math.abs(now[p] - then[p]) > 24 || Math.abs(now[p + 1] - then[p + 1]) > 24 || Math.abs(now[p + 2] - then[p + 2]) > 24) changed++;
+    }
+    return changed / (now.length / 4);
+  }, { viewport, key });
+}
+
 // The text of the first match, or null at once when there is none (a locator's textContent() would
 // wait for its 30 s timeout).
 async function textIfAny(page, selector) {
@@ -140,6 +163,24 @@ try {
   assert(after.counts[target] < Math.max(5, count * 0.02), `segment ${target} hidden: ${after.counts[target]} pixels left of ${count}`);
   assert(after.coloured < axial.coloured, 'fewer coloured pixels once a segment is hidden');
   await page.click(`input[data-segment="${target}"]`);
+
+  // per-segment opacity: 0 → the segment's fill is gone (its 1-pixel outline stays), 1 → back, and
+  // brighter than the default; the other segments keep theirs
+  await page.waitForTimeout(500);
+  const opacityOf = async (value, name) => {
+    await page.fill(`input[data-opacity-segment="${target}"]`, value);
+    await page.waitForTimeout(600);
+    return colourCounts(page, await page.locator('[data-viewport=axial]').screenshot({ path: join(artifacts, name) }), colours);
+  };
+  const transparent = await opacityOf('0', `axial-segment-${target}-opacity-0.png`);
+  const opaque = await opacityOf('1', `axial-segment-${target}-opacity-1.png`);
+  const restored = await opacityOf('0.55', `axial-segment-${target}-opacity-default.png`);
+  console.log(`OPACITY segment=${target} default=${count} 0=${transparent.counts[target]} 1=${opaque.counts[target]} back=${restored.counts[target]} ${JSON.stringify({ transparent, opaque })}`);
+  assert(transparent.counts[target] < count * 0.5, `segment ${target} at opacity 0: its fill gone (${count} → ${transparent.counts[target]} pixels, the outline stays)`);
+  assert(opaque.counts[target] >= count * 0.9, `segment ${target} at opacity 1: its pixels back (${count} → ${opaque.counts[target]})`);
+  assert(Math.abs(restored.counts[target] - count) < Math.max(30, count * 0.05), `segment ${target} back at the default opacity (${count} → ${restored.counts[target]})`);
+  for (const other of Object.keys(colours).filter((k) => k !== target && axial.counts[k] > 50))
+    assert(transparent.counts[other] > axial.counts[other] * 0.8, `segment ${other} keeps its opacity (${axial.counts[other]} → ${transparent.counts[other]})`);
 
   await page.waitForTimeout(500);
 
@@ -251,6 +292,47 @@ try {
   await page.waitForSelector('[aria-label=Addenda]', { timeout: 60_000 });
   await page.screenshot({ path: join(artifacts, 'report-signed.png') });
   await page.getByRole('button', { name: 'Segments', exact: true }).click();
+
+  // crosshairs: a drag in the axial view moves the sagittal and coronal slices (their rendered images
+  // change); the axial image itself stays; back to window/level, the reference lines go
+  await page.click('button[data-mode=crosshairs]');
+  await page.waitForTimeout(800);
+  const crossLines = await page.locator('[data-viewport=sagittal] svg line').count();
+  for (const id of ['axial', 'sagittal', 'coronal']) await keepCanvas(page, id, `cross-${id}`);
+  const axialBox = await page.locator('[data-viewport=axial]').boundingBox();
+  const [ax, ay] = [axialBox.x + axialBox.width / 2, axialBox.y + axialBox.height / 2];
+  // (the crosshairs start at the tumour's centre, up and right of the view's centre: end away from it)
+  await page.mouse.move(ax + axialBox.width * 0.1, ay - axialBox.height * 0.2);
+  await page.mouse.down();
+  await page.mouse.move(ax - axialBox.width * 0.15, ay + axialBox.height * 0.15, { steps: 15 });
+  await page.mouse.up();
+  await page.waitForTimeout(800);
+  await page.screenshot({ path: join(artifacts, 'viewer-crosshairs.png') });
+  const moved = {};
+  for (const id of ['axial', 'sagittal', 'coronal']) moved[id] = await changedSince(page, id, `cross-${id}`);
+  console.log(`CROSSHAIRS lines_in_sagittal=${crossLines} changed=${JSON.stringify(moved)}`);
+  assert(crossLines > 0, 'the crosshairs draw reference lines in the sagittal view');
+  assert(moved.sagittal > 0.01 && moved.coronal > 0.01, `the sagittal and coronal images follow the drag (${JSON.stringify(moved)})`);
+  assert(moved.axial < moved.sagittal && moved.axial < moved.coronal, `the axial image stays (${JSON.stringify(moved)})`);
+  await page.click('button[data-mode=crosshairs]');
+  await page.waitForTimeout(500);
+  const linesLeft = await page.locator('[data-viewport=sagittal] svg line').count();
+  assert(linesLeft === 0, `no reference lines once the crosshairs are off (${linesLeft})`);
+  // the brush still paints after the crosshairs (one primary-button tool at a time), then undone
+  const beforeBrush = await colourCounts(page, await page.locator('[data-viewport=axial]').screenshot(), colours);
+  await page.click('button[data-mode=brush]');
+  await page.mouse.move(cx - box.width * 0.25, cy - box.height * 0.2);
+  await page.mouse.down();
+  await page.mouse.move(cx + box.width * 0.25, cy - box.height * 0.2, { steps: 20 });
+  await page.mouse.up();
+  await poll(page, () => Number(document.querySelector('.viewer')?.dataset.strokes) > 0, 10_000, 'the stroke after the crosshairs');
+  await page.click('button[data-mode=navigate]');
+  await page.waitForTimeout(500);
+  const brushAgain = await colourCounts(page, await page.locator('[data-viewport=axial]').screenshot({ path: join(artifacts, 'axial-brush-after-crosshairs.png') }), colours);
+  console.log(`BRUSH_AFTER_CROSSHAIRS segment=${paintSegment} ${beforeBrush.counts[paintSegment]} → ${brushAgain.counts[paintSegment]}`);
+  assert(brushAgain.counts[paintSegment] > beforeBrush.counts[paintSegment] + 50, `the brush paints after the crosshairs (${beforeBrush.counts[paintSegment]} → ${brushAgain.counts[paintSegment]})`);
+  await page.getByRole('button', { name: 'Undo' }).click();
+  await poll(page, () => document.querySelector('.viewer')?.dataset.strokes === '0', 10_000, 'the stroke after the crosshairs undone');
 
   // the sequence switch loads another series into the three viewports
   await page.getByRole('button', { name: 'FLAIR', exact: true }).click();

@@ -29,6 +29,7 @@ import {
 } from './cornerstone';
 import { parseSeg, rasterise, type Segment } from './dicomSeg';
 import { PRESETS, applyPreset, type VoiRange } from './presets';
+import { DEFAULT_FILL_ALPHA, opacityOf, segmentFillStyle } from './segmentStyle';
 import { Measurements } from './Measurements';
 
 const VIEWPORTS = [
@@ -84,6 +85,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
   const [sequence, setSequence] = useState<string>('T1c');
   const [segments, setSegments] = useState<Segment[]>([]);
   const [hidden, setHidden] = useState<Set<number>>(new Set());
+  const [opacities, setOpacities] = useState<Record<number, number>>({}); // fill opacity per segment (default DEFAULT_FILL_ALPHA)
   const [status, setStatus] = useState('Loading the study…');
   const [overlayReady, setOverlayReady] = useState(false);
   const [frameReady, setFrameReady] = useState(false);
@@ -167,6 +169,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         }
       }
       try {
+        segmentation.segmentationStyle.clearSegmentationStyle(SEG_ID); // per-segment opacities
         segmentation.removeAllSegmentations();
       } catch {
         /* nothing to remove */
@@ -268,7 +271,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
           },
         ]);
         await segmentation.addLabelmapRepresentationToViewportMap(Object.fromEntries(MPR_IDS.map((id) => [id, [{ segmentationId: SEG_ID }]])));
-        segmentation.segmentationStyle.setStyle({ type: LABELMAP }, { fillAlpha: 0.55, outlineWidth: 1, renderOutline: true });
+        segmentation.segmentationStyle.setStyle({ type: LABELMAP }, { fillAlpha: DEFAULT_FILL_ALPHA, outlineWidth: 1, renderOutline: true });
         for (const id of MPR_IDS)
           for (const s of seg.segments) segmentation.config.color.setSegmentIndexColor(id, SEG_ID, s.number, [...s.rgb, 255] as Types.Color);
       }
@@ -401,6 +404,15 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
     }
   };
 
+  /** One segment's fill opacity in the three MPR views (the outline stays). */
+  const chooseOpacity = (number: number, opacity: number) => {
+    const style = segmentFillStyle(opacity);
+    setOpacities((o) => ({ ...o, [number]: style.fillAlpha }));
+    segmentation.segmentationStyle.setStyle({ type: LABELMAP, segmentationId: SEG_ID, segmentIndex: number }, style);
+    toolUtilities.segmentation.triggerSegmentationRenderBySegmentationId(SEG_ID);
+    renderingEngine().renderViewports(MPR_IDS);
+  };
+
   const choosePreset = (id: string) => {
     const engine = renderingEngine();
     const first = engine.getViewport('axial') as Types.IVolumeViewport | undefined;
@@ -436,14 +448,14 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
   // stroke into several entries); 20 strokes at most.
   const history = useRef<Uint8Array[]>([]);
   const strokeStarted = (e: PointerEvent) => {
-    if (mode === 'navigate' || e.button !== 0) return;
+    if ((mode !== 'brush' && mode !== 'eraser') || e.button !== 0) return;
     const labelmap = cache.getVolume(LABELMAP_ID) as LabelVolume | undefined;
     if (!labelmap) return;
     history.current.push(new Uint8Array(labelmap.voxelManager.getCompleteScalarDataArray() as Uint8Array));
     if (history.current.length > 20) history.current.shift();
   };
   const strokeEnded = () => {
-    if (mode === 'navigate') return;
+    if (mode !== 'brush' && mode !== 'eraser') return;
     setStrokes(history.current.length);
     setEdits((n) => n + 1);
   };
@@ -599,6 +611,16 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
             ))}
           </select>
         </label>
+        <button
+          className={mode === 'crosshairs' ? 'active' : ''}
+          aria-pressed={mode === 'crosshairs'}
+          disabled={!frameReady}
+          onClick={() => chooseMode(mode === 'crosshairs' ? 'navigate' : 'crosshairs')}
+          data-mode="crosshairs"
+          title="Click or drag in one view to move the other two to that point"
+        >
+          Crosshairs
+        </button>
         <span className="group" role="group" aria-label="Panel">
           <button className={panel === 'segments' ? 'active' : ''} onClick={() => setPanel('segments')}>Segments</button>
           <button className={panel === 'report' ? 'active' : ''} onClick={() => setPanel('report')} disabled={!segmented}>Report</button>
@@ -624,7 +646,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
             <div key={v.id} className="viewport-cell">
               <div className="viewport-label">{v.label}</div>
               <div
-                className={`viewport ${mode !== 'navigate' ? 'editing' : ''}`}
+                className={`viewport ${mode === 'brush' || mode === 'eraser' ? 'editing' : ''}`}
                 data-viewport={v.id}
                 ref={(el) => void (elements.current[v.id] = el)}
                 onContextMenu={(e) => e.preventDefault()}
@@ -670,6 +692,18 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
                       <span className="swatch" style={{ background: `rgb(${s.rgb.join(',')})` }} />
                       {s.label}
                     </label>
+                    <input
+                      type="range"
+                      className="opacity"
+                      min={0}
+                      max={1}
+                      step={0.05}
+                      value={opacityOf(opacities, s.number)}
+                      onChange={(e) => chooseOpacity(s.number, Number(e.target.value))}
+                      data-opacity-segment={s.number}
+                      aria-label={`Opacity of ${s.label}`}
+                      title={`Fill opacity ${Math.round(opacityOf(opacities, s.number) * 100)} %`}
+                    />
                   </li>
                 ))}
               </ul>

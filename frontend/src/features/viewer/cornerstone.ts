@@ -13,6 +13,7 @@ import {
 import dicomImageLoader, { init as loaderInit } from '@cornerstonejs/dicom-image-loader';
 import {
   BrushTool,
+  CrosshairsTool,
   PanTool,
   StackScrollTool,
   ToolGroupManager,
@@ -53,7 +54,7 @@ export function initCornerstone(): Promise<void> {
         'cornerstoneStreamingImageVolume',
         cornerstoneStreamingImageVolumeLoader as unknown as Types.VolumeLoaderFn,
       );
-      for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, BrushTool, TrackballRotateTool]) addTool(tool);
+      for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, BrushTool, TrackballRotateTool, CrosshairsTool]) addTool(tool);
       const group = ToolGroupManager.createToolGroup(TOOL_GROUP_ID)!;
       group.addTool(WindowLevelTool.toolName);
       group.addTool(PanTool.toolName);
@@ -62,6 +63,8 @@ export function initCornerstone(): Promise<void> {
       // Brush and eraser: two instances of the BrushTool with a circular strategy each.
       group.addToolInstance(BRUSH, BrushTool.toolName, { activeStrategy: 'FILL_INSIDE_CIRCLE', brushSize: 6 });
       group.addToolInstance(ERASER, BrushTool.toolName, { activeStrategy: 'ERASE_INSIDE_CIRCLE', brushSize: 6 });
+      // Crosshairs: disabled (no reference lines, no handles to catch a brush stroke) unless chosen.
+      group.addTool(CrosshairsTool.toolName, { getReferenceLineColor: crosshairColour });
       const { MouseBindings } = ToolEnums;
       group.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
       group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
@@ -81,15 +84,27 @@ export function initCornerstone(): Promise<void> {
 
 export const BRUSH = 'CircularBrush';
 export const ERASER = 'CircularEraser';
-export type EditMode = 'navigate' | 'brush' | 'eraser';
+export type EditMode = 'navigate' | 'crosshairs' | 'brush' | 'eraser';
 
-/** What the primary mouse button does: window/level, paint or erase. */
+const CROSSHAIR_COLOURS: Record<string, string> = { axial: 'rgb(255, 255, 0)', sagittal: 'rgb(0, 200, 255)', coronal: 'rgb(255, 120, 255)' };
+/** Each viewport's reference line in the others has that viewport's colour. */
+function crosshairColour(viewportId: string): string {
+  return CROSSHAIR_COLOURS[viewportId] ?? 'rgb(255, 255, 0)';
+}
+
+/**
+ * What the primary mouse button does: window/level, crosshairs (click or drag in one view moves the
+ * others' slices), paint or erase. Only one of them is bound at a time; the crosshairs are disabled
+ * outside their mode, as passive crosshairs still draw handles that would catch brush strokes.
+ */
 export function setEditMode(mode: EditMode): void {
   const group = ToolGroupManager.getToolGroup(TOOL_GROUP_ID);
   if (!group) return;
   const primary = [{ mouseButton: ToolEnums.MouseBindings.Primary }];
   for (const name of [WindowLevelTool.toolName, BRUSH, ERASER]) group.setToolPassive(name, { removeAllBindings: true });
-  const tool = mode === 'brush' ? BRUSH : mode === 'eraser' ? ERASER : WindowLevelTool.toolName;
+  if (mode !== 'crosshairs' && group.getToolOptions(CrosshairsTool.toolName)?.mode !== ToolEnums.ToolModes.Disabled)
+    group.setToolDisabled(CrosshairsTool.toolName);
+  const tool = mode === 'brush' ? BRUSH : mode === 'eraser' ? ERASER : mode === 'crosshairs' ? CrosshairsTool.toolName : WindowLevelTool.toolName;
   group.setToolActive(tool, { bindings: primary });
 }
 
