@@ -25,6 +25,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -35,6 +36,8 @@ __all__ = [
     "LocalTriton",
     "ServiceStartError",
     "free_port",
+    "stop_process_group",
+    "wait_until_ready",
     "orthanc_binary",
     "dicomweb_plugin",
     "tritonserver_binary",
@@ -85,25 +88,47 @@ def _log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(parts)
 
 
-def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+def stop_process_group(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Send `sig` to the process's group, wait `timeout`, then SIGKILL it. The child leads its own
+    session (start_new_session=True), so the processes it started (Triton's Python backend stubs,
+    Celery's pool, uvicorn's workers) go with it. Shared by these services and `stack.LocalStack`."""
     if proc is None or proc.poll() is not None:
         return
-    # The child leads its own session (start_new_session=True): signal its process group, so helper
-    # processes it started (Triton's Python backend stubs) go with it.
-    def signal_group(sig: int) -> None:
+
+    def signal_group(signal_number: int) -> None:
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(proc.pid, signal_number)
         except (ProcessLookupError, PermissionError):
-            proc.send_signal(sig)
+            proc.send_signal(signal_number)
 
     try:
-        signal_group(signal.SIGTERM)
+        signal_group(sig)
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         signal_group(signal.SIGKILL)
         proc.wait(timeout=5)
     except ProcessLookupError:
         pass
+
+
+def wait_until_ready(
+    name: str, proc: subprocess.Popen[bytes] | None, log_path: Path, ready: Callable[[], bool | str], timeout: float
+) -> None:
+    """Poll `ready` (True, or a string saying why not yet) until it is True; ServiceStartError with
+    the log's tail when the process exits first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    last = "not ready"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServiceStartError(
+                f"{name} exited with code {proc.returncode} before it was ready; log {log_path}:\n{_log_tail(log_path)}"
+            )
+        answer = ready()
+        if answer is True:
+            return
+        last = answer or "not ready"
+        time.sleep(0.1)
+    raise ServiceStartError(f"{name} not ready after {timeout:.0f} s ({last}); log {log_path}:\n{_log_tail(log_path)}")
 
 
 class _Process:
@@ -126,31 +151,23 @@ class _Process:
         return self._proc is not None and self._proc.poll() is None
 
     def _wait_ready(self, url: str, timeout: float, accept: int = 200) -> None:
-        deadline = time.monotonic() + timeout
-        last = "no answer"
         with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self._proc is not None and self._proc.poll() is not None:
-                    message = (
-                        f"{self.name} exited with code {self._proc.returncode} before it was ready; "
-                        f"log {self.log_path}:\n{_log_tail(self.log_path)}"
-                    )
-                    self.stop()
-                    raise ServiceStartError(message)
+
+            def ready() -> bool | str:
                 try:
                     r = client.get(url)
-                    if r.status_code == accept:
-                        return
-                    last = f"HTTP {r.status_code}"
                 except httpx.HTTPError as e:
-                    last = repr(e)
-                time.sleep(0.1)
-        message = f"{self.name} not ready at {url} after {timeout:.0f} s ({last}); log {self.log_path}:\n{_log_tail(self.log_path)}"
-        self.stop()
-        raise ServiceStartError(message)
+                    return repr(e)
+                return True if r.status_code == accept else f"HTTP {r.status_code} from {url}"
+
+            try:
+                wait_until_ready(self.name, self._proc, self.log_path, ready, timeout)
+            except ServiceStartError:
+                self.stop()
+                raise
 
     def stop(self) -> None:
-        _stop_process(self._proc)
+        stop_process_group(self._proc)
         self._proc = None
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from glioscope_common.local_services import free_port
+from glioscope_common.local_services import free_port, stop_process_group, wait_until_ready
 
 
 @dataclass
@@ -39,28 +38,22 @@ class ServiceProcess:
         )
         log.close()
 
-    def _ready(self) -> bool:
+    def _ready(self) -> bool | str:
         if self.ready_marker is not None:
             try:
-                return self.ready_marker in self.log_path.read_text(errors="replace")
+                return self.ready_marker in self.log_path.read_text(errors="replace") or "no ready line in the log yet"
             except OSError:
-                return False
+                return "no log yet"
         if self.health_url is None:
             return True
         try:
-            return httpx.get(self.health_url, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+            status = httpx.get(self.health_url, timeout=2).status_code
+        except httpx.HTTPError as exc:
+            return repr(exc)
+        return True if status == 200 else f"HTTP {status} from {self.health_url}"
 
     def wait_healthy(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            if self._ready():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not become healthy in {timeout_s} s:\n{self.log_tail()}")
+        wait_until_ready(self.name, self.process, self.log_path, self._ready, timeout_s)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -69,16 +62,7 @@ class ServiceProcess:
             return "(no log)"
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        except ProcessLookupError:
-            pass
+        stop_process_group(self.process, sig, timeout_s)
 
     def kill(self) -> None:
         """SIGKILL the whole process group (a crash, for fault tests)."""
