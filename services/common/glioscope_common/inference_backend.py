@@ -6,7 +6,10 @@ Chosen by `GLIOSCOPE_INFERENCE_URL`: "onnxruntime" or "grpc://host:8001".
 
 from __future__ import annotations
 
+import queue
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -93,31 +96,44 @@ class TritonBackend:
         self.input_name = input_name
         self.output_name = output_name
         self.requests_in_flight = max(1, int(requests_in_flight))
-        # tritonclient's gRPC client reuses one request message: one client per thread.
-        self._local = threading.local()
+        # tritonclient's gRPC client reuses one request message, so a client serves one call at a
+        # time: calls check one out of this pool and put it back (as many clients as calls at once).
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
         self._ready = False
 
-    def _get_client(self):
-        client = getattr(self._local, "client", None)
-        if client is None:
+    @contextmanager
+    def _client(self) -> Iterator[Any]:
+        try:
+            client = self._idle.get_nowait()
+        except queue.Empty:
             import tritonclient.grpc as grpcclient
 
             try:
                 client = grpcclient.InferenceServerClient(url=self.address)
             except Exception as exc:  # bad address format etc.
                 raise UpstreamUnavailable(f"cannot create a Triton client for {self.url}: {exc}") from exc
-            self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
-        return client
+        try:
+            yield client
+        finally:
+            self._idle.put(client)
+
+    @property
+    def client_count(self) -> int:
+        """gRPC clients (channels) this backend holds: at most the calls it ever ran at once."""
+        with self._clients_lock:
+            return len(self._clients)
 
     def check_ready(self) -> None:
-        client = self._get_client()
         try:
-            live = client.is_server_live(client_timeout=self.timeout_s)
-            ready = live and client.is_model_ready(self.model_name, self.model_version, client_timeout=self.timeout_s)
+            with self._client() as client:
+                live = client.is_server_live(client_timeout=self.timeout_s)
+                ready = live and client.is_model_ready(self.model_name, self.model_version, client_timeout=self.timeout_s)
+        except UpstreamUnavailable:
+            raise
         except Exception as exc:
             raise UpstreamUnavailable(f"Triton at {self.url} is unreachable: {_short(exc)}") from exc
         if not live:
@@ -132,16 +148,18 @@ class TritonBackend:
 
         if not self._ready:
             self.check_ready()
-        client = self._get_client()
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         inp = grpcclient.InferInput(self.input_name, list(batch.shape), "FP32")
         inp.set_data_from_numpy(batch)
         out = grpcclient.InferRequestedOutput(self.output_name)
         try:
-            result = client.infer(
-                self.model_name, [inp], model_version=self.model_version, outputs=[out],
-                client_timeout=self.timeout_s,
-            )
+            with self._client() as client:
+                result = client.infer(
+                    self.model_name, [inp], model_version=self.model_version, outputs=[out],
+                    client_timeout=self.timeout_s,
+                )
+        except UpstreamUnavailable:
+            raise
         except Exception as exc:
             self._ready = False
             raise UpstreamUnavailable(f"Triton inference on {self.model_name} at {self.url} failed: {_short(exc)}") from exc
@@ -153,7 +171,7 @@ class TritonBackend:
     def close(self) -> None:
         with self._clients_lock:
             clients, self._clients = self._clients, []
-        self._local = threading.local()
+        self._idle = queue.SimpleQueue()
         self._ready = False
         for client in clients:
             client.close()

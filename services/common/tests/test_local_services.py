@@ -213,6 +213,27 @@ def test_triton_serves_the_tiny_onnx_model_over_grpc(triton) -> None:
 
 
 @pytest.mark.services
+def test_triton_backend_reuses_its_clients_across_jobs(triton) -> None:
+    """Every job runs its requests from new threads; the backend must not open a channel per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from glioscope_common.inference_backend import TritonBackend
+
+    backend = TritonBackend(triton.grpc_url, "tiny", requests_in_flight=2)
+    x = np.random.default_rng(1).standard_normal((1, 4, 8, 8, 8)).astype(np.float32)
+    try:
+        for _job in range(4):
+            with ThreadPoolExecutor(max_workers=2) as pool:  # what sliding_window_inference does per job
+                outputs = list(pool.map(lambda _: backend.infer(x), range(6)))
+            for out in outputs:
+                np.testing.assert_allclose(out, 2 * x, rtol=1e-6)
+        assert 1 <= backend.client_count <= 2
+    finally:
+        backend.close()
+    assert backend.client_count == 0
+
+
+@pytest.mark.services
 def test_triton_reports_a_broken_model_with_its_log(tmp_path: Path) -> None:
     pytest.importorskip("pytriton")
     from glioscope_common.local_services import LocalTriton

@@ -68,6 +68,11 @@ class Study(RecordsBase):
     series: Mapped[list[Series]] = relationship(back_populates="study", cascade="all, delete-orphan", order_by="Series.series_number")
     jobs: Mapped[list[Job]] = relationship(back_populates="study", cascade="all, delete-orphan", order_by="Job.created_at")
 
+    @property
+    def model_runs(self) -> list[Job]:
+        """The runs of the model, oldest first (edit jobs of corrected masks are not among them)."""
+        return [job for job in self.jobs if job.kind == JobKind.segmentation]
+
 
 class Series(RecordsBase):
     __tablename__ = "series"

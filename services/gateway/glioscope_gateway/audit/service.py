@@ -107,7 +107,7 @@ class AuditLog:
         future: Future[None] = Future()
         with self._wake:
             self._pending.append((event, future))
-            if self._writer is None or not self._writer.is_alive():
+            if self._writer is None:  # the writer clears it, under this lock, when it stops
                 self._closing = False
                 self._writer = threading.Thread(target=self._write_loop, name="audit-writer", daemon=True)
                 self._writer.start()
@@ -120,13 +120,14 @@ class AuditLog:
                 while not self._pending and not self._closing:
                     self._wake.wait()
                 if not self._pending:
+                    self._writer = None  # a later submit starts a new writer
                     return
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             try:
                 with session_scope(self._sessions) as session:
                     session.add_all([event for event, _ in batch])
             except BaseException as exc:
-                logger.error("audit write failed (%d events)", len(batch))
+                logger.exception("audit write failed (%d events)", len(batch))
                 for _, future in batch:
                     future.set_exception(exc)
             else:

@@ -66,7 +66,7 @@ class Version:
 
 def latest_model_job(study: Study) -> Job | None:
     """The latest succeeded segmentation job: its output is version 1 of the current chain."""
-    done = [j for j in study.jobs if j.kind == JobKind.segmentation and j.state == JobState.succeeded]
+    done = [j for j in study.model_runs if j.state == JobState.succeeded]
     return done[-1] if done else None
 
 

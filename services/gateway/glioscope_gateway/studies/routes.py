@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from glioscope_common.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType, UpstreamUnavailable
 from glioscope_common.records.access import AuditAction
-from glioscope_common.records.models import JobKind, Study, StudyStatus
+from glioscope_common.records.models import Study, StudyStatus
 from glioscope_gateway.auth.deps import audited, require
 from glioscope_gateway.auth.errors import Forbidden
 from glioscope_gateway.auth.principal import EXPORT, IDENTIFIED, READ, WRITE, Principal
@@ -29,7 +29,7 @@ DEIDENTIFIED_FIELDS = ("patient_id", "patient_name", "patient_birth_date", "acce
 
 def study_out(study: Study, principal: Principal | None = None) -> StudyOut:
     out = StudyOut.model_validate(study)
-    jobs = [j for j in study.jobs if j.kind == JobKind.segmentation]  # edit jobs: GET .../segmentation/versions
+    jobs = study.model_runs  # edit jobs: GET .../segmentation/versions
     if jobs:
         out.latest_job = JobOut.model_validate(jobs[-1])
     if principal is not None and principal.deidentified:
@@ -130,7 +130,7 @@ def create_job(study_instance_uid: str, principal: Principal = Depends(require(W
 
 def _finished_job(c: Container, study_instance_uid: str, principal: Principal):  # type: ignore[no-untyped-def]
     study = c.studies.get(study_instance_uid, principal.projects)
-    jobs = [j for j in study.jobs if j.kind == JobKind.segmentation]
+    jobs = study.model_runs
     done = [j for j in jobs if j.state.value == "succeeded"]
     if not done:
         latest = jobs[-1] if jobs else None

@@ -16,7 +16,7 @@ from glioscope_common.dicom_volume import series_geometry
 from glioscope_common.dicomweb import DicomWeb, OrthancRest, dicom_json_value
 from glioscope_common.errors import Conflict, InvalidInput, NotFound, UnprocessableInput, UpstreamUnavailable
 from glioscope_common.model_metadata import SEQUENCES
-from glioscope_common.records.models import Job, JobKind, JobState, Series, Study, StudyStatus
+from glioscope_common.records.models import Job, JobState, Series, Study, StudyStatus
 from glioscope_common.sequences import SeriesInfo, identify_sequences, missing_sequences
 from glioscope_gateway.jobs.queue import JobQueue
 from glioscope_gateway.studies import repository
@@ -100,12 +100,6 @@ def describe_missing(missing: Sequence[str], found: Sequence[SeriesInfo]) -> str
     )
 
 
-def latest_segmentation_job(study: Study) -> Job | None:
-    """The study's latest run of the model (edit jobs of corrected masks are not that)."""
-    runs = [job for job in study.jobs if job.kind == JobKind.segmentation]
-    return runs[-1] if runs else None
-
-
 @dataclass
 class ValidatedStudy:
     infos: dict[str, SeriesInfo]
@@ -169,7 +163,7 @@ class StudyService:
                 if not _visible(existing.project, visible):
                     raise Conflict("this study is already registered in a project you do not belong to")
                 instances = list(iter_instances(members))  # still refuse a bad upload clearly
-                return IngestOutcome(existing, latest_segmentation_job(existing), False, len(instances))
+                return IngestOutcome(existing, existing.model_runs[-1] if existing.model_runs else None, False, len(instances))
 
         instances: list[Instance] = []
         plan: list[ValidatedStudy] = []
@@ -350,7 +344,7 @@ class StudyService:
                 raise NotFound("no such study")
             if study.status != StudyStatus.ready:
                 raise UnprocessableInput(describe_missing(study.missing_sequences, []))
-            active = [j for j in study.jobs if j.state in (JobState.queued, JobState.running)]
+            active = [j for j in study.model_runs if j.state in (JobState.queued, JobState.running)]
             if active:
                 raise Conflict("a job for this study is already queued or running")
             roles = {s.role: s.series_instance_uid for s in study.series if s.role}

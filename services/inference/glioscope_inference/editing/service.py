@@ -36,7 +36,7 @@ from glioscope_inference.segmentation.service import (
     SEG_SERIES_NUMBER,
     ProgressSink,
     SegmentationService,
-    bids_label,
+    bids_anat,
     nifti_bytes,
 )
 
@@ -49,10 +49,8 @@ def seg_series_description(version: int) -> str:
 
 def edited_mask_path(first: pydicom.Dataset, study_uid: str, version: int) -> str:
     """The BIDS derivative beside the model's mask (`..._space-orig_dseg.nii.gz`), the version in `desc`."""
-    subject = bids_label(str(first.get("PatientID", "")) or study_uid)
-    session = bids_label(study_uid)
-    return (f"derivatives/glioscope/sub-{subject}/ses-{session}/anat/"
-            f"sub-{subject}_ses-{session}_space-orig_desc-v{version}edited_dseg.nii.gz")
+    anat, stem = bids_anat(study_uid, first)
+    return f"derivatives/glioscope/{anat}/{stem}_space-orig_desc-v{version}edited_dseg.nii.gz"
 
 
 def measure_on_source_grid(labels: np.ndarray, reference: Volume, metadata: ModelMetadata) -> Measurements:
