@@ -174,3 +174,21 @@ def test_a_bad_file_after_the_first_stored_batch_leaves_nothing(gateway: TestCli
     assert name in response.json()["detail"]
     assert_nothing_stored(gateway, orthanc, before)
 
+
+
+def test_an_edit_job_in_flight_does_not_block_a_new_segmentation(gateway: TestClient, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from glioscope_common.db import make_engine, make_session_factory, session_scope
+    from glioscope_common.records.models import Job, JobKind, JobState, Study
+
+    body = gateway.post("/api/studies", files=as_files(small_study(tmp_path, seed=6))).json()
+    uid = body["study"]["study_instance_uid"]
+    sessions = make_session_factory(make_engine(f"sqlite:///{tmp_path}/gateway.db"))
+    with session_scope(sessions) as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == uid)).one()
+        study.jobs[0].state = JobState.succeeded
+        session.add(Job(study=study, kind=JobKind.edit, state=JobState.queued, sequence_series={}))
+    again = gateway.post(f"/api/studies/{uid}/jobs")
+    assert again.status_code == 201, again.text
+    assert gateway.get(f"/api/studies/{uid}").json()["latest_job"]["id"] == again.json()["id"]
