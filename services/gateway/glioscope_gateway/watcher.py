@@ -49,6 +49,7 @@ class OrthancWatcher:
             try:
                 self.poll_once()
                 self._studies.requeue_stale_jobs()
+                self._studies.release_abandoned_uploads()
             except Exception:
                 logger.warning("watcher cycle failed; retrying", exc_info=True)
             self._stop.wait(self._interval_s)

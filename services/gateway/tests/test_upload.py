@@ -192,3 +192,56 @@ def test_an_edit_job_in_flight_does_not_block_a_new_segmentation(gateway: TestCl
     again = gateway.post(f"/api/studies/{uid}/jobs")
     assert again.status_code == 201, again.text
     assert gateway.get(f"/api/studies/{uid}").json()["latest_job"]["id"] == again.json()["id"]
+
+
+def _claim(tmp_path: Path, paths: list[Path], project: str = "default", age_s: float = 0.0) -> str:
+    """A `receiving` study row, as an upload in progress (or one that died) leaves it."""
+    from datetime import timedelta
+
+    import pydicom
+
+    from glioscope_common.db import make_engine, make_session_factory, session_scope, utcnow
+    from glioscope_common.records.models import Study, StudyStatus
+
+    ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    sessions = make_session_factory(make_engine(f"sqlite:///{tmp_path}/gateway.db"))
+    with session_scope(sessions) as session:
+        study = Study(study_instance_uid=str(ds.StudyInstanceUID), patient_id=str(ds.PatientID), project=project,
+                      source="upload", status=StudyStatus.receiving)
+        session.add(study)
+        session.flush()
+        study.updated_at = utcnow() - timedelta(seconds=age_s)
+    return str(ds.StudyInstanceUID)
+
+
+def _store_directly(orthanc: LocalOrthanc, paths: list[Path]) -> None:
+    from glioscope_common.dicomweb import HttpDicomWeb
+
+    HttpDicomWeb(orthanc.dicomweb_url).store_instances([p.read_bytes() for p in paths])
+
+
+def test_a_study_being_uploaded_is_not_uploaded_twice_at_once(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    before = orthanc_study_count(orthanc)
+    paths = small_study(tmp_path / "s", seed=7)
+    uid = _claim(tmp_path, paths)
+    response = gateway.post("/api/studies", files=as_files(paths))
+    assert response.status_code == 409
+    assert "being uploaded" in response.json()["detail"]
+    assert orthanc_study_count(orthanc) == before  # the second upload stored nothing
+    container = gateway.app.state.container  # type: ignore[attr-defined]
+    _store_directly(orthanc, paths)  # what the first upload stores meanwhile
+    assert container.studies.register_from_pacs(uid).status.value == "receiving"  # the watcher leaves it alone
+    assert gateway.get(f"/api/studies/{uid}").json()["latest_job"] is None
+
+
+def test_an_abandoned_upload_is_registered_from_the_pacs(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    paths = small_study(tmp_path / "s", seed=8)
+    uid = _claim(tmp_path, paths, project="default", age_s=7200)
+    _store_directly(orthanc, paths)  # the upload process stored everything, then died
+    fresh = _claim(tmp_path, small_study(tmp_path / "t", seed=9))  # still within its time: untouched
+    container = gateway.app.state.container  # type: ignore[attr-defined]
+    assert container.studies.release_abandoned_uploads() == 1
+    study = gateway.get(f"/api/studies/{uid}").json()
+    assert study["status"] == "ready" and study["project"] == "default"
+    assert study["latest_job"]["state"] == "queued"
+    assert gateway.get(f"/api/studies/{fresh}").json()["status"] == "receiving"

@@ -26,6 +26,7 @@ def new_id() -> str:
 
 
 class StudyStatus(str, enum.Enum):
+    receiving = "receiving"  # an upload is validating and storing it; registered when that succeeds
     received = "received"  # stored, not yet checked (e.g. arrived by C-STORE, not stable yet)
     incomplete = "incomplete"  # stable, but without the four sequences
     ready = "ready"  # the four sequences are identified

@@ -64,5 +64,12 @@ def stale_jobs(session: Session, older_than: datetime) -> Sequence[Job]:
     return session.scalars(statement).all()
 
 
+def abandoned_uploads(session: Session, older_than: datetime) -> Sequence[Study]:
+    """Studies still claimed by an upload (`receiving`) that has not finished since `older_than`."""
+    return session.scalars(
+        select(Study).where(Study.status == StudyStatus.receiving, Study.updated_at < older_than)
+    ).all()
+
+
 def series_by_uid(study: Study) -> dict[str, Series]:
     return {s.series_instance_uid: s for s in study.series}

@@ -134,6 +134,7 @@ class StudyService:
         limits: UploadLimits,
         requeue_after_s: float = 300.0,
         default_project: str = "default",
+        abandon_upload_after_s: float = 3600.0,
     ) -> None:
         self.default_project = default_project
         self._sessions = sessions
@@ -142,6 +143,7 @@ class StudyService:
         self._queue = queue
         self._limits = limits
         self._requeue_after = timedelta(seconds=requeue_after_s)
+        self._abandon_upload_after = timedelta(seconds=abandon_upload_after_s)
 
     # -- upload --------------------------------------------------------------------------------
     def ingest_upload(
@@ -155,15 +157,28 @@ class StudyService:
         a conflict."""
         project = project or self.default_project
         members = expand_upload(files, self._limits)
-        study_uid = parse_instance(*members[0]).study_instance_uid
+        first = parse_instance(*members[0])
+        study_uid = first.study_instance_uid
 
         with session_scope(self._sessions) as session:
             existing = repository.get_study(session, study_uid)
             if existing is not None:
+                if existing.status == StudyStatus.receiving:
+                    raise Conflict("this study is being uploaded right now; retry in a moment")
                 if not _visible(existing.project, visible):
                     raise Conflict("this study is already registered in a project you do not belong to")
                 instances = list(iter_instances(members))  # still refuse a bad upload clearly
                 return IngestOutcome(existing, existing.model_runs[-1] if existing.model_runs else None, False, len(instances))
+            # Claim the study before anything reaches the PACS: a concurrent upload of the same study
+            # gets 409 here (and cannot remove what this one stores), the watcher leaves it alone, and
+            # a claim left by an upload that died is released by the watcher (release_abandoned_uploads).
+            claim = _study_from_dataset(first.dataset, source="upload", project=project)
+            claim.status = StudyStatus.receiving
+            session.add(claim)
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise Conflict("this study is being uploaded right now; retry in a moment") from exc
 
         instances: list[Instance] = []
         plan: list[ValidatedStudy] = []
@@ -174,18 +189,20 @@ class StudyService:
                 yield instance.raw
             plan.append(validate_study(instances))  # before the last batch is sent
 
-        self._store_in_pacs(study_uid, validated())
+        try:
+            self._store_in_pacs(study_uid, validated())
+        except BaseException:
+            self._release_claim(study_uid)
+            raise
         study_plan = plan[0]
         with session_scope(self._sessions) as session:
-            study = _study_from_dataset(instances[0].dataset, source="upload", project=project)
+            study = repository.get_study(session, study_uid)
+            assert study is not None and study.status == StudyStatus.receiving
             self._fill_series(study, study_plan.infos, study_plan.roles, study_plan.series_numbers)
             study.status = StudyStatus.ready
             job = Job(study=study, sequence_series=study_plan.roles)
-            session.add(study)
-            try:
-                session.flush()
-            except IntegrityError as exc:  # a concurrent upload of the same study won the race
-                raise Conflict("this study is being registered by another upload; retry in a moment") from exc
+            session.add(job)
+            session.flush()
         self._queue_job(job.id)
         with session_scope(self._sessions) as session:
             stored = repository.get_study(session, study_uid)
@@ -206,6 +223,31 @@ class StudyService:
             raise UnprocessableInput(
                 f"the PACS refused {len(result.failed_sop_instance_uids)} of {total} instances; nothing was kept"
             )
+
+    def _release_claim(self, study_uid: str) -> None:
+        with session_scope(self._sessions) as session:
+            study = repository.get_study(session, study_uid)
+            if study is not None and study.status == StudyStatus.receiving:
+                session.delete(study)
+
+    def release_abandoned_uploads(self) -> int:
+        """Claims of uploads that died mid-way (an upload process killed) and are older than
+        `abandon_upload_after`: registered from what reached the PACS, like a direct send (in the
+        uploader's project; an incomplete study stays `incomplete`), or dropped when nothing did."""
+        with session_scope(self._sessions) as session:
+            abandoned = repository.abandoned_uploads(session, utcnow() - self._abandon_upload_after)
+            uids = [study.study_instance_uid for study in abandoned]
+            for study in abandoned:
+                study.status = StudyStatus.received
+        for study_uid in uids:
+            try:
+                self.register_from_pacs(study_uid, source="upload")
+            except NotFound:
+                with session_scope(self._sessions) as session:
+                    study = repository.get_study(session, study_uid)
+                    if study is not None and study.status == StudyStatus.received:
+                        session.delete(study)
+        return len(uids)
 
     def _forget_in_pacs(self, study_uid: str, existed_before: bool) -> None:
         if existed_before:
@@ -245,8 +287,8 @@ class StudyService:
         """Called when Orthanc reports a stable study. Idempotent; completeness is checked here."""
         with session_scope(self._sessions) as session:
             existing = repository.get_study(session, study_uid)
-            if existing is not None and existing.status == StudyStatus.ready:
-                return existing
+            if existing is not None and existing.status in (StudyStatus.ready, StudyStatus.receiving):
+                return existing  # registered, or an upload is storing it and registers it itself
         series_json = self._dicomweb.search_series(study_uid)
         infos: dict[str, SeriesInfo] = {}
         numbers: dict[str, int | None] = {}
