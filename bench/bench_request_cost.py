@@ -128,7 +128,7 @@ def main() -> int:
         latencies.sort()
         print(f"20 users: {len(latencies) / elapsed:.0f} requests/s, gateway CPU {100 * (cpu_seconds(pids) - gateway_0) / elapsed:.0f} %, "
               f"machine CPU {100 * (machine_cpu_seconds() - machine_0) / elapsed:.0f} %, "
-              f"p50 {1000 * latencies[len(latencies) // 2]:.0f} ms, p95 {1000 * latencies[int(len(latencies) * 0.95)]:.0f} ms, "
+              f"p50 {1000 * bench_load.percentile(latencies, 0.5):.0f} ms, p95 {1000 * bench_load.percentile(latencies, 0.95):.0f} ms, "
               f"Postgres connections opened {backends_opened(database) - opened_0}")
         return 0
     finally:

@@ -94,6 +94,24 @@ class Platform:
     env: dict[str, str]
 
 
+def platform_env(configuration: str, tmp: Path, request: pytest.FixtureRequest, database_url: str | None = None) -> dict[str, str]:
+    """GLIOSCOPE_* settings of the two configurations: "services" (Postgres — the session's database
+    unless `database_url` is given —, RabbitMQ, Redis, Triton) or "embedded" (SQLite, SQLAlchemy
+    broker, onnxruntime in the worker)."""
+    if configuration == "services":
+        return {
+            "GLIOSCOPE_DATABASE_URL": database_url or request.getfixturevalue("postgres_url"),
+            "GLIOSCOPE_BROKER_URL": request.getfixturevalue("rabbitmq_url"),
+            "GLIOSCOPE_REDIS_URL": request.getfixturevalue("redis_url"),
+            "GLIOSCOPE_INFERENCE_URL": request.getfixturevalue("triton").grpc_url,
+        }
+    return {
+        "GLIOSCOPE_DATABASE_URL": database_url or f"sqlite:///{tmp}/glioscope.db",
+        "GLIOSCOPE_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.db",
+        "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
+    }
+
+
 def start_platform(tmp: Path, env: dict[str, str], orthanc: LocalOrthanc) -> Iterator[Platform]:
     env = {
         "GLIOSCOPE_ENVIRONMENT": "test",

@@ -29,7 +29,7 @@ from glioscope_common.local_services import LocalOrthanc
 from glioscope_common.testing import require_service
 from glioscope_common.volume import Volume
 
-from .conftest import E2ECase, Platform, dice, seg_frame_points_ras, start_platform, upload, wait_for_job
+from .conftest import E2ECase, Platform, dice, platform_env, seg_frame_points_ras, start_platform, upload, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.services]
 
@@ -40,20 +40,7 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     orthanc = LocalOrthanc(tmp / "orthanc", stable_age=2)
     orthanc.start()
     try:
-        if request.param == "services":
-            env = {
-                "GLIOSCOPE_DATABASE_URL": request.getfixturevalue("postgres_url"),
-                "GLIOSCOPE_BROKER_URL": request.getfixturevalue("rabbitmq_url"),
-                "GLIOSCOPE_REDIS_URL": request.getfixturevalue("redis_url"),
-                "GLIOSCOPE_INFERENCE_URL": request.getfixturevalue("triton").grpc_url,
-            }
-        else:
-            env = {
-                "GLIOSCOPE_DATABASE_URL": f"sqlite:///{tmp}/glioscope.db",
-                "GLIOSCOPE_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.db",
-                "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
-            }
-        yield from start_platform(tmp, env, orthanc)
+        yield from start_platform(tmp, platform_env(request.param, tmp, request), orthanc)
     finally:
         orthanc.stop()
 

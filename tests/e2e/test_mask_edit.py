@@ -34,7 +34,7 @@ from glioscope_common.local_services import LocalOrthanc
 from glioscope_common.testing import cornerstone_geometry, fresh_postgres_database, require_service
 from glioscope_inference.dicom_seg import read_segmentation
 
-from .conftest import E2E_ADMIN, E2ECase, Platform, seg_frame_points_ras, start_platform, upload, wait_for_job
+from .conftest import E2E_ADMIN, E2ECase, Platform, platform_env, seg_frame_points_ras, start_platform, upload, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.services]
 
@@ -49,21 +49,9 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     orthanc.start()
     stack = ExitStack()
     try:
-        if request.param == "services":
-            # Its own database: the flow tests upload the same study to the session's database.
-            database_url = stack.enter_context(fresh_postgres_database("glioscope_edit"))
-            env = {
-                "GLIOSCOPE_DATABASE_URL": database_url,
-                "GLIOSCOPE_BROKER_URL": request.getfixturevalue("rabbitmq_url"),
-                "GLIOSCOPE_REDIS_URL": request.getfixturevalue("redis_url"),
-                "GLIOSCOPE_INFERENCE_URL": request.getfixturevalue("triton").grpc_url,
-            }
-        else:
-            env = {
-                "GLIOSCOPE_DATABASE_URL": f"sqlite:///{tmp}/glioscope.db",
-                "GLIOSCOPE_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.db",
-                "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
-            }
+        # Its own Postgres database: the flow tests upload the same study to the session's database.
+        database_url = stack.enter_context(fresh_postgres_database("glioscope_edit")) if request.param == "services" else None
+        env = platform_env(request.param, tmp, request, database_url)
         # test_a_lost_edit_message_is_recovered: the watcher re-enqueues a job silent this long
         env["GLIOSCOPE_REQUEUE_AFTER_S"] = "20"
         yield from start_platform(tmp, env, orthanc)
