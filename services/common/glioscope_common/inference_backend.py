@@ -118,8 +118,15 @@ class TritonBackend:
                 self._clients.append(client)
         try:
             yield client
-        finally:
-            self._idle.put(client)
+        except BaseException:
+            # A failed call may leave the channel backing off its reconnects (up to minutes after the
+            # server came back): drop it, the next call opens a fresh one.
+            with self._clients_lock:
+                if client in self._clients:
+                    self._clients.remove(client)
+            client.close()
+            raise
+        self._idle.put(client)
 
     @property
     def client_count(self) -> int:

@@ -217,6 +217,7 @@ def test_triton_backend_reuses_its_clients_across_jobs(triton) -> None:
     """Every job runs its requests from new threads; the backend must not open a channel per thread."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from glioscope_common.errors import UpstreamUnavailable
     from glioscope_common.inference_backend import TritonBackend
 
     backend = TritonBackend(triton.grpc_url, "tiny", requests_in_flight=2)
@@ -228,6 +229,10 @@ def test_triton_backend_reuses_its_clients_across_jobs(triton) -> None:
             for out in outputs:
                 np.testing.assert_allclose(out, 2 * x, rtol=1e-6)
         assert 1 <= backend.client_count <= 2
+        with pytest.raises(UpstreamUnavailable):
+            backend.infer(np.zeros((1, 3, 8, 8, 8), dtype=np.float32))  # wrong channel count: refused
+        assert backend.client_count <= 1  # the failed call's channel is not reused
+        np.testing.assert_allclose(backend.infer(x), 2 * x, rtol=1e-6)
     finally:
         backend.close()
     assert backend.client_count == 0
