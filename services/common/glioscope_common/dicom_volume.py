@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from .errors import UnprocessableInput
@@ -85,32 +85,53 @@ def _floats(value: Any, n: int, what: str, label: str) -> np.ndarray:
     return arr
 
 
-def _rescale(item: Any) -> tuple[float, float]:
-    slope = getattr(item, "RescaleSlope", None)
-    intercept = getattr(item, "RescaleIntercept", None)
-    slope = 1.0 if slope in (None, "") else float(slope)
-    intercept = 0.0 if intercept in (None, "") else float(intercept)
-    return slope, intercept
+def _decimal_strings(ds: Dataset, keyword: str) -> Any:
+    """The value of a DS element as a list of strings, from the raw bytes when pydicom has not
+    converted them yet (creating DSfloat objects costs more than the rest of reading a slice);
+    None when absent or empty."""
+    if keyword not in ds:
+        return None
+    value = ds.get_item(keyword).value
+    if isinstance(value, bytes):
+        text = value.decode("ascii", "replace").strip(" \x00")
+        return text.split("\\") if text else None
+    if value is None or value == "":
+        return None
+    if isinstance(value, (str, bytes, int, float)):  # one converted value (DSfloat is a float)
+        return [value]
+    return list(value)
+
+
+def _rescale(item: Dataset) -> tuple[float, float]:
+    def one(keyword: str, default: float) -> float:
+        values = _decimal_strings(item, keyword)
+        return default if not values or values[0] in (None, "") else float(values[0])
+
+    return one("RescaleSlope", 1.0), one("RescaleIntercept", 0.0)
 
 
 def _single_frame_slices(datasets: Sequence[Dataset], label: str) -> list[_Slice]:
     slices = []
     for ds in datasets:
-        if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        if int(ds.get("NumberOfFrames") or 1) > 1:
             raise UnprocessableInput(f"{label}: mixes multi-frame and single-frame instances")
-        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"):
-            if keyword not in ds or ds[keyword].value in (None, ""):
+        geometry = {k: _decimal_strings(ds, k) for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")}
+        for keyword in (*geometry, "Rows", "Columns"):
+            if (geometry[keyword] if keyword in geometry else ds.get(keyword)) in (None, ""):
                 raise UnprocessableInput(f"{label}: an instance lacks {keyword}")
-        if int(getattr(ds, "SamplesPerPixel", 1)) != 1:
+        if int(ds.get("SamplesPerPixel") or 1) != 1:
             raise UnprocessableInput(f"{label}: colour images are not supported")
-        slope, intercept = _rescale(ds)
+        try:
+            slope, intercept = _rescale(ds)
+        except (TypeError, ValueError):
+            raise UnprocessableInput(f"{label}: unreadable RescaleSlope/RescaleIntercept") from None
         slices.append(
             _Slice(
                 dataset=ds,
                 frame=None,
-                position=_floats(ds.ImagePositionPatient, 3, "ImagePositionPatient", label),
-                orientation=_floats(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", label),
-                pixel_spacing=_floats(ds.PixelSpacing, 2, "PixelSpacing", label),
+                position=_floats(geometry["ImagePositionPatient"], 3, "ImagePositionPatient", label),
+                orientation=_floats(geometry["ImageOrientationPatient"], 6, "ImageOrientationPatient", label),
+                pixel_spacing=_floats(geometry["PixelSpacing"], 2, "PixelSpacing", label),
                 rows=int(ds.Rows),
                 columns=int(ds.Columns),
                 slope=slope,
@@ -261,10 +282,44 @@ def series_geometry(datasets: Sequence[Dataset]) -> tuple[list[Dataset], np.ndar
     return [s.dataset for s in slices], affine
 
 
+_NATIVE_LITTLE_ENDIAN = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
+
+
+def _native_pixels(ds: Dataset) -> np.ndarray | None:
+    """Uncompressed little-endian 8/16-bit greyscale pixels read straight from the buffer, or None
+    where pydicom's general decoder is needed (compressed, big-endian, multi-frame, signed data
+    with unused high bits, short pixel data). A few microseconds instead of about a millisecond
+    per slice: it matters for a study of hundreds of instances."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or meta.get("TransferSyntaxUID") not in _NATIVE_LITTLE_ENDIAN or "PixelData" not in ds:
+        return None
+    try:
+        bits_allocated = int(ds.BitsAllocated)
+        bits_stored = int(ds.get("BitsStored") or bits_allocated)
+        signed = int(ds.get("PixelRepresentation") or 0) == 1
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if bits_allocated not in (8, 16) or frames != 1 or int(ds.get("SamplesPerPixel") or 1) != 1:
+        return None
+    if bits_stored > bits_allocated or (signed and bits_stored != bits_allocated):
+        return None
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits_allocated // 8}")
+    data = ds.PixelData
+    if not isinstance(data, bytes) or len(data) < rows * columns * dtype.itemsize:
+        return None
+    pixels = np.frombuffer(data, dtype, count=rows * columns).reshape(rows, columns)
+    if bits_stored < bits_allocated and int(pixels.max(initial=0)) >> bits_stored:
+        return None  # bits above BitsStored are set (overlays, garbage): let pydicom mask them
+    return pixels
+
+
 def _frame_pixels(ds: Dataset, cache: dict[int, np.ndarray]) -> np.ndarray:
     key = id(ds)
     if key not in cache:
-        cache[key] = ds.pixel_array
+        native = _native_pixels(ds)
+        cache[key] = native if native is not None else ds.pixel_array
     return cache[key]
 
 
@@ -272,9 +327,9 @@ def read_series(datasets: Sequence[Dataset]) -> Volume:
     """Single-frame MR/CT instances of one series (or one enhanced multi-frame instance) -> Volume (float32)."""
     slices, affine, label = _collect(datasets)
     ref = slices[0]
-    data = np.empty((ref.columns, ref.rows, len(slices)), dtype=np.float32)
+    planes: list[np.ndarray] = []
     cache: dict[int, np.ndarray] = {}
-    for k, s in enumerate(slices):
+    for s in slices:
         try:
             pixels = _frame_pixels(s.dataset, cache)
         except Exception as exc:  # pydicom raises many kinds for broken or undecodable pixel data
@@ -283,10 +338,18 @@ def read_series(datasets: Sequence[Dataset]) -> Volume:
             pixels = pixels[s.frame] if pixels.ndim == 3 else pixels
         if pixels.shape != (ref.rows, ref.columns):
             raise UnprocessableInput(f"{label}: pixel data shape {pixels.shape} does not match Rows/Columns")
-        plane = pixels.astype(np.float64) * s.slope + s.intercept if (s.slope, s.intercept) != (1.0, 0.0) else pixels
-        data[:, :, k] = np.asarray(plane, dtype=np.float32).T
-    if not np.all(np.isfinite(data)):
-        raise UnprocessableInput(f"{label}: non-finite pixel values")
+        planes.append(pixels)
+    # planes[k][j, i] -> data[i, j, k]: one cast-and-transpose copy, then the per-slice rescale
+    data = np.empty((ref.columns, ref.rows, len(slices)), dtype=np.float32)
+    data[...] = np.stack(planes).transpose(2, 1, 0)
+    slopes = np.array([s.slope for s in slices])
+    intercepts = np.array([s.intercept for s in slices])
+    if np.any(slopes != 1.0) or np.any(intercepts != 0.0):
+        data *= slopes.astype(np.float32)
+        data += intercepts.astype(np.float32)
+    if not (all(p.dtype.kind in "iu" for p in planes) and np.all(np.isfinite(slopes)) and np.all(np.isfinite(intercepts))):
+        if not np.all(np.isfinite(data)):
+            raise UnprocessableInput(f"{label}: non-finite pixel values")
     return Volume(data=data, affine=affine)
 
 

@@ -354,3 +354,66 @@ def test_nifti_roundtrip(tmp_path):
     assert back.data.dtype == np.uint8
     np.testing.assert_array_equal(back.data, labels.data)
     np.testing.assert_allclose(back.affine, NEG_DET, atol=1e-5)
+
+
+# ------------------------------------------------------------ the buffer fast path vs pydicom's decoder
+
+
+def _plane_instance(pixels: np.ndarray, *, bits_stored: int, transfer_syntax=ExplicitVRLittleEndian) -> Dataset:
+    ds = write_series(
+        Volume(np.zeros((pixels.shape[1], pixels.shape[0], 2), np.float32), np.eye(4)),
+        **study_kwargs(),
+    )[0]
+    ds.BitsAllocated = pixels.dtype.itemsize * 8
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
+    ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    return serialised(ds)
+
+
+@pytest.mark.parametrize(
+    "dtype,bits_stored,high",
+    [("<u2", 16, 65535), ("<u2", 12, 4095), ("<i2", 16, 30000), ("<u1", 8, 255), ("<i2", 12, 2047)],
+    ids=["u16", "u12", "i16", "u8", "i12-falls-back"],
+)
+def test_native_pixels_match_pydicom(dtype, bits_stored, high):
+    from glioscope_common.dicom_volume import _native_pixels
+
+    rng = np.random.default_rng(0)
+    low = -high if np.dtype(dtype).kind == "i" else 0
+    pixels = rng.integers(low, high + 1, size=(7, 9)).astype(dtype)
+    ds = _plane_instance(pixels, bits_stored=bits_stored)
+    fast = _native_pixels(ds)
+    reference = ds.pixel_array
+    np.testing.assert_array_equal(reference, pixels)
+    if bits_stored < pixels.dtype.itemsize * 8 and np.dtype(dtype).kind == "i":
+        assert fast is None  # sign extension below the allocated bits: pydicom's job
+    else:
+        assert fast is not None and fast.dtype.kind == reference.dtype.kind
+        np.testing.assert_array_equal(fast, reference)
+
+
+def test_native_pixels_leave_stray_high_bits_to_pydicom():
+    from glioscope_common.dicom_volume import _native_pixels
+
+    pixels = np.full((4, 5), 0x1000 | 123, "<u2")  # bit 12 set although BitsStored is 12
+    ds = _plane_instance(pixels, bits_stored=12)
+    assert _native_pixels(ds) is None
+
+
+def test_read_series_rescales_each_slice_on_its_own():
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    volume = Volume(pattern(), OBLIQUE)
+    baseline = read_series([serialised(ds) for ds in write_series(volume, **study_kwargs())])
+    written = write_series(volume, **study_kwargs())
+    slope, intercept = float(written[2].RescaleSlope), float(written[2].RescaleIntercept)
+    written[2].RescaleSlope = slope * 2  # one slice with its own scaling
+    written[5].file_meta.TransferSyntaxUID = ImplicitVRLittleEndian  # syntaxes may differ per instance
+    result = read_series([serialised(ds) for ds in written])
+    changed = [k for k in range(volume.shape[2]) if not np.array_equal(result.data[:, :, k], baseline.data[:, :, k])]
+    assert len(changed) == 1
+    k = changed[0]
+    np.testing.assert_allclose(result.data[:, :, k], 2 * (baseline.data[:, :, k] - intercept) + intercept, rtol=1e-5, atol=1e-2)
