@@ -1,9 +1,12 @@
-"""Pre-generate synthetic training crops into a folder (run beside training, in the background).
+"""Pre-generate synthetic training cases into a folder (run beside training, in the background).
 
     nice -n 10 python -m glioscope_training.cache --dir training/runs/cache --start 0 --count 5000
+    nice -n 10 python -m glioscope_training.cache --dir training/runs/full --full --start 0 --count 400
 
-Each file `case_<seed>.npz` holds `image` (4, S, S, S) float16 (raw intensities) and `label` uint8.
-70 % of the grids are centred near the tumour, 30 % anywhere around it (brain edges, background).
+Each file `case_<seed>.npz` holds `image` (4, X, Y, Z) float16 (raw intensities) and `label` uint8.
+Default: 112^3 crops, 70 % centred near the tumour, 30 % anywhere around it. `--full`: whole
+brains on a `FULL_SHAPE` grid with every tumour type (training then samples patches anywhere in
+them and normalises over the whole brain, exactly as inference does).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .synth import SEQUENCES, synthesize
+from .synth import SEQUENCES, generate_case, synthesize
+
+FULL_SHAPE = (192, 224, 176)  # 1 mm; holds the (scaled, rotated) template brain with a margin
 
 
 def make_crop(seed: int, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
@@ -25,11 +30,26 @@ def make_crop(seed: int, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
     return image, case.label
 
 
-def write(seed: int, folder: Path, size: int) -> None:
+def make_full(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    case = synthesize(seed, FULL_SHAPE, around_tumour=False, require_all_labels=False)
+    image = np.stack([case.images[s] for s in SEQUENCES]).astype(np.float16)
+    return image, case.label
+
+
+def make_heldout(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A BraTS-size case exactly as evaluation makes it (validation while training)."""
+    case = generate_case(seed)
+    return np.stack([case.images[s] for s in SEQUENCES]).astype(np.float16), case.label
+
+
+def write(seed: int, folder: Path, size: int, full: bool = False, heldout: bool = False) -> None:
     path = folder / f"case_{seed}.npz"
     if path.exists():
         return
-    image, label = make_crop(seed, size)
+    if heldout:
+        image, label = make_heldout(seed)
+    else:
+        image, label = make_full(seed) if full else make_crop(seed, size)
     tmp = folder / f".tmp_{seed}_{os.getpid()}.npz"
     np.savez(tmp, image=image, label=label)
     tmp.replace(path)
@@ -40,12 +60,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dir", required=True)
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("--step", type=int, default=1, help="seed stride (run N writers with --step N)")
     ap.add_argument("--size", type=int, default=112)
+    ap.add_argument("--full", action="store_true", help="whole brains instead of crops")
+    ap.add_argument("--heldout", action="store_true", help="BraTS-size cases as evaluation makes them")
     args = ap.parse_args(argv)
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for seed in range(args.start, args.start + args.count):
-        write(seed, folder, args.size)
+    for seed in range(args.start, args.start + args.count, args.step):
+        write(seed, folder, args.size, args.full, args.heldout)
 
 
 if __name__ == "__main__":

@@ -306,7 +306,9 @@ def synthesize(
     }
     texture = _smooth_noise(rng, shape, 2.5)
     tum_texture = _smooth_noise(rng, shape, 3)
-    bias_amp = rng.uniform(0.05, 0.35)
+    # Mild bias field (about +-20 % at one SD): clinical inputs are mostly bias-corrected, and a
+    # stronger field taught the first model to call bright cortex oedema (docs/model-card.md).
+    bias_amp = rng.uniform(0.0, 0.2)
     images: dict[str, np.ndarray] = {}
     brain_soft = soft(mask)
     for si, seq in enumerate(SEQUENCES):

@@ -21,32 +21,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .infer import segment, zscore
 from .metrics import dice
 from .model import build_model
 
 
 def normalise(image: np.ndarray, label: np.ndarray | None = None, clip: float = 5.0) -> np.ndarray:
-    """Per-channel z-score over brain voxels (statistics from non-tumour voxels when known)."""
-    image = image.astype(np.float32)
-    brain = np.any(image != 0, axis=0)
-    ref = brain & (label == 0) if label is not None else brain
-    if ref.sum() < 100:
-        ref = brain
-    out = np.zeros_like(image)
-    for c in range(image.shape[0]):
-        v = image[c][ref]
-        if v.size == 0:
-            continue
-        out[c] = np.where(brain, (image[c] - v.mean()) / max(float(v.std()), 1e-6), 0)
-    return np.clip(out, -clip, clip)
+    """Per-channel z-score over brain voxels, tumour included: the inference contract
+    (metadata.json, `infer.zscore`). `label` is accepted for old callers and ignored."""
+    del label
+    return zscore(image, clip)
 
 
 class CropPool:
-    """Keeps up to `max_cases` normalised crops in memory, refreshing from a folder."""
+    """Keeps up to `max_cases` normalised cases in memory, refreshing from a folder.
 
-    def __init__(self, folder: Path, max_cases: int, rng: np.random.Generator) -> None:
+    Cases are whole brains (`cache --full`) or older 112^3 crops. A sample is a `crop`^3 patch:
+    with probability `tumour_fraction` centred near a random tumour voxel, otherwise anywhere in
+    the volume (brain edges and the zero background, as sliding-window inference sees them).
+    """
+
+    def __init__(self, folder: Path, max_cases: int, rng: np.random.Generator,
+                 tumour_fraction: float = 0.5) -> None:
         self.folder, self.max_cases, self.rng = folder, max_cases, rng
-        self.cases: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.tumour_fraction = tumour_fraction
+        self.cases: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.seen: set[str] = set()
 
     def refresh(self) -> None:
@@ -58,18 +57,27 @@ class CropPool:
             except Exception:  # noqa: BLE001 - half-written file, retry later
                 continue
             self.seen.add(p.name)
-            self.cases[p.name] = (normalise(img, lab).astype(np.float16), lab)
+            tumour = np.argwhere(lab > 0)[::97].astype(np.int16)
+            self.cases[p.name] = (normalise(img).astype(np.float16), lab, tumour)
             while len(self.cases) > self.max_cases:
                 self.cases.pop(next(iter(self.cases)))
 
+    def _origin(self, shape: tuple[int, ...], tumour: np.ndarray, crop: int) -> list[int]:
+        if len(tumour) and self.rng.uniform() < self.tumour_fraction:
+            c = tumour[self.rng.integers(len(tumour))] + self.rng.integers(-crop // 3, crop // 3 + 1, 3)
+            return [int(np.clip(c[a] - crop // 2, 0, max(0, shape[a] - crop))) for a in range(3)]
+        return [int(self.rng.integers(0, max(1, shape[a] - crop + 1))) for a in range(3)]
+
     def sample(self, crop: int, channel_dropout: float) -> tuple[np.ndarray, np.ndarray]:
         keys = list(self.cases)
-        img, lab = self.cases[keys[self.rng.integers(len(keys))]]
-        s = lab.shape
-        o = [int(self.rng.integers(0, max(1, s[a] - crop + 1))) for a in range(3)]
-        sl = (slice(o[0], o[0] + crop), slice(o[1], o[1] + crop), slice(o[2], o[2] + crop))
+        img, lab, tumour = self.cases[keys[self.rng.integers(len(keys))]]
+        o = self._origin(lab.shape, tumour, crop)
+        sl = tuple(slice(o[a], o[a] + crop) for a in range(3))
         x = img[(slice(None),) + sl].astype(np.float32)
         y = lab[sl].astype(np.int64)
+        pad = [(0, crop - n) for n in y.shape]
+        if any(p[1] for p in pad):  # a case smaller than the patch: zero background around it
+            x, y = np.pad(x, [(0, 0)] + pad), np.pad(y, pad)
         if self.rng.uniform() < 0.5:  # left-right flip
             x, y = x[:, ::-1], y[::-1]
         brain = np.any(x != 0, axis=0)
@@ -81,10 +89,11 @@ class CropPool:
 
 
 def load_val(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Held-out cases, raw intensities (validation runs the evaluation's own pipeline on them)."""
     out = []
     for p in sorted(folder.glob("case_*.npz")):
         with np.load(p) as z:
-            out.append((normalise(z["image"], z["label"]), z["label"]))
+            out.append((z["image"].astype(np.float32), z["label"]))
     return out
 
 
@@ -101,18 +110,45 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return loss / 3
 
 
-def validate(model: torch.nn.Module, val: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+def validate(model: torch.nn.Module, val: list[tuple[np.ndarray, np.ndarray]],
+             patch: int = 160) -> dict[str, float]:
+    """Dice per BraTS region of the evaluation's pipeline (z-score, Gaussian sliding window,
+    largest-component clean-up) on held-out cases, so checkpoints are picked by what users get."""
     model.eval()
     scores = {"WT": [], "TC": [], "ET": []}
-    with torch.no_grad():
-        for img, lab in val:
-            pred = model(torch.from_numpy(img[None])).argmax(1)[0].numpy()
-            for name, labs in (("WT", (1, 2, 3)), ("TC", (1, 3)), ("ET", (3,))):
-                scores[name].append(dice(np.isin(pred, labs), np.isin(lab, labs)))
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    for img, lab in val:
+        p = min(patch, 16 * -(-max(lab.shape) // 16))
+        pred, _ = segment(predict, img, (p, p, p))
+        for name, labs in (("WT", (1, 2, 3)), ("TC", (1, 3)), ("ET", (3,))):
+            scores[name].append(dice(np.isin(pred, labs), np.isin(lab, labs)))
     model.train()
     res = {k: float(np.mean(v)) for k, v in scores.items()}
     res["mean"] = float(np.mean(list(res.values())))
     return res
+
+
+def init_from_onnx(model: torch.nn.Module, onnx_path: str | Path) -> int:
+    """Start from an exported model's weights (its ONNX initializers carry the parameter names);
+    the training-only deep-supervision head keeps its fresh initialisation. Returns tensors loaded."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_path)).graph.initializer}
+    state = model.state_dict()
+    loaded = {k: torch.from_numpy(inits[k].copy()) for k in state if k in inits}
+    for k, v in loaded.items():
+        if v.shape != state[k].shape:
+            raise ValueError(f"{onnx_path}: {k} has shape {tuple(v.shape)}, model wants {tuple(state[k].shape)}")
+    missing = [k for k in state if k not in loaded and not k.startswith("aux.")]
+    if missing:
+        raise ValueError(f"{onnx_path} lacks weights for {missing[:5]}")
+    model.load_state_dict(loaded, strict=False)
+    return len(loaded)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--widths", default="16,32,64,96")
+    ap.add_argument("--tumour-fraction", type=float, default=0.5, help="patches centred near the tumour")
+    ap.add_argument("--val-patch", type=int, default=160)
+    ap.add_argument("--init-onnx", help="start from this exported model's weights (fine-tuning)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -139,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model_kwargs = {"widths": tuple(int(w) for w in args.widths.split(","))}
     model = build_model(**model_kwargs)
+    if args.init_onnx and not (out / "last.pt").exists():
+        print(f"initialised {init_from_onnx(model, args.init_onnx)} tensors from {args.init_onnx}", flush=True)
     ema = build_model(**model_kwargs)
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -152,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         step, elapsed, best = ck["step"], ck["elapsed"], ck.get("best", -1.0)
         print(f"resumed from step {step}", flush=True)
     rng = np.random.default_rng(args.seed + step)
-    pool = CropPool(Path(args.cache), args.max_cases, rng)
+    pool = CropPool(Path(args.cache), args.max_cases, rng, args.tumour_fraction)
     while True:
         pool.refresh()
         if len(pool.cases) >= 4:
@@ -204,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
             log.write(json.dumps(rec) + "\n")
             log.flush()
         if step % args.val_every == 0:
-            res = validate(ema, val) if val else {"mean": 0.0}
+            res = validate(ema, val, args.val_patch) if val else {"mean": 0.0}
             rec = {"step": step, "val": res, "minutes": (time.time() - t_start) / 60}
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
