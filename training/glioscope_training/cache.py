@@ -3,7 +3,8 @@
     nice -n 10 python -m glioscope_training.cache --dir training/runs/cache --start 0 --count 5000
     nice -n 10 python -m glioscope_training.cache --dir training/runs/full --full --start 0 --count 400
 
-Each file `case_<seed>.npz` holds `image` (4, X, Y, Z) float16 (raw intensities) and `label` uint8.
+Each file `case_<seed>.npz` holds `image` (4, X, Y, Z) (raw intensities; float16, float32 for
+`--heldout`) and `label` uint8.
 Default: 112^3 crops, 70 % centred near the tumour, 30 % anywhere around it. `--full`: whole
 brains on a `FULL_SHAPE` grid with every tumour type (training then samples patches anywhere in
 them and normalises over the whole brain, exactly as inference does).
@@ -37,9 +38,9 @@ def make_full(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_heldout(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A BraTS-size case exactly as evaluation makes it (validation while training)."""
+    """A BraTS-size case exactly as evaluation makes it, float32 (validation and evaluation)."""
     case = generate_case(seed)
-    return np.stack([case.images[s] for s in SEQUENCES]).astype(np.float16), case.label
+    return np.stack([case.images[s] for s in SEQUENCES]).astype(np.float32), case.label
 
 
 def write(seed: int, folder: Path, size: int, full: bool = False, heldout: bool = False) -> None:

@@ -88,6 +88,17 @@ def overlay_png(background: np.ndarray, seg: np.ndarray, path: Path, title_centr
     Image.fromarray(img).resize((img.shape[1] * 2, img.shape[0] * 2), Image.NEAREST).save(path)
 
 
+def heldout_case(seed: int, folder: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw [4, X, Y, Z] image (T1, T1c, T2, FLAIR) and label of a held-out case: from `folder`
+    (`cache --heldout` writes the same `generate_case` output there) or generated now."""
+    path = folder / f"case_{seed}.npz" if folder else None
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            return z["image"].astype(np.float32), z["label"]
+    case = generate_case(seed)
+    return np.stack([case.images[s] for s in SEQUENCES]), case.label
+
+
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
@@ -103,6 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", default=None)
     ap.add_argument("--flip-tta", action="store_true")
     ap.add_argument("--no-postprocess", action="store_true")
+    ap.add_argument("--cases", default=None,
+                    help="folder of held-out cases written by `cache --heldout` (generated here when absent)")
     args = ap.parse_args(argv)
 
     meta = json.loads((Path(args.model) / "metadata.json").read_text())
@@ -120,12 +133,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     for n in range(args.n_synthetic):
         seed = HELDOUT_SEED0 + n
-        case = generate_case(seed)
-        image = np.stack([case.images[s] for s in SEQUENCES])
+        image, label = heldout_case(seed, Path(args.cases) if args.cases else None)
         t = time.time()
         seg, _ = segment(predict, image, patch, overlap, **seg_kw)
         sec = time.time() - t
-        scores = region_scores(seg, case.label)
+        scores = region_scores(seg, label)
         row = {"seed": seed, "seconds": round(sec, 1)}
         for r, v in scores.items():
             row[f"dice_{r}"] = round(v["dice"], 4)
@@ -133,8 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
         report["synthetic"].append(row)
         print(json.dumps(row), flush=True)
         if args.images and n == 0:
-            overlay_png(case.images["FLAIR"], seg, Path(args.images) / f"{args.prefix}-synthetic-pred.png")
-            overlay_png(case.images["FLAIR"], case.label, Path(args.images) / f"{args.prefix}-synthetic-truth.png")
+            overlay_png(image[3], seg, Path(args.images) / f"{args.prefix}-synthetic-pred.png")
+            overlay_png(image[3], label, Path(args.images) / f"{args.prefix}-synthetic-truth.png")
     if report["synthetic"]:
         summ = {}
         for key in report["synthetic"][0]:

@@ -327,9 +327,12 @@ def read_series(datasets: Sequence[Dataset]) -> Volume:
     """Single-frame MR/CT instances of one series (or one enhanced multi-frame instance) -> Volume (float32)."""
     slices, affine, label = _collect(datasets)
     ref = slices[0]
-    planes: list[np.ndarray] = []
+    # Planes are stacked as [k, j, i] and returned transposed: data[i, j, k] is then a
+    # Fortran-ordered view (i fastest), NIfTI's own order, without a strided copy.
+    stack = np.empty((len(slices), ref.rows, ref.columns), dtype=np.float32)
+    integer = True
     cache: dict[int, np.ndarray] = {}
-    for s in slices:
+    for k, s in enumerate(slices):
         try:
             pixels = _frame_pixels(s.dataset, cache)
         except Exception as exc:  # pydicom raises many kinds for broken or undecodable pixel data
@@ -338,18 +341,17 @@ def read_series(datasets: Sequence[Dataset]) -> Volume:
             pixels = pixels[s.frame] if pixels.ndim == 3 else pixels
         if pixels.shape != (ref.rows, ref.columns):
             raise UnprocessableInput(f"{label}: pixel data shape {pixels.shape} does not match Rows/Columns")
-        planes.append(pixels)
-    # planes[k][j, i] -> data[i, j, k]: one cast-and-transpose copy, then the per-slice rescale
-    data = np.empty((ref.columns, ref.rows, len(slices)), dtype=np.float32)
-    data[...] = np.stack(planes).transpose(2, 1, 0)
+        integer = integer and pixels.dtype.kind in "iu"
+        stack[k] = pixels
     slopes = np.array([s.slope for s in slices])
     intercepts = np.array([s.intercept for s in slices])
     if np.any(slopes != 1.0) or np.any(intercepts != 0.0):
-        data *= slopes.astype(np.float32)
-        data += intercepts.astype(np.float32)
-    if not (all(p.dtype.kind in "iu" for p in planes) and np.all(np.isfinite(slopes)) and np.all(np.isfinite(intercepts))):
-        if not np.all(np.isfinite(data)):
-            raise UnprocessableInput(f"{label}: non-finite pixel values")
+        stack *= slopes.astype(np.float32)[:, None, None]
+        stack += intercepts.astype(np.float32)[:, None, None]
+    finite_by_construction = integer and np.all(np.isfinite(slopes)) and np.all(np.isfinite(intercepts))
+    if not finite_by_construction and not np.all(np.isfinite(stack)):
+        raise UnprocessableInput(f"{label}: non-finite pixel values")
+    data = stack.transpose(2, 1, 0)
     return Volume(data=data, affine=affine)
 
 
