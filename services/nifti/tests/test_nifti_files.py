@@ -165,6 +165,10 @@ def test_not_a_nifti(client: TestClient, auth, make_nifti) -> None:
     truncated = make_nifti()[:-40]
     assert client.put(f"/api/nifti/files/{T1}", content=truncated, headers=auth).status_code == 400
     assert client.put(f"/api/nifti/files/{T1}", content=b"", headers=auth).status_code == 400
+    corrupt = bytearray(make_nifti())
+    corrupt[20:60] = bytes(40)  # deflate data damaged in the middle of the stream
+    response = client.put(f"/api/nifti/files/{T1}", content=bytes(corrupt), headers=auth)
+    assert response.status_code == 400 and "corrupt" in response.json()["detail"]
 
 
 def test_nan_affine_rejected(client: TestClient, auth) -> None:

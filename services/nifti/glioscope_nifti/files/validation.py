@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from isal import igzip, isal_zlib
 
 from glioscope_common.errors import InvalidInput, PayloadTooLarge
 
@@ -26,12 +25,12 @@ class NiftiInfo:
 def _decompressed_size(path: Path, limit: int) -> int:
     total = 0
     try:
-        with gzip.open(path, "rb") as stream:
+        with igzip.open(path, "rb") as stream:  # ISA-L: about twice zlib's speed
             while chunk := stream.read(_CHUNK):
                 total += len(chunk)
                 if total > limit:
                     raise PayloadTooLarge(f"decompressed NIfTI exceeds {limit} bytes")
-    except (OSError, EOFError, zlib.error) as exc:
+    except (OSError, EOFError, isal_zlib.error) as exc:
         raise InvalidInput(f"corrupt gzip stream: {exc}") from exc
     return total
 
