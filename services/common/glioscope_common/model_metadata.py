@@ -52,6 +52,9 @@ class ModelMetadata(BaseModel):
     patch_size: tuple[int, int, int]
     overlap: float = Field(0.5, ge=0.0, lt=1.0)
     output_type: Literal["softmax", "sigmoid"] = "softmax"
+    # Test-time augmentation: also predict on the image mirrored along these axes of the model's
+    # RAS grid (0: left-right) and average the probabilities; each axis costs one more pass.
+    flip_axes: list[Literal[0, 1, 2]] = []
     labels: list[LabelInfo]
     intended_use: str
     training_data: str

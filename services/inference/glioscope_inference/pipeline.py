@@ -140,11 +140,21 @@ def segment_study(
 
     # 4. sliding-window inference
     with stage("inference"):
-        probabilities = sliding_window_inference(
-            image, backend, metadata.patch_size, metadata.overlap, batch_size=batch_size,
-            progress=lambda f: report("inference", f), output_type=metadata.output_type,
-            requests_in_flight=requests_in_flight,
-        )
+        passes = [None, *metadata.flip_axes]  # None: the image as it is; an axis: mirrored along it
+        probabilities = None
+        for n, axis in enumerate(passes):
+            mirrored = image if axis is None else np.flip(image, axis=1 + axis)
+            result = sliding_window_inference(
+                mirrored, backend, metadata.patch_size, metadata.overlap, batch_size=batch_size,
+                progress=lambda f, n=n: report("inference", (n + f) / len(passes)), output_type=metadata.output_type,
+                requests_in_flight=requests_in_flight,
+            )
+            result = result if axis is None else np.flip(result, axis=1 + axis)
+            probabilities = result if probabilities is None else np.add(probabilities, result, out=probabilities)
+        assert probabilities is not None
+        if len(passes) > 1:
+            probabilities /= len(passes)
+        probabilities = np.ascontiguousarray(probabilities)
         del image
 
     # 5. post-processing: model-grid labels, and probabilities back onto the reference grid
