@@ -1,7 +1,8 @@
 """Benchmark the exported segmentation model with onnxruntime on CPU.
 
 Prints the seconds for one BraTS-size case (4 x 240 x 240 x 155, 1 mm) with sliding-window
-inference (patch size and overlap from metadata.json), voxels per second and the model file size.
+inference (patch size, overlap and test-time flips from metadata.json), voxels per second and the
+model file size.
 
     python bench/bench_model.py [--model model_repository/glioscope_unet] [--threads 2] [--repeat 2]
 """
@@ -35,15 +36,19 @@ def main() -> None:
     predict = ort_predictor(onnx_path, threads=args.threads)
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 1000, (4, 240, 240, 155)).astype(np.float32)
+    flip_axes = [int(a) for a in meta.get("flip_axes", [])]  # test-time augmentation: one pass each
     times = []
     for _ in range(args.repeat):
         t = time.perf_counter()
-        sliding_window(predict, zscore(image), patch, overlap)
+        x = zscore(image)
+        sliding_window(predict, x, patch, overlap)
+        for axis in flip_axes:
+            sliding_window(predict, np.ascontiguousarray(np.flip(x, axis=1 + axis)), patch, overlap)
         times.append(time.perf_counter() - t)
     sec = min(times)
     n_vox = 240 * 240 * 155
     print(f"model: {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB), patch {patch}, overlap {overlap}, "
-          f"{args.threads} threads")
+          f"{args.threads} threads, {1 + len(flip_axes)} pass(es) (flip_axes {flip_axes})")
     print(f"seconds per BraTS-size case (4x240x240x155): {sec:.2f} (runs: {', '.join(f'{t:.2f}' for t in times)})")
     print(f"voxels per second: {n_vox / sec:,.0f}")
     print(f"model file MB: {onnx_path.stat().st_size / 1e6:.2f}")
