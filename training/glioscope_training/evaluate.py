@@ -128,8 +128,10 @@ def main(argv: list[str] | None = None) -> dict:
         onnx_path = Path(tempfile.mkdtemp()) / "model.onnx"
         export(model, onnx_path, patch[0])
     predict = ort_predictor(onnx_path)
-    seg_kw = {"flip_tta": args.flip_tta, "postprocess": not args.no_postprocess}
-    report: dict = {"model": str(onnx_path), "patch_size": patch, "overlap": overlap, "synthetic": []}
+    # test-time flip as the service runs it (metadata flip_axes), or forced with --flip-tta
+    flip = args.flip_tta or 0 in meta.get("flip_axes", [])
+    seg_kw = {"flip_tta": flip, "postprocess": not args.no_postprocess}
+    report: dict = {"model": str(onnx_path), "patch_size": patch, "overlap": overlap, "flip_tta": flip, "synthetic": []}
 
     for n in range(args.n_synthetic):
         seed = HELDOUT_SEED0 + n

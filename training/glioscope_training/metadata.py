@@ -36,7 +36,7 @@ TRAINING_DATA = (
 )
 
 
-def build(version: str, accuracy: dict) -> dict:
+def build(version: str, accuracy: dict, flip_axes: list[int] | None = None) -> dict:
     return {
         "name": "glioscope_unet",
         "version": version,
@@ -50,6 +50,7 @@ def build(version: str, accuracy: dict) -> dict:
         "patch_size": [PATCH, PATCH, PATCH],
         "overlap": OVERLAP,
         "output_type": "softmax",
+        "flip_axes": list(flip_axes or []),
         "labels": LABELS,
         "intended_use": "research use only, not for clinical decisions",
         "training_data": TRAINING_DATA,
@@ -78,12 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--version", default="0.1.0")
     ap.add_argument("--eval", default=None, help="JSON written by glioscope_training.evaluate --json")
     ap.add_argument("--extra", default=None, help="JSON object merged into accuracy")
+    ap.add_argument("--flip-axes", default="", help="test-time flips the service runs, e.g. 0 (left-right)")
     args = ap.parse_args(argv)
     acc = accuracy_from_eval(json.loads(Path(args.eval).read_text())) if args.eval else {}
     if args.extra:
         acc.update(json.loads(args.extra))
     path = Path(args.model) / "metadata.json"
-    path.write_text(json.dumps(build(args.version, acc), indent=2) + "\n")
+    flip_axes = [int(a) for a in args.flip_axes.split(",") if a.strip()]
+    path.write_text(json.dumps(build(args.version, acc, flip_axes), indent=2) + "\n")
     print(f"wrote {path}")
 
 
