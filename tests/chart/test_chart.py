@@ -309,6 +309,27 @@ def test_migrations_hook_job() -> None:
             assert env["GLIOSCOPE_MIGRATE_ON_START"] == "false"
 
 
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * factor)
+    return int(quantity)
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_the_gateway_memory_limit_holds_its_upload_budget(scenario: str) -> None:
+    """Every upload byte costs the pod about 5.3 bytes while it is stored (studies/admission.py):
+    the memory limit must hold the whole budget of uploads at once, plus the processes themselves."""
+    objects = render_scenario(scenario)
+    gateway = next(o for o in objects if o["kind"] == "Deployment" and component(o) == "gateway")
+    container = pod_spec(gateway)["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    budget, largest = int(env["GLIOSCOPE_UPLOAD_BUDGET_BYTES"]), int(env["GLIOSCOPE_MAX_UPLOAD_BYTES"])
+    assert largest <= budget
+    assert _bytes(container["resources"]["limits"]["memory"]) >= 6 * budget + 512 * 1024**2
+
+
 def test_one_worker_deployment_per_enabled_queue() -> None:
     objects = render_scenario("default")
     queues = sorted(o["metadata"]["labels"]["glioscope.io/queue"] for o in objects if o["kind"] == "Deployment" and component(o).startswith("worker-"))

@@ -13,6 +13,7 @@ from glioscope_gateway.audit.service import AuditLog
 from glioscope_gateway.auth.ratelimit import Limiter
 from glioscope_gateway.auth.service import AuthService
 from glioscope_gateway.settings import GatewaySettings
+from glioscope_gateway.studies.admission import UploadAdmission
 from glioscope_gateway.studies.ingest_pool import UploadIngest
 from glioscope_gateway.studies.service import StudyService
 
@@ -23,6 +24,7 @@ class Container:
     sessions: sessionmaker[Session]
     studies: StudyService
     ingest: UploadIngest  # uploads: validated and stored in worker processes
+    admission: UploadAdmission  # upload bytes held at once, decided before a body is read
     dicomweb: DicomWeb
     orthanc_http: httpx.AsyncClient  # raw proxy to Orthanc's DICOMweb for the viewer
     services_http: httpx.AsyncClient  # reporting and nifti, with the service token

@@ -37,6 +37,7 @@ from glioscope_gateway.segmentations.routes import router as segmentations_route
 from glioscope_gateway.segmentations.service import CeleryEditQueue, SegmentationVersions
 from glioscope_gateway.settings import GatewaySettings
 from glioscope_gateway.studies.routes import router as studies_router
+from glioscope_gateway.studies.admission import UploadAdmission, UploadsBusy
 from glioscope_gateway.studies.ingest_pool import UploadIngest, study_service
 from glioscope_gateway.watcher import OrthancWatcher
 
@@ -105,6 +106,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
             sessions=sessions,
             studies=studies,
             ingest=ingest,
+            admission=UploadAdmission(settings.max_upload_bytes, settings.upload_budget_bytes),
             dicomweb=dicomweb,
             orthanc_http=httpx.AsyncClient(timeout=httpx.Timeout(120, connect=5)),
             services_http=httpx.AsyncClient(timeout=60, headers={"authorization": f"Bearer {token}"}),
@@ -167,8 +169,9 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
     register_gateway_collectors(sessions, settings.broker_url)  # glioscope_jobs, glioscope_queue_depth
 
     @app.exception_handler(RateLimited)
-    async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.detail, request), status_code=429,
+    @app.exception_handler(UploadsBusy)
+    async def _retry_later(request: Request, exc: RateLimited | UploadsBusy) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.detail, request), status_code=exc.status_code,
                             headers={"retry-after": str(max(1, int(exc.retry_after_s + 0.999)))})
 
     if settings.cors_origins:

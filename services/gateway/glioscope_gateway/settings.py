@@ -10,7 +10,10 @@ from glioscope_common.settings import DEVELOPMENT_SECRET, CommonSettings
 class GatewaySettings(CommonSettings):
     """Gateway settings (env prefix GLIOSCOPE_). URLs of the other services come from CommonSettings."""
 
-    max_upload_bytes: int = 4 * 1024**3
+    max_upload_bytes: int = Field(1024**3, gt=0)
+    # Upload bytes one gateway process holds at once (studies/admission.py): the pod's memory grows
+    # by about 5.3 bytes per upload byte; beyond the budget uploads get 503 with Retry-After.
+    upload_budget_bytes: int = Field(2 * 1024**3, gt=0)
     # STOW-RS requests to the PACS in flight at once during an upload.
     stow_concurrency: int = 3
     # Processes that validate and store uploads (studies/ingest_pool.py), at this niceness; 0: in
@@ -72,6 +75,8 @@ class GatewaySettings(CommonSettings):
             raise ValueError("GLIOSCOPE_JWT_SECRET must be at least 32 characters outside development")
         if bool(self.bootstrap_admin_username) != (self.bootstrap_admin_password is not None):
             raise ValueError("set both GLIOSCOPE_BOOTSTRAP_ADMIN_USERNAME and GLIOSCOPE_BOOTSTRAP_ADMIN_PASSWORD, or neither")
+        if self.upload_budget_bytes < self.max_upload_bytes:
+            raise ValueError("GLIOSCOPE_UPLOAD_BUDGET_BYTES must be at least GLIOSCOPE_MAX_UPLOAD_BYTES")
         if self.oidc_jwks_url and not (self.oidc_issuer and self.oidc_audience):
             raise ValueError("GLIOSCOPE_OIDC_JWKS_URL needs GLIOSCOPE_OIDC_ISSUER and GLIOSCOPE_OIDC_AUDIENCE")
         return self

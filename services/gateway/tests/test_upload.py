@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from glioscope_common.local_services import LocalOrthanc
 
-from .conftest import as_files, gateway_settings, small_study
+from .conftest import SERVICE_KEY, as_files, gateway_settings, small_study
 
 REAL = Path(__file__).resolve().parents[4] / "shared" / "data" / "real"
 
@@ -245,3 +245,74 @@ def test_an_abandoned_upload_is_registered_from_the_pacs(gateway: TestClient, or
     assert study["status"] == "ready" and study["project"] == "default"
     assert study["latest_job"]["state"] == "queued"
     assert gateway.get(f"/api/studies/{fresh}").json()["status"] == "receiving"
+
+
+# -- admission by size, before the body is read (studies/admission.py) ----------------------------
+
+
+def test_admission_counts_bytes_and_releases_them() -> None:
+    from glioscope_common.errors import PayloadTooLarge
+    from glioscope_gateway.studies.admission import UploadAdmission, UploadsBusy
+
+    admission = UploadAdmission(max_upload_bytes=100, budget_bytes=150)
+    with pytest.raises(PayloadTooLarge):
+        with admission.admit(101):
+            pass
+    with admission.admit(100):
+        assert admission.held_bytes == 100
+        with pytest.raises(UploadsBusy):
+            with admission.admit(60):
+                pass
+        with admission.admit(50):  # still within the budget
+            assert admission.held_bytes == 150
+    with pytest.raises(RuntimeError):
+        with admission.admit(None):  # no declared length: counted as the largest upload
+            assert admission.held_bytes == 100
+            raise RuntimeError("the upload failed")
+    assert admission.held_bytes == 0
+    with pytest.raises(ValueError):
+        UploadAdmission(max_upload_bytes=100, budget_bytes=99)
+
+
+def test_uploads_beyond_the_budget_wait_with_503_and_retry_after(
+    tmp_path: Path, orthanc: LocalOrthanc
+) -> None:
+    from glioscope_gateway.main import create_app
+
+    paths = small_study(tmp_path, seed=21)
+    size = sum(p.stat().st_size for p in paths)
+    app = create_app(gateway_settings(tmp_path, orthanc, max_upload_bytes=2 * size, upload_budget_bytes=2 * size))
+    with TestClient(app, headers={"x-api-key": SERVICE_KEY}) as client:
+        before = orthanc_study_count(orthanc)
+        with app.state.container.admission.admit(size):  # another upload of the same size in flight
+            busy = client.post("/api/studies", files=as_files(paths))
+            assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
+            assert "retry" in busy.json()["detail"]
+            assert orthanc_study_count(orthanc) == before
+            # nobody unknown can take or probe the budget: authentication comes first
+            unauthenticated = client.post("/api/studies", files=as_files(paths), headers={"x-api-key": ""})
+            assert unauthenticated.status_code == 401
+        assert app.state.container.admission.held_bytes == 0
+        stored = client.post("/api/studies", files=as_files(paths))
+        assert stored.status_code == 201, stored.text
+        assert app.state.container.admission.held_bytes == 0
+
+
+def test_an_upload_declared_larger_than_the_limit_is_refused_before_it_is_read(
+    tmp_path: Path, orthanc: LocalOrthanc
+) -> None:
+    from glioscope_gateway.main import create_app
+
+    app = create_app(gateway_settings(tmp_path, orthanc, max_upload_bytes=1024, upload_budget_bytes=1024))
+
+    def body():  # not even multipart: parsed, it would be a 400; refused first, it is a 413
+        for _ in range(64):
+            yield b"x" * 1024
+
+    with TestClient(app, headers={"x-api-key": SERVICE_KEY}) as client:
+        response = client.post(
+            "/api/studies", content=body(),
+            headers={"content-type": "multipart/form-data; boundary=b", "content-length": str(64 * 1024)},
+        )
+        assert response.status_code == 413 and "exceeds 1024 bytes" in response.json()["detail"]
+        assert app.state.container.admission.held_bytes == 0

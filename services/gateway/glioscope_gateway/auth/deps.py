@@ -18,18 +18,28 @@ bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=Fals
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
+def authenticate(c: Container, api_key: str | None, token: str | None) -> Principal:
+    if api_key:
+        return c.auth.principal_from_api_key(api_key)
+    if token:
+        return c.auth.principal_from_bearer(token)
+    raise Unauthorized("not authenticated: send 'Authorization: Bearer <token>' or 'X-API-Key'")
+
+
+def principal_from_headers(c: Container, request: Request) -> Principal:
+    """The caller, read from the headers as the security schemes below read them; for a route that
+    must know it before its body is parsed (FastAPI parses the body before it solves dependencies)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return authenticate(c, request.headers.get("x-api-key"), token.strip() if scheme.lower() == "bearer" else None)
+
+
 def current_principal(
     request: Request,
     token: str | None = Depends(bearer_scheme),
     api_key: str | None = Depends(api_key_scheme),
     c: Container = Depends(container),
 ) -> Principal:
-    if api_key:
-        principal = c.auth.principal_from_api_key(api_key)
-    elif token:
-        principal = c.auth.principal_from_bearer(token)
-    else:
-        raise Unauthorized("not authenticated: send 'Authorization: Bearer <token>' or 'X-API-Key'")
+    principal = authenticate(c, api_key, token)
     request.state.principal = principal
     return principal
 

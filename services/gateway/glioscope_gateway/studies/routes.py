@@ -1,23 +1,26 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import pydicom
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.routing import APIRoute
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from glioscope_common.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType, UpstreamUnavailable
 from glioscope_common.records.access import AuditAction
 from glioscope_common.records.models import Study, StudyStatus
-from glioscope_gateway.auth.deps import audited, require
+from glioscope_gateway.auth.deps import audited, principal_from_headers, require
 from glioscope_gateway.auth.errors import Forbidden
 from glioscope_gateway.auth.principal import EXPORT, IDENTIFIED, READ, WRITE, Principal
 from glioscope_gateway.auth.service import PROJECT
 from glioscope_gateway.deps import Container, container
 from glioscope_gateway.segmentations.routes import segmentation_versions
 from glioscope_gateway.segmentations.service import SegmentationVersions, Version
+from glioscope_gateway.studies.admission import UploadAdmission
 from glioscope_gateway.studies.export import export_deidentified
 from glioscope_gateway.studies.schemas import JobOut, SequenceOverrides, StudyOut, UploadResult
 
@@ -66,13 +69,31 @@ def upload_project(principal: Principal, requested: str | None, default: str) ->
     return default
 
 
-@router.post(
-    "",
-    status_code=201,
-    response_model=UploadResult,
-    summary="Upload a study (DICOM files or a zip) to the uploader's project",
-    dependencies=[Depends(audited(AuditAction.uploaded))],
-)
+def declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+class AdmittedUploadRoute(APIRoute):
+    """The upload route: the caller is authenticated from the headers (so that nobody unknown can
+    take the budget) and the upload admitted by `app.state.container.admission`, both before the
+    body is parsed; the route's own dependencies run again as usual afterwards."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def admitted(request: Request) -> Response:
+            c = request.app.state.container
+            principal = await run_in_threadpool(principal_from_headers, c, request)
+            if principal.role not in WRITE:
+                raise Forbidden(f"the {principal.role.value} role may not do this")
+            admission: UploadAdmission = c.admission
+            with admission.admit(declared_length(request)):
+                return await handler(request)
+
+        return admitted
+
+
 async def upload_study(
     request: Request,
     files: Annotated[list[UploadFile], File(description="DICOM files and/or zip archives of one study")],
@@ -92,6 +113,21 @@ async def upload_study(
         instances_received=outcome.instances_received,
     )
     return Response(result.model_dump_json(), status_code=201 if outcome.created else 200, media_type="application/json")
+
+
+# Not a decorator: the upload route has its own route class (studies/admission.py), which
+# authenticates the caller and admits the upload by size before the body is read.
+router.add_api_route(
+    "",
+    upload_study,
+    methods=["POST"],
+    status_code=201,
+    response_model=UploadResult,
+    summary="Upload a study (DICOM files or a zip) to the uploader's project",
+    description="413 above `max_upload_bytes`; 503 with Retry-After while the gateway holds its upload budget.",
+    dependencies=[Depends(audited(AuditAction.uploaded))],
+    route_class_override=AdmittedUploadRoute,
+)
 
 
 @router.get("", response_model=list[StudyOut], summary="The worklist (the caller's projects)",
