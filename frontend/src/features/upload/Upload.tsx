@@ -1,12 +1,13 @@
 import { useState, type DragEvent } from 'react';
 import type { Api } from '../api/client';
 import { JobProgress } from '../jobs/JobProgress';
-import { formatBytes, uploadStudy, type UploadProgress } from './uploadXhr';
+import { formatBytes, uploadStudy, uploadStudyWhenAdmitted, type UploadProgress } from './uploadXhr';
 
 export function Upload({ api }: { api: Api }) {
   const [files, setFiles] = useState<File[]>([]);
   const [progress, setProgress] = useState<UploadProgress | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [waiting, setWaiting] = useState<number | null>(null);
   const [result, setResult] = useState<{ studyUid: string; jobId: string | null; created: boolean } | null>(null);
   const [over, setOver] = useState(false);
 
@@ -19,7 +20,11 @@ export function Upload({ api }: { api: Api }) {
     setError(null);
     setResult(null);
     try {
-      const answer = await uploadStudy(api.session, files, setProgress);
+      const answer = await uploadStudyWhenAdmitted(
+        () => uploadStudy(api.session, files, setProgress),
+        (seconds) => setWaiting(seconds),
+      );
+      setWaiting(null);
       if (answer.status === 401) {
         api.session.signOut('Your session has expired. Please sign in again.');
         return;
@@ -30,6 +35,7 @@ export function Upload({ api }: { api: Api }) {
       }
       setResult({ studyUid: answer.body.study.study_instance_uid, jobId: answer.body.job?.id ?? null, created: answer.body.created });
     } catch (e) {
+      setWaiting(null);
       setError((e as Error).message);
     }
   };
@@ -55,6 +61,9 @@ export function Upload({ api }: { api: Api }) {
         <div>
           <progress max={1} value={progress.fraction} /> {Math.round(progress.fraction * 100)}% ({formatBytes(progress.loaded)} of {formatBytes(progress.total)})
         </div>
+      )}
+      {waiting !== null && (
+        <div className="notice" role="status">The server is storing other uploads; sending again in {waiting} s.</div>
       )}
       {error && <div className="error" role="alert">{error}</div>}
       {result && (

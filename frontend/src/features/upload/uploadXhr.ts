@@ -26,6 +26,12 @@ export function contentTypeFor(name: string): string {
 export interface UploadAnswer {
   status: number;
   body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  retryAfterS?: number | null; // from Retry-After (503: the gateway holds its upload budget)
+}
+
+export function retryAfterSeconds(header: string | null): number | null {
+  if (header === null || !/^\d+$/.test(header.trim())) return null;
+  return Math.max(1, Number(header.trim()));
 }
 
 export async function uploadStudy(
@@ -50,8 +56,24 @@ export async function uploadStudy(
       } catch {
         body = { detail: xhr.responseText };
       }
-      resolve({ status: xhr.status, body });
+      resolve({ status: xhr.status, body, retryAfterS: retryAfterSeconds(xhr.getResponseHeader('retry-after')) });
     };
     xhr.send(form);
   });
+}
+
+// The gateway admits uploads by size before reading them: while it holds other uploads it answers
+// 503 with Retry-After, and the upload is simply sent again after that wait (a few times at most).
+export async function uploadStudyWhenAdmitted(
+  send: () => Promise<UploadAnswer>,
+  onWait: (seconds: number) => void,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  maxAttempts = 12,
+): Promise<UploadAnswer> {
+  for (let attempt = 1; ; attempt++) {
+    const answer = await send();
+    if (answer.status !== 503 || !answer.retryAfterS || attempt >= maxAttempts) return answer;
+    onWait(answer.retryAfterS);
+    await sleep(answer.retryAfterS * 1000);
+  }
 }
