@@ -196,18 +196,21 @@ def make_backend(
     *,
     threads: int | None = None,
     timeout_s: float = 60,
+    requests_in_flight: int = 2,
 ) -> InferenceBackend:
-    """"onnxruntime" -> OnnxRuntimeBackend(model_dir / metadata.onnx_file); "grpc://host:port" -> Triton
-    serving the model named after `model_dir`'s folder (the Triton model repository layout)."""
+    """"onnxruntime" -> OnnxRuntimeBackend(model_dir / metadata.onnx_file) with `threads` (None or 0:
+    onnxruntime's choice); "grpc://host:port" -> Triton serving the model named after `model_dir`'s
+    folder (the Triton model repository layout), `requests_in_flight` patches at once."""
     url = settings_inference_url.strip()
     if url.lower() in ("onnxruntime", "ort", "local", ""):
         return OnnxRuntimeBackend(
-            Path(model_dir) / metadata.onnx_file, threads,
+            Path(model_dir) / metadata.onnx_file, threads or None,
             input_name=metadata.input_name, output_name=metadata.output_name,
         )
     if url.startswith("grpc://") or "://" not in url:
         return TritonBackend(
             url, Path(model_dir).name, timeout_s=timeout_s,
             input_name=metadata.input_name, output_name=metadata.output_name,
+            requests_in_flight=requests_in_flight,
         )
     raise ValueError(f"unsupported inference URL {url!r}: use 'onnxruntime' or 'grpc://host:8001'")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from glioscope_common.settings import CommonSettings
 
 
@@ -7,7 +9,9 @@ class InferenceSettings(CommonSettings):
     """Worker settings (env prefix GLIOSCOPE_); the URLs come from CommonSettings."""
 
     # Threads for onnxruntime in-process; 0 lets onnxruntime choose.
-    inference_threads: int = 0
+    inference_threads: int = Field(0, ge=0)
+    # Patches one job keeps in flight to Triton, one per request (Triton's dynamic batcher merges them).
+    triton_requests_in_flight: int = Field(2, ge=1, le=64)
     # Retries of a job whose upstream (PACS, Triton, NIfTI, reporting) is unavailable, with backoff.
     max_upstream_retries: int = 5
     retry_backoff_s: float = 5.0

@@ -92,6 +92,30 @@ def test_make_backend_choices(tiny_model_dir, tiny_metadata):
     assert isinstance(make_backend("onnxruntime", tiny_model_dir, tiny_metadata), OnnxRuntimeBackend)
     triton = make_backend("grpc://triton:8001", tiny_model_dir, tiny_metadata)
     assert isinstance(triton, TritonBackend) and triton.model_name == tiny_model_dir.name and triton.address == "triton:8001"
+    assert triton.requests_in_flight == 2
+    assert make_backend("grpc://triton:8001", tiny_model_dir, tiny_metadata, requests_in_flight=6).requests_in_flight == 6
+
+
+def test_the_worker_builds_its_backend_from_its_settings(monkeypatch, tmp_path, tiny_model_dir, tiny_metadata):
+    """GLIOSCOPE_INFERENCE_THREADS and GLIOSCOPE_TRITON_REQUESTS_IN_FLIGHT reach the backend."""
+    from glioscope_inference.segmentation import tasks
+
+    monkeypatch.setenv("GLIOSCOPE_MODEL_REPOSITORY", str(tiny_model_dir.parent))
+    monkeypatch.setenv("GLIOSCOPE_MODEL_NAME", tiny_model_dir.name)
+    monkeypatch.setenv("GLIOSCOPE_DATABASE_URL", f"sqlite:///{tmp_path}/jobs.db")
+    monkeypatch.setenv("GLIOSCOPE_INFERENCE_URL", "grpc://triton:8001")
+    monkeypatch.setenv("GLIOSCOPE_TRITON_REQUESTS_IN_FLIGHT", "5")
+    tasks._service.cache_clear()  # the worker builds it once per process
+    try:
+        service, _, _ = tasks._service()
+        assert service._backend_factory().requests_in_flight == 5
+        monkeypatch.setenv("GLIOSCOPE_INFERENCE_URL", "onnxruntime")
+        monkeypatch.setenv("GLIOSCOPE_INFERENCE_THREADS", "1")
+        tasks._service.cache_clear()
+        service, _, _ = tasks._service()
+        assert service._backend_factory().session.get_session_options().intra_op_num_threads == 1
+    finally:
+        tasks._service.cache_clear()
 
 
 class SlowFirstBackend:

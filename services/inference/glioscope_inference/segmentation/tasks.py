@@ -53,7 +53,10 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
 
     @functools.cache
     def backend() -> InferenceBackend:
-        return make_backend(settings.inference_url, model_dir, metadata)
+        return make_backend(
+            settings.inference_url, model_dir, metadata,
+            threads=settings.inference_threads, requests_in_flight=settings.triton_requests_in_flight,
+        )
 
     service = SegmentationService(
         jobs,
