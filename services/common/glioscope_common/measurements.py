@@ -28,3 +28,6 @@ class Measurements(BaseModel):
     centroid_ras_mm: tuple[float, float, float] | None = None
     hemisphere: Literal["left", "right", "bilateral", "none"] = "none"
     tumour_detected: bool = False
+    # Why the input may be outside what the model was trained on (e.g. not skull-stripped); the
+    # report repeats them. Plain sentences without patient data.
+    input_warnings: list[str] = Field(default_factory=list)

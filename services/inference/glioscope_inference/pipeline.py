@@ -35,6 +35,24 @@ from glioscope_inference.sliding_window import sliding_window_inference
 
 __all__ = ["SegmentationResult", "segment_study", "STAGES"]
 
+# A skull-stripped adult brain (the model's training domain) is well under this many mL of non-zero
+# voxels (1.2-2.4 L); a raw head image is non-zero over its whole field of view (6 L on the real
+# TCGA example in ../shared/data/real).
+SKULL_STRIPPED_MAX_ML = 3000.0
+
+
+def input_warnings(brain_mask: np.ndarray, voxel_mm3: float) -> list[str]:
+    """Plain-language reasons why the model may mislabel this input."""
+    foreground_ml = float(brain_mask.sum()) * voxel_mm3 / 1000.0
+    if foreground_ml > SKULL_STRIPPED_MAX_ML:
+        return [
+            f"The images do not look skull-stripped ({foreground_ml / 1000:.1f} L of non-zero voxels; a brain "
+            f"is under {SKULL_STRIPPED_MAX_ML / 1000:.0f} L). The model was trained on skull-stripped images "
+            "and may label tissue outside the brain (scalp, orbits, neck): review the segmentation there."
+        ]
+    return []
+
+
 STAGES = ("coregister", "resample", "normalise", "inference", "postprocess", "measure", "key_images")
 
 
@@ -180,6 +198,7 @@ def segment_study(
     # 6. measurements on the model grid (axis-aligned RAS: axial is clean there)
     with stage("measure"):
         measurements = measure(model_labels, grid_affine, metadata, brain_mask=brain_mask)
+        measurements = measurements.model_copy(update={"input_warnings": input_warnings(brain_mask, grid_voxel_mm3)})
         if measurements.axial_slice_index is not None:
             # report the slice in the T1c grid: the k index of the WT centroid on the measured slice
             k = measurements.axial_slice_index

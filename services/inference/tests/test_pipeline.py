@@ -123,3 +123,22 @@ def test_flip_axes_are_validated(tiny_metadata):
 
     with pytest.raises(ValidationError):
         type(tiny_metadata).model_validate(tiny_metadata.model_dump() | {"flip_axes": [3]})
+
+
+def test_an_input_that_is_not_skull_stripped_is_flagged(synthetic_study, tiny_metadata, tiny_backend):
+    from glioscope_inference.pipeline import SKULL_STRIPPED_MAX_ML, input_warnings
+
+    assert input_warnings(np.ones((10, 10, 10), bool), voxel_mm3=1.0) == []  # 1 mL
+    flagged = input_warnings(np.ones((200, 200, 100), bool), voxel_mm3=1.0)  # 4 L: a whole head
+    assert len(flagged) == 1 and "skull-stripped" in flagged[0] and "4.0 L" in flagged[0]
+    assert 4000 > SKULL_STRIPPED_MAX_ML
+    # the tiny phantom is a brain on a zero background: no warning from the pipeline
+    result = segment_study(synthetic_study, tiny_metadata, tiny_backend, coregister=False)
+    assert result.measurements.input_warnings == []
+    # a raw head: non-zero over a 16 cm field of view (4.1 L), segmented on a coarse grid
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    head = {role: Volume(np.full((40, 40, 40), 50.0 + 10 * n, np.float32), affine) for n, role in enumerate(synthetic_study)}
+    coarse = tiny_metadata.model_copy(update={"spacing_mm": (8.0, 8.0, 8.0)})
+    flagged_result = segment_study(head, coarse, tiny_backend, coregister=False)
+    assert len(flagged_result.measurements.input_warnings) == 1
+    assert "skull-stripped" in flagged_result.measurements.input_warnings[0]

@@ -85,3 +85,13 @@ def test_pdf_is_fast_and_small_without_images() -> None:
     pdf = render_pdf(data)
     assert time.perf_counter() - started < 1.0
     assert pdf.startswith(b"%PDF") and len(pdf) < 50_000
+
+
+def test_input_warnings_are_quoted_and_lead_the_recommendations() -> None:
+    warning = "The images do not look skull-stripped (6.0 L of non-zero voxels; a brain is under 3 L)."
+    for measurements in (_m(6.04, 30.0, 9.96), _m(0.0, 0.02, 0.0, d1=0.0, d2=0.0, hemisphere="none")):
+        s = draft_sections(measurements.model_copy(update={"input_warnings": [warning]}), MODEL)
+        assert s.findings.endswith(f"Input quality: {warning}")
+        assert s.recommendations.startswith("Verify the automated segmentation against the images")
+        plain = draft_sections(measurements, MODEL)
+        assert "Input quality" not in plain.findings and s.diagnosis == plain.diagnosis

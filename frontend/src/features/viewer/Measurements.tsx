@@ -22,10 +22,17 @@ export function Measurements({ api, studyUid }: { api: Api; studyUid: string }) 
   if (error) return <p className="error">Measurements: {error}</p>;
   if (!data) return <p className="muted">Loading measurements…</p>;
   const regions = (data.region_volumes_ml ?? {}) as Record<string, number>;
-  const rest = Object.entries(data).filter(([k, v]) => k !== 'region_volumes_ml' && k !== 'label_volumes' && (typeof v !== 'object' || v === null || Array.isArray(v)));
+  const warnings = (Array.isArray(data.input_warnings) ? data.input_warnings : []).map(String);
+  const shown = new Set(['region_volumes_ml', 'label_volumes', 'input_warnings']);
+  const rest = Object.entries(data).filter(([k, v]) => !shown.has(k) && (typeof v !== 'object' || v === null || Array.isArray(v)));
   return (
     <section className="measurements" aria-label="Measurements">
       <h3>Measurements</h3>
+      {warnings.map((w) => (
+        <p key={w} className="error" role="alert">
+          {w}
+        </p>
+      ))}
       <table>
         <tbody>
           {Object.entries(regions).map(([k, v]) => (

@@ -63,6 +63,20 @@ def comparison_text(c: Comparison) -> tuple[str, str]:
 
 
 def draft_sections(measurements: Measurements, model: ModelInfo, structured: Structured | None = None) -> Sections:
+    """The four sections from the measurements; the worker's input warnings (e.g. images that are not
+    skull-stripped) are quoted in the findings and lead the recommendations."""
+    sections = _sections(measurements, model, structured)
+    if not measurements.input_warnings:
+        return sections
+    caution = " ".join(measurements.input_warnings)
+    return sections.model_copy(update={
+        "findings": f"{sections.findings} Input quality: {caution}",
+        "recommendations": "Verify the automated segmentation against the images: the input is outside the "
+        f"model's training domain. {sections.recommendations}",
+    })
+
+
+def _sections(measurements: Measurements, model: ModelInfo, structured: Structured | None = None) -> Sections:
     m = measurements
     structured = structured or structured_fields(m)
     source = f"Automated segmentation ({model.name} {model.version})"
