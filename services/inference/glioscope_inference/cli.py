@@ -183,6 +183,8 @@ def segment(args: argparse.Namespace) -> int:
         (out / f"key_{view}.png").write_bytes(png)
     (out / "timings.json").write_text(json.dumps(result.timings_s, indent=2))
     m = result.measurements
+    for warning in m.input_warnings:
+        print(f"glioscope: warning: {warning}", file=sys.stderr)
     if not args.quiet:
         print(
             f"WT {m.region_volumes_ml['WT']:.1f} mL, TC {m.region_volumes_ml['TC']:.1f} mL, "
