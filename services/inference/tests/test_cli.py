@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -101,3 +103,31 @@ def test_segment_dicom_folder(synthetic_study, tiny_model_dir, tmp_path, capsys)
     shutil.rmtree(folder / "FLAIR")
     code = main(["segment", "--dicom", str(folder), "--output", str(out), "--model-dir", str(tiny_model_dir)])
     assert code == 2 and "missing sequences: FLAIR" in capsys.readouterr().err
+
+
+RAW = Path(__file__).resolve().parents[4] / "shared" / "data" / "real" / "tcga-fg-6692-raw"
+
+
+def test_a_raw_hospital_study_is_flagged_as_not_skull_stripped(tmp_path, capsys):
+    """The real TCGA case as a scanner writes it (skull, 5.5 mm slices, not co-registered): the
+    warning reaches stderr and measurements.json (the tiny model on a coarse grid: only the input
+    check matters here)."""
+    if not RAW.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{RAW} is missing (../shared/data/real must be present in CI)")
+        pytest.skip("../shared/data/real is not on this machine")
+    from .conftest import write_tiny_model
+
+    model_dir = write_tiny_model(tmp_path / "models" / "tiny", spacing=(6.0, 6.0, 6.0))
+    out = tmp_path / "out"
+    code = main([
+        "segment", "--t1", str(RAW / "t1.nii.gz"), "--t1c", str(RAW / "t1c.nii.gz"),
+        "--t2", str(RAW / "t2.nii.gz"), "--flair", str(RAW / "flair.nii.gz"),
+        "--output", str(out), "--model-dir", str(model_dir), "--inference-url", "onnxruntime",
+        "--no-coregister", "--threads", "1",
+    ])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "do not look skull-stripped" in err
+    m = Measurements.model_validate(json.loads((out / "measurements.json").read_text()))
+    assert len(m.input_warnings) == 1 and "skull-stripped" in m.input_warnings[0]
