@@ -91,7 +91,10 @@ def _decimal_strings(ds: Dataset, keyword: str) -> Any:
     None when absent or empty."""
     if keyword not in ds:
         return None
-    value = ds.get_item(keyword).value
+    element = ds.get_item(keyword)
+    value = element.value
+    if isinstance(value, bytes) and getattr(element, "VR", None) not in (None, "DS", "IS", "UN"):
+        value = ds[keyword].value  # a binary VR (FD...): pydicom converts it
     if isinstance(value, bytes):
         text = value.decode("ascii", "replace").strip(" \x00")
         return text.split("\\") if text else None
@@ -293,22 +296,24 @@ def _native_pixels(ds: Dataset) -> np.ndarray | None:
     meta = getattr(ds, "file_meta", None)
     if meta is None or meta.get("TransferSyntaxUID") not in _NATIVE_LITTLE_ENDIAN or "PixelData" not in ds:
         return None
+    if any(ds.get(k) in (None, "") for k in ("BitsAllocated", "BitsStored", "PixelRepresentation", "Rows", "Columns")):
+        return None  # pydicom refuses such an instance: let it say so
     try:
-        bits_allocated = int(ds.BitsAllocated)
-        bits_stored = int(ds.get("BitsStored") or bits_allocated)
-        signed = int(ds.get("PixelRepresentation") or 0) == 1
+        bits_allocated, bits_stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        signed = int(ds.PixelRepresentation) == 1
         rows, columns = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames") or 1)
     except (AttributeError, TypeError, ValueError):
         return None
     if bits_allocated not in (8, 16) or frames != 1 or int(ds.get("SamplesPerPixel") or 1) != 1:
         return None
-    if bits_stored > bits_allocated or (signed and bits_stored != bits_allocated):
+    if not 0 < bits_stored <= bits_allocated or (signed and bits_stored != bits_allocated):
         return None
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits_allocated // 8}")
     data = ds.PixelData
-    if not isinstance(data, bytes) or len(data) < rows * columns * dtype.itemsize:
-        return None
+    expected = rows * columns * dtype.itemsize
+    if not isinstance(data, bytes) or len(data) not in (expected, expected + 1):  # + one padding byte
+        return None  # short or extra pixel data: pydicom's checks and messages
     pixels = np.frombuffer(data, dtype, count=rows * columns).reshape(rows, columns)
     if bits_stored < bits_allocated and int(pixels.max(initial=0)) >> bits_stored:
         return None  # bits above BitsStored are set (overlays, garbage): let pydicom mask them
@@ -330,7 +335,7 @@ def read_series(datasets: Sequence[Dataset]) -> Volume:
     # Planes are stacked as [k, j, i] and returned transposed: data[i, j, k] is then a
     # Fortran-ordered view (i fastest), NIfTI's own order, without a strided copy.
     stack = np.empty((len(slices), ref.rows, ref.columns), dtype=np.float32)
-    integer = True
+    exact = True  # integer pixels without rescale: finite by construction
     cache: dict[int, np.ndarray] = {}
     for k, s in enumerate(slices):
         try:
@@ -341,15 +346,14 @@ def read_series(datasets: Sequence[Dataset]) -> Volume:
             pixels = pixels[s.frame] if pixels.ndim == 3 else pixels
         if pixels.shape != (ref.rows, ref.columns):
             raise UnprocessableInput(f"{label}: pixel data shape {pixels.shape} does not match Rows/Columns")
-        integer = integer and pixels.dtype.kind in "iu"
-        stack[k] = pixels
-    slopes = np.array([s.slope for s in slices])
-    intercepts = np.array([s.intercept for s in slices])
-    if np.any(slopes != 1.0) or np.any(intercepts != 0.0):
-        stack *= slopes.astype(np.float32)[:, None, None]
-        stack += intercepts.astype(np.float32)[:, None, None]
-    finite_by_construction = integer and np.all(np.isfinite(slopes)) and np.all(np.isfinite(intercepts))
-    if not finite_by_construction and not np.all(np.isfinite(stack)):
+        if (s.slope, s.intercept) == (1.0, 0.0):
+            stack[k] = pixels
+            exact = exact and pixels.dtype.kind in "iu"
+        else:  # in float64, rounded once to float32; an overflow becomes inf and is refused below
+            with np.errstate(over="ignore", invalid="ignore"):
+                stack[k] = pixels.astype(np.float64) * s.slope + s.intercept
+            exact = False
+    if not exact and not np.all(np.isfinite(stack)):
         raise UnprocessableInput(f"{label}: non-finite pixel values")
     data = stack.transpose(2, 1, 0)
     return Volume(data=data, affine=affine)

@@ -417,3 +417,43 @@ def test_read_series_rescales_each_slice_on_its_own():
     assert len(changed) == 1
     k = changed[0]
     np.testing.assert_allclose(result.data[:, :, k], 2 * (baseline.data[:, :, k] - intercept) + intercept, rtol=1e-5, atol=1e-2)
+
+
+def test_rescaled_values_are_pydicoms_float64_rescale_rounded_once():
+    volume = Volume(pattern(), OBLIQUE)
+    written = write_series(volume, **study_kwargs())
+    for ds in written:  # a Philips-like fractional slope and an intercept
+        ds.RescaleSlope, ds.RescaleIntercept = "0.3141592", "12.5"
+    reread = [serialised(ds) for ds in written]
+    result = read_series(reread)
+    for ds in reread:
+        k = int(np.argmin(np.abs([np.linalg.norm(result.world_coordinates(np.array([[0, 0, kk]]))[0]
+                                                 - (LPS @ np.r_[np.asarray(ds.ImagePositionPatient, float), 1])[:3])
+                                  for kk in range(result.shape[2])])))
+        expected = (ds.pixel_array.astype(np.float64) * 0.3141592 + 12.5).astype(np.float32).T
+        np.testing.assert_array_equal(result.data[:, :, k], expected)
+
+
+LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def test_the_buffer_fast_path_leaves_odd_instances_to_pydicom():
+    from glioscope_common.dicom_volume import _native_pixels
+
+    pixels = np.arange(12, dtype="<u2").reshape(3, 4)
+    ds = _plane_instance(pixels, bits_stored=16)
+    assert _native_pixels(ds) is not None
+    no_representation = _plane_instance(pixels, bits_stored=16)
+    del no_representation.PixelRepresentation
+    assert _native_pixels(no_representation) is None
+    extra = _plane_instance(pixels, bits_stored=16)
+    extra.PixelData = extra.PixelData + bytes(24)  # a second frame's worth of data
+    assert _native_pixels(extra) is None
+
+
+def test_a_rescale_that_overflows_float32_is_refused():
+    volume = Volume(pattern(integer=True), OBLIQUE)
+    written = write_series(volume, **study_kwargs())
+    written[1].RescaleSlope = "1e39"
+    with pytest.raises(UnprocessableInput, match="non-finite"):
+        read_series([serialised(ds) for ds in written])
