@@ -266,9 +266,8 @@ def test_admission_counts_bytes_and_releases_them() -> None:
         with admission.admit(50):  # still within the budget
             assert admission.held_bytes == 150
     with pytest.raises(RuntimeError):
-        with admission.admit(None):  # no declared length: counted as the largest upload
-            assert admission.held_bytes == 100
-            raise RuntimeError("the upload failed")
+        with admission.admit(100):
+            raise RuntimeError("the upload failed")  # released all the same
     assert admission.held_bytes == 0
     with pytest.raises(ValueError):
         UploadAdmission(max_upload_bytes=100, budget_bytes=99)
@@ -293,6 +292,13 @@ def test_uploads_beyond_the_budget_wait_with_503_and_retry_after(
             unauthenticated = client.post("/api/studies", files=as_files(paths), headers={"x-api-key": ""})
             assert unauthenticated.status_code == 401
         assert app.state.container.admission.held_bytes == 0
+        # refusals before the body is read are audited like any other
+        from .conftest import ADMIN_PASSWORD, ADMIN_USERNAME, bearer, sign_in
+
+        admin = bearer(sign_in(client, ADMIN_USERNAME, ADMIN_PASSWORD)["access_token"])
+        events = client.get("/api/admin/audit", params={"action": "uploaded"}, headers=admin).json()
+        outcomes = {e["outcome"] for e in events}
+        assert {"denied"} <= outcomes and len(events) >= 2, events
         stored = client.post("/api/studies", files=as_files(paths))
         assert stored.status_code == 201, stored.text
         assert app.state.container.admission.held_bytes == 0
@@ -315,4 +321,6 @@ def test_an_upload_declared_larger_than_the_limit_is_refused_before_it_is_read(
             headers={"content-type": "multipart/form-data; boundary=b", "content-length": str(64 * 1024)},
         )
         assert response.status_code == 413 and "exceeds 1024 bytes" in response.json()["detail"]
+        chunked = client.post("/api/studies", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
+        assert chunked.status_code == 411 and "Content-Length" in chunked.json()["detail"]
         assert app.state.container.admission.held_bytes == 0

@@ -6,8 +6,8 @@ demo study (72 MB), the pod's memory grows by about 5.3 bytes per upload byte. T
 uploads does not bound that; their bytes do. So each gateway process admits uploads while the
 bytes it holds stay within `upload_budget_bytes`, refuses one larger than `max_upload_bytes`
 with 413 and, when the budget is taken by others, answers 503 with Retry-After, all from the
-declared Content-Length, before a byte of the body is buffered. A body without a length is counted
-as `max_upload_bytes`. The chart sizes the gateway's memory limit from the budget
+declared Content-Length, before a byte of the body is buffered. A chunked body without a length
+is refused (411), since nothing would bound it before it is buffered. The chart sizes the gateway's memory limit from the budget
 (charts/glioscope/values.yaml, gateway.uploadBudgetBytes). The upload route applies it
 (studies/routes.py, AdmittedUploadRoute).
 """
@@ -21,6 +21,11 @@ from contextlib import contextmanager
 from glioscope_common.errors import GlioscopeError, PayloadTooLarge
 
 RETRY_AFTER_S = 5.0
+
+
+class LengthRequired(GlioscopeError):
+    status_code = 411
+    code = "length_required"
 
 
 class UploadsBusy(GlioscopeError):
@@ -46,10 +51,10 @@ class UploadAdmission:
         return self._held
 
     @contextmanager
-    def admit(self, declared_bytes: int | None) -> Iterator[None]:
-        if declared_bytes is not None and declared_bytes > self.max_upload_bytes:
+    def admit(self, declared_bytes: int) -> Iterator[None]:
+        if declared_bytes > self.max_upload_bytes:
             raise PayloadTooLarge(f"the upload exceeds {self.max_upload_bytes} bytes")
-        size = self.max_upload_bytes if declared_bytes is None else declared_bytes
+        size = declared_bytes
         with self._lock:
             if self._held and self._held + size > self.budget_bytes:
                 raise UploadsBusy("the gateway is storing other uploads; retry in a few seconds")

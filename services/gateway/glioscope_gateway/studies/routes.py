@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from glioscope_common.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType, UpstreamUnavailable
 from glioscope_common.records.access import AuditAction
 from glioscope_common.records.models import Study, StudyStatus
+from glioscope_gateway.audit.service import AuditNote
 from glioscope_gateway.auth.deps import audited, principal_from_headers, require
 from glioscope_gateway.auth.errors import Forbidden
 from glioscope_gateway.auth.principal import EXPORT, IDENTIFIED, READ, WRITE, Principal
@@ -20,7 +21,7 @@ from glioscope_gateway.auth.service import PROJECT
 from glioscope_gateway.deps import Container, container
 from glioscope_gateway.segmentations.routes import segmentation_versions
 from glioscope_gateway.segmentations.service import SegmentationVersions, Version
-from glioscope_gateway.studies.admission import UploadAdmission
+from glioscope_gateway.studies.admission import LengthRequired, UploadAdmission
 from glioscope_gateway.studies.export import export_deidentified
 from glioscope_gateway.studies.schemas import JobOut, SequenceOverrides, StudyOut, UploadResult
 
@@ -84,11 +85,17 @@ class AdmittedUploadRoute(APIRoute):
 
         async def admitted(request: Request) -> Response:
             c = request.app.state.container
+            request.state.audit = AuditNote(AuditAction.uploaded, None, False)  # refusals are audited too
             principal = await run_in_threadpool(principal_from_headers, c, request)
+            request.state.principal = principal
             if principal.role not in WRITE:
                 raise Forbidden(f"the {principal.role.value} role may not do this")
+            declared = declared_length(request)
+            if declared is None:  # a chunked body could not be bounded before it is buffered
+                raise LengthRequired("send the upload with a Content-Length (not chunked)")
             admission: UploadAdmission = c.admission
-            with admission.admit(declared_length(request)):
+            with admission.admit(declared):
+                c.upload_limiter.hit(principal.subject)  # admitted: a 503 and its retry cost no token
                 return await handler(request)
 
         return admitted
@@ -101,7 +108,6 @@ async def upload_study(
     principal: Principal = Depends(require(WRITE)),
     c: Container = Depends(container),
 ) -> Response:
-    c.upload_limiter.hit(principal.subject)
     target = upload_project(principal, project, c.settings.default_project)
     content = await _read_files(files, c.settings.max_upload_bytes)
     outcome = await c.ingest.ingest(content, target, principal.projects)
