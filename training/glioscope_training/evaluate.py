@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
         export(model, onnx_path, patch[0])
     predict = ort_predictor(onnx_path)
     # test-time flip as the service runs it (metadata flip_axes), or forced with --flip-tta
+    if set(meta.get("flip_axes", [])) - {0}:
+        raise SystemExit("evaluation mirrors along axis 0 (left-right) only; the metadata asks for more")
     flip = args.flip_tta or 0 in meta.get("flip_axes", [])
     seg_kw = {"flip_tta": flip, "postprocess": not args.no_postprocess}
     report: dict = {"model": str(onnx_path), "patch_size": patch, "overlap": overlap, "flip_tta": flip, "synthetic": []}

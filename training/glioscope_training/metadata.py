@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.extra:
         acc.update(json.loads(args.extra))
     path = Path(args.model) / "metadata.json"
-    flip_axes = [int(a) for a in args.flip_axes.split(",") if a.strip()]
+    flip_axes = sorted({int(a) for a in args.flip_axes.split(",") if a.strip()})
+    if not set(flip_axes) <= {0, 1, 2}:
+        raise SystemExit(f"--flip-axes takes axes 0, 1, 2 of the model grid, got {flip_axes}")
     path.write_text(json.dumps(build(args.version, acc, flip_axes), indent=2) + "\n")
     print(f"wrote {path}")
 

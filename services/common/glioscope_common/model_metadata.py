@@ -55,6 +55,13 @@ class ModelMetadata(BaseModel):
     # Test-time augmentation: also predict on the image mirrored along these axes of the model's
     # RAS grid (0: left-right) and average the probabilities; each axis costs one more pass.
     flip_axes: list[Literal[0, 1, 2]] = []
+
+    @field_validator("flip_axes")
+    @classmethod
+    def _distinct_axes(cls, axes: list[int]) -> list[int]:
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"flip_axes must be distinct, got {axes}")
+        return axes
     labels: list[LabelInfo]
     intended_use: str
     training_data: str

@@ -46,8 +46,8 @@ def input_warnings(brain_mask: np.ndarray, voxel_mm3: float) -> list[str]:
     foreground_ml = float(brain_mask.sum()) * voxel_mm3 / 1000.0
     if foreground_ml > SKULL_STRIPPED_MAX_ML:
         return [
-            f"The images do not look skull-stripped ({foreground_ml / 1000:.1f} L of non-zero voxels; a brain "
-            f"is under {SKULL_STRIPPED_MAX_ML / 1000:.0f} L). The model was trained on skull-stripped images "
+            f"The images do not look skull-stripped ({foreground_ml / 1000:.1f} L of image foreground; a "
+            f"skull-stripped brain is under {SKULL_STRIPPED_MAX_ML / 1000:.0f} L). The model was trained on skull-stripped images "
             "and may label tissue outside the brain (scalp, orbits, neck): review the segmentation there."
         ]
     return []

@@ -129,3 +129,16 @@ def test_probabilities_to_labels_uses_metadata_values(tiny_metadata):
     p[3, 0] = 1
     p[0, 1] = 1
     assert probabilities_to_labels(p, tiny_metadata)[:, 0, 0].tolist() == [3, 0]
+
+
+def test_edited_masks_keep_the_input_warning(tiny_metadata):
+    """Measurements recomputed after a mask edit carry the same input check as the model run."""
+    from glioscope_common.volume import Volume
+    from glioscope_inference.editing.service import measure_on_source_grid
+
+    labels = np.zeros((40, 40, 40), np.uint8)
+    labels[15:25, 15:25, 15:25] = 2
+    head = Volume(np.full((40, 40, 40), 5.0, np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))  # 4.1 L, all non-zero
+    assert "skull-stripped" in measure_on_source_grid(labels, head, tiny_metadata).input_warnings[0]
+    brain = Volume(np.pad(np.full((20, 20, 20), 5.0, np.float32), 10), np.diag([4.0, 4.0, 4.0, 1.0]))  # 0.5 L
+    assert measure_on_source_grid(labels, brain, tiny_metadata).input_warnings == []

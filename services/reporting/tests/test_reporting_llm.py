@@ -47,6 +47,8 @@ class FakeLlm:
                 answer = {k: "As reviewed: " + v for k, v in draft.items()}
                 if fake.mode == "wrong_number":
                     answer["findings"] = answer["findings"].replace("45.4 mL", "54.9 mL")
+                if fake.mode == "drop_warning":
+                    answer["findings"] = answer["findings"].split(" Input quality:")[0]
                 if fake.mode == "wrong_side":
                     answer["impression"] = answer["impression"].replace("left", "right")
                 content = json.dumps(answer)
@@ -203,3 +205,14 @@ def test_number_check() -> None:
     assert unsupported_numbers("WT 45.6 mL", allowed) == ["45.6"]
     assert unsupported_numbers("a 7 cm lesion", allowed) == ["7"]
     assert unsupported_numbers("grew by 12.5 %", allowed) == []  # 12.5 is a centroid coordinate: allowed, by design
+
+
+def test_input_warnings_survive_polishing(llm: FakeLlm, llm_client: TestClient, payload_factory) -> None:
+    payload = payload_factory()
+    warning = "The images do not look skull-stripped (6.0 L of image foreground)."
+    payload["measurements"]["input_warnings"] = [warning]
+    llm.mode = "drop_warning"  # an answer that leaves the warning out
+    report = _post(llm_client, payload)
+    assert report["ai_drafted"] is True
+    assert report["sections"]["findings"].endswith(f"Input quality: {warning}")
+    assert report["sections"]["findings"].count(warning) == 1

@@ -29,6 +29,7 @@ from glioscope_common.volume import Volume
 from glioscope_inference.dicom_seg import build_segmentation
 from glioscope_inference.editing.repository import VersionRepository
 from glioscope_inference.measure import _slice_axis, measure
+from glioscope_inference.pipeline import input_warnings
 from glioscope_inference.preprocess import foreground_mask
 from glioscope_inference.segmentation.clients import NiftiClient
 from glioscope_inference.segmentation.repository import JobRepository
@@ -61,6 +62,8 @@ def measure_on_source_grid(labels: np.ndarray, reference: Volume, metadata: Mode
     grid, else the k of the tumour centroid."""
     brain = foreground_mask(reference.data[np.newaxis], metadata.normalisation.mask)
     measurements = measure(labels, reference.affine, metadata, brain_mask=brain)
+    voxel_mm3 = abs(float(np.linalg.det(reference.affine[:3, :3])))
+    measurements = measurements.model_copy(update={"input_warnings": input_warnings(brain, voxel_mm3)})
     if measurements.centroid_ras_mm is not None and _slice_axis(reference.affine) != 2:
         ijk = np.linalg.solve(reference.affine, np.array([*measurements.centroid_ras_mm, 1.0]))[:3]
         k = int(np.clip(round(float(ijk[2])), 0, reference.shape[2] - 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,10 @@ def validate_nifti(path: Path, max_uncompressed_bytes: int) -> NiftiInfo:
         raise InvalidInput(f"NIfTI is truncated: header promises {expected} bytes, file holds {size}")
     if np.issubdtype(np.dtype(img.get_data_dtype()), np.floating):
         # Scanners and converters never write NaN/Inf voxels; downstream statistics would turn to NaN.
-        data = np.asanyarray(img.dataobj)
+        try:
+            data = np.asanyarray(img.dataobj)
+        except (OSError, EOFError, ValueError, zlib.error) as exc:  # nibabel reads with zlib
+            raise InvalidInput(f"corrupt voxel data: {exc}") from exc
         if not np.isfinite(data).all():
             raise InvalidInput("voxel data contains NaN or Inf")
     return NiftiInfo(shape=shape, voxel_size_mm=[round(z, 6) for z in zooms])

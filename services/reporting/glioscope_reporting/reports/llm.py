@@ -158,4 +158,8 @@ def polish(
     if bad:
         logger.warning("LLM answer has numbers not in the measurements or the draft (%s); keeping the draft", bad)
         return PolishResult(draft, False, "unsupported numbers or sides: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in bad.items()))
-    return PolishResult(Sections(**answer), True, "polished")
+    polished = Sections(**answer)
+    caution = " ".join(measurements.input_warnings)
+    if caution and caution not in polished.findings:  # the input warnings are kept word for word
+        polished = polished.model_copy(update={"findings": f"{polished.findings} Input quality: {caution}"})
+    return PolishResult(polished, True, "polished")
