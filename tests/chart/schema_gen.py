@@ -25,6 +25,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "secrets.existingSecret": {"type": "string", "minLength": 1},
     "triton.gpus": {"type": "integer", "minimum": 1},
     "workers.metricsPort": {"type": "integer", "minimum": 1024, "maximum": 65535},
+    "workers.tritonRequestsInFlight": {"type": "integer", "minimum": 1, "maximum": 64},
+    "gateway.maxUploadBytes": {"type": "integer", "minimum": 1},
+    "gateway.uploadBudgetBytes": {"type": "integer", "minimum": 1},
     "monitoring.release": {"type": "string", "minLength": 1},
 }
 QUANTITY = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "number"}]}
