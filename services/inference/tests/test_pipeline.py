@@ -142,3 +142,10 @@ def test_an_input_that_is_not_skull_stripped_is_flagged(synthetic_study, tiny_me
     flagged_result = segment_study(head, coarse, tiny_backend, coregister=False)
     assert len(flagged_result.measurements.input_warnings) == 1
     assert "skull-stripped" in flagged_result.measurements.input_warnings[0]
+
+
+def test_job_progress_only_moves_forward_through_the_stages():
+    from glioscope_inference.segmentation.service import job_progress
+
+    values = [job_progress(stage, f) for stage in STAGES for f in (0.0, 0.3, 1.0)]
+    assert values == sorted(values) and values[0] >= 0.15 and values[-1] <= 0.9

@@ -85,6 +85,18 @@ def nifti_bytes(volume: Volume, dtype: np.dtype | type) -> bytes:  # type: ignor
     return igzip.compress(image.to_bytes(), compresslevel=1)
 
 
+# (start, width) of each pipeline stage on the job's progress bar: fetch before 0.15, outputs from 0.9
+PIPELINE_PROGRESS = {"coregister": (0.15, 0.05), "resample": (0.2, 0.05), "normalise": (0.25, 0.05),
+                     "inference": (0.3, 0.55), "postprocess": (0.85, 0.02), "measure": (0.87, 0.01),
+                     "key_images": (0.88, 0.02)}
+
+
+def job_progress(stage: str, fraction: float) -> float:
+    """The job's progress for `fraction` of a pipeline stage; never goes back from stage to stage."""
+    start, width = PIPELINE_PROGRESS.get(stage, (0.85, 0.0))
+    return round(start + width * min(1.0, max(0.0, fraction)), 4)
+
+
 @dataclass
 class Outputs:
     seg_series_instance_uid: str
@@ -152,12 +164,8 @@ class SegmentationService:
             files = self._nifti_files(study_uid, sources["T1c"][0], volumes)
             stored_sources = [background.submit(self._put_nifti, path, volume) for path, volume in files.values()]
 
-            stages = {"coregister": 0.15, "resample": 0.2, "normalise": 0.25, "inference": 0.3, "postprocess": 0.85}
-
             def on_progress(stage: str, fraction: float) -> None:
-                base = stages.get(stage, 0.85)
-                span = 0.55 if stage == "inference" else 0.05
-                self._progress(job_id, stage, base + span * fraction)
+                self._progress(job_id, stage, job_progress(stage, fraction))
 
             backend = self._backend_factory()
             result = segment_study(
