@@ -18,6 +18,7 @@ from glioscope_gateway.auth.deps import audited, require
 from glioscope_gateway.auth.principal import READ, Principal
 from glioscope_gateway.segmentations.schemas import MAX_ENCODED_CHARS, VersionCreated, VersionIn, VersionOut
 from glioscope_gateway.segmentations.service import SegmentationVersions
+from glioscope_gateway.studies.admission import declared_length
 
 EDIT = frozenset({Role.admin, Role.radiologist, Role.clinician})
 MAX_BODY_BYTES = MAX_ENCODED_CHARS + 64 * 1024  # the labels plus the rest of the JSON
@@ -30,8 +31,8 @@ class BoundedBodyRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def bounded(request: Request) -> Response:
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            declared = declared_length(request)
+            if declared is not None and declared > MAX_BODY_BYTES:
                 raise PayloadTooLarge(f"the request body exceeds {MAX_BODY_BYTES} bytes")
             body = bytearray()
             async for chunk in request.stream():  # also a chunked body without a length

@@ -18,9 +18,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from starlette.requests import Request
+
 from glioscope_common.errors import GlioscopeError, PayloadTooLarge
 
 RETRY_AFTER_S = 5.0
+
+
+def declared_length(request: Request) -> int | None:
+    """The request's Content-Length, or None (a chunked body, or a malformed header)."""
+    value = request.headers.get("content-length", "").strip()
+    return int(value) if value.isdigit() else None
 
 
 class LengthRequired(GlioscopeError):

@@ -21,7 +21,7 @@ from glioscope_gateway.auth.service import PROJECT
 from glioscope_gateway.deps import Container, container
 from glioscope_gateway.segmentations.routes import segmentation_versions
 from glioscope_gateway.segmentations.service import SegmentationVersions, Version
-from glioscope_gateway.studies.admission import LengthRequired, UploadAdmission
+from glioscope_gateway.studies.admission import LengthRequired, UploadAdmission, declared_length
 from glioscope_gateway.studies.export import export_deidentified
 from glioscope_gateway.studies.schemas import JobOut, SequenceOverrides, StudyOut, UploadResult
 
@@ -68,11 +68,6 @@ def upload_project(principal: Principal, requested: str | None, default: str) ->
     if principal.projects:
         return principal.projects[0]
     return default
-
-
-def declared_length(request: Request) -> int | None:
-    value = request.headers.get("content-length", "").strip()
-    return int(value) if value.isdigit() else None
 
 
 class AdmittedUploadRoute(APIRoute):
