@@ -37,6 +37,22 @@ TISSUE_MEANS = {
     "vessel": (0.80, 1.50, 0.45, 0.75),
 }
 
+# Where real tumours vary most, a per-case draw from a wide range replaces mean x U(0.8, 1.2):
+# necrosis is FLAIR-dark (fluid, cysts) in some tumours and FLAIR-bright (protein, blood) in others,
+# often brighter than the oedema around it, so only T1c (no enhancement inside an enhancing rim) and
+# T1 tell it apart. A model trained on FLAIR-dark necrosis alone called a real ring-enhancing
+# lesion's interior oedema (docs/model-card.md).
+TISSUE_RANGES = {
+    ("necrosis", "T1"): (0.25, 0.70),
+    ("necrosis", "T1c"): (0.28, 0.75),  # overlaps oedema: the enclosing rim must tell them apart
+    ("necrosis", "T2"): (1.20, 2.00),
+    ("necrosis", "FLAIR"): (0.45, 1.75),
+    ("nonenh", "FLAIR"): (0.90, 1.70),
+    ("oedema", "T2"): (1.00, 1.60),
+    ("oedema", "FLAIR"): (1.20, 1.90),
+    ("enhancing", "T1c"): (1.30, 2.20),
+}
+
 
 @dataclass
 class SyntheticCase:
@@ -313,6 +329,9 @@ def synthesize(
     brain_soft = soft(mask)
     for si, seq in enumerate(SEQUENCES):
         m = {k: v[si] * rng.uniform(0.8, 1.2) for k, v in TISSUE_MEANS.items()}
+        for (tissue, range_seq), (lo, hi) in TISSUE_RANGES.items():
+            if range_seq == seq:
+                m[tissue] = rng.uniform(lo, hi)
         img = wm * m["wm"] + gm * m["gm"] + csf * m["csf"]
         if seq in ("T1", "T1c"):  # a touch of the template's own T1 contrast for realism
             img = img * (0.8 + 0.25 * np.clip(t1tpl / 0.75, 0, 1.5))
