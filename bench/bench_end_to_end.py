@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """End-to-end benchmark on the BraTS-size demo study (issue: end to end on real parts).
 
-Prints, for the embedded and the service configuration:
+Prints, for the embedded and the service configuration (`services`: Triton over gRPC, as on
+Kubernetes; `services-shm`: the same with tensors through system shared memory, for a Triton on the
+worker's host, GLIOSCOPE_TRITON_SHARED_MEMORY=system):
 - upload-to-result seconds (POST /api/studies until the DICOM-SEG and the PDF can be downloaded),
 - each stage's seconds (from the job row),
 - the same model's pure in-process onnxruntime time (`segment_study` on the same volumes) and the
@@ -127,6 +129,7 @@ def run_configuration(name: str, files: list[Path], work: Path) -> dict:
             "GLIOSCOPE_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
             "GLIOSCOPE_REDIS_URL": "redis://127.0.0.1:6379/14",
             "GLIOSCOPE_INFERENCE_URL": triton.grpc_url,
+            "GLIOSCOPE_TRITON_SHARED_MEMORY": "system" if name == "services-shm" else "none",
         }
     stack = LocalStack(env=env, log_dir=work / "logs", worker_queue=f"bench-{secrets.token_hex(3)}")
     try:
@@ -185,7 +188,8 @@ def _median_run(runs: list[dict]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configurations", nargs="+", default=["embedded", "services"], choices=["embedded", "services"])
+    parser.add_argument("--configurations", nargs="+", default=["embedded", "services", "services-shm"],
+                        choices=["embedded", "services", "services-shm"])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of (pure run, direct STOW, each configuration); medians are reported")

@@ -1,15 +1,20 @@
 """Where the network runs: onnxruntime in-process (embedded default) or Triton over gRPC (production).
 
 Both take a batch [N, C, P, P, P] float32 and return the model's output [N, L, P, P, P] (logits).
-Chosen by `GLIOSCOPE_INFERENCE_URL`: "onnxruntime" or "grpc://host:8001".
+Chosen by `GLIOSCOPE_INFERENCE_URL`: "onnxruntime" or "grpc://host:8001". A Triton on the same host
+(same IPC namespace, e.g. a sidecar sharing /dev/shm) can take the tensors through system shared
+memory instead of the gRPC message (`GLIOSCOPE_TRITON_SHARED_MEMORY=system`).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -66,9 +71,30 @@ class OnnxRuntimeBackend:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
 
 
+SHARED_MEMORY_MODES = ("none", "system")
+_REGION_IDS = itertools.count()
+
+
+@dataclass
+class _SharedRegions:
+    """One client's registered input and output regions in /dev/shm (its one call at a time uses them)."""
+
+    name: str
+    input_handle: Any
+    output_handle: Any
+    input_bytes: int
+    output_bytes: int
+
+
 class TritonBackend:
     """NVIDIA Triton over gRPC (tritonclient.grpc). Connection and readiness are checked lazily on
-    the first call (or explicitly with `check_ready`); failures raise UpstreamUnavailable."""
+    the first call (or explicitly with `check_ready`); failures raise UpstreamUnavailable.
+
+    `shared_memory="system"`: tensors go through POSIX shared memory regions registered with Triton
+    (one input and one output region per gRPC client) and only the request's metadata through gRPC.
+    On the 2-core test machine a 160³ patch took 1.3-1.5 s over gRPC and 0.6 s through shared memory
+    (onnxruntime in-process: 0.55 s). Works only where Triton can open this process's /dev/shm.
+    """
 
     # One patch per request and two requests in flight: the next patch travels while Triton computes
     # this one, and Triton's dynamic batcher merges concurrent requests into GPU batches (raise
@@ -86,7 +112,16 @@ class TritonBackend:
         input_name: str = "image",
         output_name: str = "logits",
         requests_in_flight: int = 2,
+        shared_memory: str = "none",
+        output_channels: int | None = None,
     ) -> None:
+        if shared_memory not in SHARED_MEMORY_MODES:
+            raise ValueError(f"shared_memory must be one of {SHARED_MEMORY_MODES}, not {shared_memory!r}")
+        if shared_memory == "system" and not output_channels:
+            raise ValueError("shared_memory='system' needs output_channels to size the output region")
+        self.shared_memory = shared_memory
+        self.output_channels = output_channels
+        self._regions: dict[int, _SharedRegions] = {}
         self.url = url
         self.address = url.split("://", 1)[1] if "://" in url else url
         self.address = self.address.rstrip("/")
@@ -124,9 +159,57 @@ class TritonBackend:
             with self._clients_lock:
                 if client in self._clients:
                     self._clients.remove(client)
+            self._release_regions(client)
             client.close()
             raise
         self._idle.put(client)
+
+    def _shared_regions(self, client: Any, input_bytes: int, output_bytes: int) -> _SharedRegions:
+        """The client's regions, created and registered on first use (and again, larger, when a
+        bigger batch comes)."""
+        regions = self._regions.get(id(client))
+        if regions and regions.input_bytes >= input_bytes and regions.output_bytes >= output_bytes:
+            return regions
+        if regions:
+            self._release_regions(client)
+        import tritonclient.utils.shared_memory as shm
+
+        name = f"glioscope_{os.getpid()}_{next(_REGION_IDS)}"
+        handles = []
+        try:
+            for suffix, size in (("in", input_bytes), ("out", output_bytes)):
+                handles.append(shm.create_shared_memory_region(f"{name}_{suffix}", f"/{name}_{suffix}", size))
+                client.register_system_shared_memory(f"{name}_{suffix}", f"/{name}_{suffix}", size,
+                                                     client_timeout=self.timeout_s)
+        except Exception as exc:
+            for suffix in ("in", "out")[: len(handles)]:
+                try:
+                    client.unregister_system_shared_memory(f"{name}_{suffix}", client_timeout=self.timeout_s)
+                except Exception:  # noqa: BLE001 - best effort: it may never have been registered
+                    pass
+            for handle in handles:
+                shm.destroy_shared_memory_region(handle)
+            raise UpstreamUnavailable(
+                f"Triton at {self.url} cannot use this process's shared memory ({_short(exc)}); it must run on "
+                "the same host with the same /dev/shm, else set GLIOSCOPE_TRITON_SHARED_MEMORY=none"
+            ) from exc
+        regions = _SharedRegions(name, handles[0], handles[1], input_bytes, output_bytes)
+        self._regions[id(client)] = regions
+        return regions
+
+    def _release_regions(self, client: Any) -> None:
+        regions = self._regions.pop(id(client), None)
+        if regions is None:
+            return
+        import tritonclient.utils.shared_memory as shm
+
+        for suffix in ("in", "out"):
+            try:
+                client.unregister_system_shared_memory(f"{regions.name}_{suffix}", client_timeout=self.timeout_s)
+            except Exception:  # noqa: BLE001 - the server may be gone; its registrations went with it
+                pass
+        for handle in (regions.input_handle, regions.output_handle):
+            shm.destroy_shared_memory_region(handle)
 
     @property
     def client_count(self) -> int:
@@ -157,10 +240,12 @@ class TritonBackend:
             self.check_ready()
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         inp = grpcclient.InferInput(self.input_name, list(batch.shape), "FP32")
-        inp.set_data_from_numpy(batch)
         out = grpcclient.InferRequestedOutput(self.output_name)
         try:
             with self._client() as client:
+                if self.shared_memory == "system":
+                    return self._infer_shared(client, batch, inp, out)
+                inp.set_data_from_numpy(batch)
                 result = client.infer(
                     self.model_name, [inp], model_version=self.model_version, outputs=[out],
                     client_timeout=self.timeout_s,
@@ -175,12 +260,33 @@ class TritonBackend:
             raise UpstreamUnavailable(f"Triton returned no output {self.output_name!r} for {self.model_name}")
         return logits.astype(np.float32, copy=False)
 
+    def _infer_shared(self, client: Any, batch: np.ndarray, inp: Any, out: Any) -> np.ndarray:
+        import tritonclient.utils.shared_memory as shm
+
+        assert self.output_channels
+        output_bytes = batch.nbytes // batch.shape[1] * self.output_channels
+        regions = self._shared_regions(client, batch.nbytes, output_bytes)
+        shm.set_shared_memory_region(regions.input_handle, [batch])
+        inp.set_shared_memory(f"{regions.name}_in", batch.nbytes)
+        out.set_shared_memory(f"{regions.name}_out", output_bytes)
+        result = client.infer(
+            self.model_name, [inp], model_version=self.model_version, outputs=[out], client_timeout=self.timeout_s,
+        )
+        meta = result.get_output(self.output_name)
+        if meta is None:
+            raise UpstreamUnavailable(f"Triton returned no output {self.output_name!r} for {self.model_name}")
+        if meta.datatype != "FP32":
+            raise UpstreamUnavailable(f"Triton returned {meta.datatype} for {self.output_name!r}, expected FP32")
+        # A copy: the region is this client's next call's output too.
+        return shm.get_contents_as_numpy(regions.output_handle, np.float32, list(meta.shape)).copy()
+
     def close(self) -> None:
         with self._clients_lock:
             clients, self._clients = self._clients, []
         self._idle = queue.SimpleQueue()
         self._ready = False
         for client in clients:
+            self._release_regions(client)
             client.close()
 
 
@@ -197,10 +303,12 @@ def make_backend(
     threads: int | None = None,
     timeout_s: float = 60,
     requests_in_flight: int = 2,
+    triton_shared_memory: str = "none",
 ) -> InferenceBackend:
     """"onnxruntime" -> OnnxRuntimeBackend(model_dir / metadata.onnx_file) with `threads` (None or 0:
     onnxruntime's choice); "grpc://host:port" -> Triton serving the model named after `model_dir`'s
-    folder (the Triton model repository layout), `requests_in_flight` patches at once."""
+    folder (the Triton model repository layout), `requests_in_flight` patches at once, tensors through
+    gRPC or (`triton_shared_memory="system"`) shared memory."""
     url = settings_inference_url.strip()
     if url.lower() in ("onnxruntime", "ort", "local", ""):
         return OnnxRuntimeBackend(
@@ -211,6 +319,7 @@ def make_backend(
         return TritonBackend(
             url, Path(model_dir).name, timeout_s=timeout_s,
             input_name=metadata.input_name, output_name=metadata.output_name,
-            requests_in_flight=requests_in_flight,
+            requests_in_flight=requests_in_flight, shared_memory=triton_shared_memory,
+            output_channels=len(metadata.labels) + 1,
         )
     raise ValueError(f"unsupported inference URL {url!r}: use 'onnxruntime' or 'grpc://host:8001'")

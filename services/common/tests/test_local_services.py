@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import time
@@ -236,6 +237,52 @@ def test_triton_backend_reuses_its_clients_across_jobs(triton) -> None:
     finally:
         backend.close()
     assert backend.client_count == 0
+
+
+@pytest.mark.services
+def test_triton_backend_through_system_shared_memory(triton) -> None:
+    """Tensors through /dev/shm regions (one pair per client, larger when a bigger batch comes),
+    the same results as gRPC, and nothing left registered or in /dev/shm after close."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.grpc as grpcclient
+
+    from glioscope_common.errors import UpstreamUnavailable
+    from glioscope_common.inference_backend import TritonBackend
+
+    backend = TritonBackend(triton.grpc_url, "tiny", shared_memory="system", output_channels=4)
+    rng = np.random.default_rng(2)
+    status = grpcclient.InferenceServerClient(triton.grpc_url.split("://")[1])
+    ours = f"glioscope_{os.getpid()}_"
+    try:
+        for batch in (1, 3, 1):
+            x = rng.standard_normal((batch, 4, 8, 8, 8)).astype(np.float32)
+            np.testing.assert_allclose(backend.infer(x), 2 * x, rtol=1e-6)
+        x = rng.standard_normal((1, 4, 8, 8, 8)).astype(np.float32)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            outputs = list(pool.map(lambda _: backend.infer(x), range(6)))
+        for out in outputs:
+            np.testing.assert_allclose(out, 2 * x, rtol=1e-6)
+        registered = [r["name"] for r in status.get_system_shared_memory_status(as_json=True).get("regions", {}).values()]
+        assert len([n for n in registered if n.startswith(ours)]) == 2 * backend.client_count
+        with pytest.raises(UpstreamUnavailable):
+            backend.infer(np.zeros((1, 3, 8, 8, 8), dtype=np.float32))  # wrong channel count: refused
+        np.testing.assert_allclose(backend.infer(x), 2 * x, rtol=1e-6)
+    finally:
+        backend.close()
+    registered = [r["name"] for r in status.get_system_shared_memory_status(as_json=True).get("regions", {}).values()]
+    status.close()
+    assert not [n for n in registered if n.startswith(ours)]
+    assert not [p for p in Path("/dev/shm").glob(f"{ours}*")]
+
+
+def test_triton_backend_shared_memory_needs_a_known_output_size() -> None:
+    from glioscope_common.inference_backend import TritonBackend
+
+    with pytest.raises(ValueError, match="output_channels"):
+        TritonBackend("grpc://127.0.0.1:1", "tiny", shared_memory="system")
+    with pytest.raises(ValueError, match="shared_memory"):
+        TritonBackend("grpc://127.0.0.1:1", "tiny", shared_memory="cuda", output_channels=4)
 
 
 @pytest.mark.services

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from glioscope_common.settings import CommonSettings
@@ -12,6 +14,9 @@ class InferenceSettings(CommonSettings):
     inference_threads: int = Field(0, ge=0)
     # Patches one job keeps in flight to Triton, one per request (Triton's dynamic batcher merges them).
     triton_requests_in_flight: int = Field(2, ge=1, le=64)
+    # "system": tensors to Triton through POSIX shared memory instead of the gRPC message; only for a
+    # Triton on the same host with the same /dev/shm (a sidecar, the one-machine benchmark).
+    triton_shared_memory: Literal["none", "system"] = "none"
     # Retries of a job whose upstream (PACS, Triton, NIfTI, reporting) is unavailable, with backoff.
     max_upstream_retries: int = 5
     retry_backoff_s: float = 5.0

@@ -94,6 +94,9 @@ def test_make_backend_choices(tiny_model_dir, tiny_metadata):
     assert isinstance(triton, TritonBackend) and triton.model_name == tiny_model_dir.name and triton.address == "triton:8001"
     assert triton.requests_in_flight == 2
     assert make_backend("grpc://triton:8001", tiny_model_dir, tiny_metadata, requests_in_flight=6).requests_in_flight == 6
+    assert triton.shared_memory == "none"
+    shared = make_backend("grpc://triton:8001", tiny_model_dir, tiny_metadata, triton_shared_memory="system")
+    assert shared.shared_memory == "system" and shared.output_channels == len(tiny_metadata.labels) + 1
 
 
 def test_the_worker_builds_its_backend_from_its_settings(monkeypatch, tmp_path, tiny_model_dir, tiny_metadata):
@@ -109,6 +112,11 @@ def test_the_worker_builds_its_backend_from_its_settings(monkeypatch, tmp_path, 
     try:
         service, _, _ = tasks._service()
         assert service._backend_factory().requests_in_flight == 5
+        assert service._backend_factory().shared_memory == "none"
+        monkeypatch.setenv("GLIOSCOPE_TRITON_SHARED_MEMORY", "system")
+        tasks._service.cache_clear()
+        service, _, _ = tasks._service()
+        assert service._backend_factory().shared_memory == "system"
         monkeypatch.setenv("GLIOSCOPE_INFERENCE_URL", "onnxruntime")
         monkeypatch.setenv("GLIOSCOPE_INFERENCE_THREADS", "1")
         tasks._service.cache_clear()

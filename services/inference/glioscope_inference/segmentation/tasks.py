@@ -56,6 +56,7 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
         return make_backend(
             settings.inference_url, model_dir, metadata,
             threads=settings.inference_threads, requests_in_flight=settings.triton_requests_in_flight,
+            triton_shared_memory=settings.triton_shared_memory,
         )
 
     service = SegmentationService(
