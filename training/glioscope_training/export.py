@@ -2,6 +2,8 @@
 
     python -m glioscope_training.export --checkpoint training/runs/main/best.pt \
         --out model_repository/glioscope_unet/1/model.onnx
+
+`--checkpoint` given several times exports the average of their weights.
 """
 
 from __future__ import annotations
@@ -25,6 +27,20 @@ def load_weights(checkpoint: str | Path, prefer_ema: bool = True) -> tuple[torch
     model.load_state_dict(state)
     model.eval()
     return model, ck
+
+
+def average_weights(checkpoints: list[str | Path], prefer_ema: bool = True) -> tuple[torch.nn.Module, dict]:
+    """Uniform average of several checkpoints' weights (a "model soup": runs fine-tuned from one
+    another stay in one basin, and their average often validates better than either)."""
+    models = [load_weights(c, prefer_ema) for c in checkpoints]
+    model, ck = models[0]
+    if len(models) == 1:
+        return model, ck
+    states = [m.state_dict() for m, _ in models]
+    averaged = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
+                for k, v in states[0].items()}
+    model.load_state_dict(averaged)
+    return model, {**ck, "step": [c.get("step") for _, c in models]}
 
 
 def export(model: torch.nn.Module, out: str | Path, patch: int = 128) -> Path:
@@ -53,12 +69,13 @@ def check(model: torch.nn.Module, onnx_path: str | Path, patch: int = 128, seed:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--checkpoint", required=True, action="append",
+                    help="a checkpoint; given several times, their weights are averaged")
     ap.add_argument("--out", default="model_repository/glioscope_unet/1/model.onnx")
     ap.add_argument("--patch", type=int, default=128)
     ap.add_argument("--no-ema", action="store_true")
     args = ap.parse_args(argv)
-    model, ck = load_weights(args.checkpoint, prefer_ema=not args.no_ema)
+    model, ck = average_weights(args.checkpoint, prefer_ema=not args.no_ema)
     out = export(model, args.out, args.patch)
     diff = check(model, out, args.patch)
     size = out.stat().st_size / 1e6

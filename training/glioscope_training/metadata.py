@@ -29,7 +29,8 @@ LABELS = [
 TRAINING_DATA = (
     "Synthetic only: BraTS-like cases generated from the MNI152 2009 template shipped with nilearn "
     "(T1 + grey/white matter maps) with random affine/elastic deformation, noisy nested tumours "
-    "(labels 1/2/3, mass effect, ~30% non-enhancing cores), background distractors (ventricles, "
+    "(labels 1/2/3, mass effect, ~30% non-enhancing cores, necrosis FLAIR-dark to FLAIR-bright), "
+    "background distractors (ventricles, "
     "periventricular caps, choroid plexus, vessels, small white-matter hyperintensities) and "
     "randomised T1/T1c/T2/FLAIR contrasts, bias field, blur, thick slices and noise "
     "(glioscope_training.synth, seeds < 100000). No patient data was used for training."

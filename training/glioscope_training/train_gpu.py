@@ -301,8 +301,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.save({"model": cpu(model), "ema": cpu(ema), "step": step, "model_kwargs": model_kwargs,
                     **extra}, path)
 
+    validated_step = -1
+
     def validate() -> None:
-        nonlocal best
+        nonlocal best, validated_step
+        if step == validated_step:
+            return
+        validated_step = step
         res = score(ema, val_cases)
         rec = {"step": step, "minutes": round((time.time() - t_train) / 60, 2), "cases": pool.added,
                "val": {k: round(v, 4) for k, v in res.items() if k != "per_case"}}

@@ -79,3 +79,22 @@ def test_case_factory_serves_held_out_requests_first_and_survives_a_bad_seed():
     assert got[:2] == [("val", 200000), ("val", 200001)]
     train = [seed for kind, seed in got if kind == "train"]
     assert 3 not in train and train[:3] == [0, 1, 2]
+
+
+def test_average_weights_is_the_mean_of_the_checkpoints(tmp_path):
+    from glioscope_training.export import average_weights
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = build_model(widths=(4, 8, 8, 8))
+        path = tmp_path / f"ck{seed}.pt"
+        torch.save({"model": model.state_dict(), "ema": model.state_dict(), "step": seed,
+                    "model_kwargs": {"widths": (4, 8, 8, 8)}}, path)
+        paths.append(path)
+    a, b = (torch.load(p, weights_only=False)["ema"] for p in paths)
+    soup, info = average_weights(paths)
+    for k, v in soup.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (a[k] + b[k]) / 2)
+    assert info["step"] == [0, 1]
