@@ -36,6 +36,11 @@ def average_weights(checkpoints: list[str | Path], prefer_ema: bool = True) -> t
     model, ck = models[0]
     if len(models) == 1:
         return model, ck
+    for path, (_, other) in zip(checkpoints[1:], models[1:]):
+        if other.get("model_kwargs", {}) != ck.get("model_kwargs", {}):
+            raise SystemExit(f"{path} is another network ({other.get('model_kwargs')}) than {checkpoints[0]}")
+        if prefer_ema and (other.get("ema") is None) != (ck.get("ema") is None):
+            raise SystemExit("cannot average EMA weights with plain ones: give checkpoints of one kind")
     states = [m.state_dict() for m, _ in models]
     averaged = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
                 for k, v in states[0].items()}

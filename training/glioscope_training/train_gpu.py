@@ -162,8 +162,11 @@ def segment_gpu(model: torch.nn.Module, image: np.ndarray, patch: int = 160, ove
     x = zscore_gpu(torch.from_numpy(np.ascontiguousarray(image, np.float32)).to(device))
     shape = x.shape[1:]
     p = (patch,) * 3
-    x = F.pad(x, tuple(v for s in reversed(shape) for v in (0, max(0, patch - s))))
-    full = x.shape[1:]
+
+    def pad(vol: torch.Tensor) -> torch.Tensor:  # after any flip, as `infer.segment` does
+        return F.pad(vol, tuple(v for s in reversed(shape) for v in (0, max(0, patch - s))))
+
+    full = pad(x).shape[1:]
     step = max(1, int(patch * (1 - overlap)))
     starts = [(i, j, k) for i in _starts(full[0], patch, step) for j in _starts(full[1], patch, step)
               for k in _starts(full[2], patch, step)]
@@ -179,10 +182,10 @@ def segment_gpu(model: torch.nn.Module, image: np.ndarray, patch: int = 160, ove
             wsum[i:i + patch, j:j + patch, k:k + patch] += w
         return acc / wsum
 
-    prob = window_probs(x)
+    prob = window_probs(pad(x))[:, :shape[0], :shape[1], :shape[2]]
     if flip:
-        prob = (prob + window_probs(x.flip(1)).flip(1)) / 2
-    prob = prob[:, :shape[0], :shape[1], :shape[2]]
+        mirrored = window_probs(pad(x.flip(1)))[:, :shape[0], :shape[1], :shape[2]]
+        prob = (prob + mirrored.flip(1)) / 2
     seg = prob.argmax(0).to(torch.uint8)
     seg[~torch.from_numpy(np.any(image != 0, axis=0)).to(device)] = 0
     return largest_components(seg.cpu().numpy())
@@ -210,6 +213,20 @@ def real_volumes(model: torch.nn.Module, image: np.ndarray) -> dict[str, float]:
     vols = {f"label{v}": float((seg == v).sum() * VOXEL_ML) for v in (1, 2, 3)}
     vols.update({k: float(np.isin(seg, labs).sum() * VOXEL_ML) for k, labs in REGIONS.items()})
     return vols
+
+
+def seed_range(spec: str) -> list[int]:
+    """"start:stop" -> seeds; "" -> none."""
+    if not spec:
+        return []
+    a, b = (int(v) for v in spec.split(":"))
+    return list(range(a, b))
+
+
+def val_seeds_ok(args: argparse.Namespace) -> bool:
+    held_out = seed_range(args.val_seeds) + seed_range(args.eval_seeds)
+    # a run makes about 1-2 cases a second: a 100000-seed gap is never crossed
+    return bool(seed_range(args.val_seeds)) and args.first_seed + 100_000 <= min(held_out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -246,15 +263,12 @@ def main(argv: list[str] | None = None) -> None:
         log.write(json.dumps(rec) + "\n")
         log.flush()
 
-    def seeds(spec: str) -> list[int]:
-        if not spec:
-            return []
-        a, b = (int(v) for v in spec.split(":"))
-        return list(range(a, b))
-
+    if not val_seeds_ok(args):
+        raise SystemExit("--val-seeds must name at least one seed, and training seeds must stay below "
+                         "the validation and evaluation seeds")
     t0 = time.time()
     factory = CaseFactory(args.workers, args.first_seed)  # before CUDA starts: the pool forks
-    val_seeds, eval_seeds = seeds(args.val_seeds), seeds(args.eval_seeds)
+    val_seeds, eval_seeds = seed_range(args.val_seeds), seed_range(args.eval_seeds)
     factory.request("val", val_seeds)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     torch.manual_seed(args.seed)

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="training extra not installed")
 
-from glioscope_training.infer import segment, zscore  # noqa: E402
+from glioscope_training.infer import largest_components, segment, zscore  # noqa: E402
 from glioscope_training.model import build_model  # noqa: E402
 from glioscope_training.train_gpu import CaseFactory, GpuCasePool, segment_gpu, zscore_gpu  # noqa: E402
 
@@ -33,11 +33,24 @@ def test_segment_gpu_matches_evaluation_pipeline():
         with torch.no_grad():
             return model(torch.from_numpy(x)).numpy()
 
-    for flip in (False, True):
-        ref, _ = segment(predict, img, (32, 32, 32), flip_tta=flip)
-        got = segment_gpu(model, img, patch=32, flip=flip)
-        assert got.shape == ref.shape and got.dtype == np.uint8
-        assert (got == ref).mean() > 0.999
+    narrow = _brain_image(np.random.default_rng(3), (28, 36, 30))  # narrower than the patch along x
+    for image in (img, narrow):
+        for flip in (False, True):
+            ref, _ = segment(predict, image, (32, 32, 32), flip_tta=flip, postprocess=False)
+            got = segment_gpu(model, image, patch=32, flip=flip)
+            ref = largest_components(ref)
+            assert got.shape == ref.shape and got.dtype == np.uint8
+            assert (got == ref).mean() > 0.999
+
+
+def test_training_seeds_stay_clear_of_the_held_out_seeds():
+    from argparse import Namespace
+
+    from glioscope_training.train_gpu import val_seeds_ok
+
+    assert val_seeds_ok(Namespace(val_seeds="200000:200012", eval_seeds="100000:100012", first_seed=0))
+    assert not val_seeds_ok(Namespace(val_seeds="200000:200012", eval_seeds="100000:100012", first_seed=50_000))
+    assert not val_seeds_ok(Namespace(val_seeds="", eval_seeds="100000:100012", first_seed=0))
 
 
 def test_pool_samples_augmented_patches_near_the_tumour():

@@ -8,11 +8,11 @@ memory instead of the gRPC message (`GLIOSCOPE_TRITON_SHARED_MEMORY=system`).
 
 from __future__ import annotations
 
-import itertools
 import os
 import queue
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +72,8 @@ class OnnxRuntimeBackend:
 
 
 SHARED_MEMORY_MODES = ("none", "system")
-_REGION_IDS = itertools.count()
+SHARED_MEMORY_DIR = Path("/dev/shm")
+_CLEANUP_TIMEOUT_S = 5.0  # unregistering on a failing channel must not hold the caller for minutes
 
 
 @dataclass
@@ -84,6 +85,7 @@ class _SharedRegions:
     output_handle: Any
     input_bytes: int
     output_bytes: int
+    registered: tuple[str, ...]
 
 
 class TritonBackend:
@@ -159,8 +161,10 @@ class TritonBackend:
             with self._clients_lock:
                 if client in self._clients:
                     self._clients.remove(client)
-            self._release_regions(client)
-            client.close()
+            try:
+                self._release_regions(client)
+            finally:
+                client.close()
             raise
         self._idle.put(client)
 
@@ -174,26 +178,28 @@ class TritonBackend:
             self._release_regions(client)
         import tritonclient.utils.shared_memory as shm
 
-        name = f"glioscope_{os.getpid()}_{next(_REGION_IDS)}"
-        handles = []
+        _check_shared_memory_space(input_bytes + output_bytes)
+        # A random name: PIDs repeat across containers and restarts, and Triton's registrations
+        # outlive the process that made them.
+        name = f"glioscope_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+        handles: list[Any] = []
+        registered: list[str] = []
         try:
             for suffix, size in (("in", input_bytes), ("out", output_bytes)):
-                handles.append(shm.create_shared_memory_region(f"{name}_{suffix}", f"/{name}_{suffix}", size))
-                client.register_system_shared_memory(f"{name}_{suffix}", f"/{name}_{suffix}", size,
-                                                     client_timeout=self.timeout_s)
+                region = f"{name}_{suffix}"
+                handles.append(shm.create_shared_memory_region(region, f"/{region}", size, create_only=True))
+                client.register_system_shared_memory(region, f"/{region}", size, client_timeout=self.timeout_s)
+                registered.append(region)
         except Exception as exc:
-            for suffix in ("in", "out")[: len(handles)]:
-                try:
-                    client.unregister_system_shared_memory(f"{name}_{suffix}", client_timeout=self.timeout_s)
-                except Exception:  # noqa: BLE001 - best effort: it may never have been registered
-                    pass
-            for handle in handles:
-                shm.destroy_shared_memory_region(handle)
+            self._unregister(client, registered)
+            _destroy(handles)
+            cause = f" ({_short(exc.__cause__)})" if isinstance(exc.__cause__, Exception) else ""
             raise UpstreamUnavailable(
-                f"Triton at {self.url} cannot use this process's shared memory ({_short(exc)}); it must run on "
-                "the same host with the same /dev/shm, else set GLIOSCOPE_TRITON_SHARED_MEMORY=none"
+                f"Triton at {self.url} could not take a shared memory region: {_short(exc)}{cause}. Triton must "
+                "run on this host with the same /dev/shm and the same user (or root); otherwise set "
+                "GLIOSCOPE_TRITON_SHARED_MEMORY=none"
             ) from exc
-        regions = _SharedRegions(name, handles[0], handles[1], input_bytes, output_bytes)
+        regions = _SharedRegions(name, handles[0], handles[1], input_bytes, output_bytes, tuple(registered))
         self._regions[id(client)] = regions
         return regions
 
@@ -201,15 +207,17 @@ class TritonBackend:
         regions = self._regions.pop(id(client), None)
         if regions is None:
             return
-        import tritonclient.utils.shared_memory as shm
+        try:
+            self._unregister(client, regions.registered)
+        finally:
+            _destroy([regions.input_handle, regions.output_handle])
 
-        for suffix in ("in", "out"):
+    def _unregister(self, client: Any, names: Sequence[str]) -> None:
+        for region in names:
             try:
-                client.unregister_system_shared_memory(f"{regions.name}_{suffix}", client_timeout=self.timeout_s)
+                client.unregister_system_shared_memory(region, client_timeout=min(_CLEANUP_TIMEOUT_S, self.timeout_s))
             except Exception:  # noqa: BLE001 - the server may be gone; its registrations went with it
                 pass
-        for handle in (regions.input_handle, regions.output_handle):
-            shm.destroy_shared_memory_region(handle)
 
     @property
     def client_count(self) -> int:
@@ -286,8 +294,35 @@ class TritonBackend:
         self._idle = queue.SimpleQueue()
         self._ready = False
         for client in clients:
-            self._release_regions(client)
-            client.close()
+            try:
+                self._release_regions(client)
+            finally:
+                client.close()
+
+
+def _check_shared_memory_space(needed: int) -> None:
+    """Refuse clearly when /dev/shm cannot hold the regions: a region is only sized, not reserved,
+    and writing past a full /dev/shm kills the writer (SIGBUS) instead of raising."""
+    try:
+        stat = os.statvfs(SHARED_MEMORY_DIR)
+    except OSError:
+        return
+    free = stat.f_bavail * stat.f_frsize
+    if free < needed:
+        raise UpstreamUnavailable(
+            f"{SHARED_MEMORY_DIR} has {free / 2**20:.0f} MiB free; shared memory to Triton needs {needed / 2**20:.0f} MiB "
+            "per request in flight (raise the size of /dev/shm, or set GLIOSCOPE_TRITON_SHARED_MEMORY=none)"
+        )
+
+
+def _destroy(handles: Sequence[Any]) -> None:
+    import tritonclient.utils.shared_memory as shm
+
+    for handle in handles:
+        try:
+            shm.destroy_shared_memory_region(handle)
+        except Exception:  # noqa: BLE001 - one region's failure must not leave the others behind
+            pass
 
 
 def _short(exc: Exception) -> str:

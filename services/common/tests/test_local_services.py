@@ -276,6 +276,51 @@ def test_triton_backend_through_system_shared_memory(triton) -> None:
     assert not [p for p in Path("/dev/shm").glob(f"{ours}*")]
 
 
+class _RefusingClient:
+    """A gRPC client stand-in whose Triton takes the input region and refuses the output region."""
+
+    def __init__(self) -> None:
+        self.registered: list[str] = []
+        self.unregistered: list[str] = []
+
+    def register_system_shared_memory(self, name: str, key: str, size: int, client_timeout: float | None = None) -> None:
+        if name.endswith("_out"):
+            raise RuntimeError("[StatusCode.INVALID_ARG] unable to open shared memory region")
+        self.registered.append(name)
+
+    def unregister_system_shared_memory(self, name: str = "", client_timeout: float | None = None) -> None:
+        self.unregistered.append(name)
+
+
+def test_a_refused_shared_memory_region_leaves_nothing_behind() -> None:
+    pytest.importorskip("tritonclient.utils.shared_memory")
+    from glioscope_common.errors import UpstreamUnavailable
+    from glioscope_common.inference_backend import TritonBackend
+
+    backend = TritonBackend("grpc://127.0.0.1:1", "tiny", shared_memory="system", output_channels=4)
+    client = _RefusingClient()
+    with pytest.raises(UpstreamUnavailable, match="same /dev/shm"):
+        backend._shared_regions(client, 4096, 4096)
+    assert client.unregistered == client.registered and len(client.registered) == 1  # only what it registered
+    assert not list(Path("/dev/shm").glob(f"glioscope_{os.getpid()}_*"))
+
+
+def test_a_full_dev_shm_is_refused_before_anything_is_written(monkeypatch) -> None:
+    pytest.importorskip("tritonclient.utils.shared_memory")
+    from glioscope_common import inference_backend
+    from glioscope_common.errors import UpstreamUnavailable
+
+    class Full:
+        f_bavail, f_frsize = 10, 4096
+
+    monkeypatch.setattr(inference_backend.os, "statvfs", lambda path: Full())
+    backend = inference_backend.TritonBackend("grpc://127.0.0.1:1", "tiny", shared_memory="system", output_channels=4)
+    client = _RefusingClient()
+    with pytest.raises(UpstreamUnavailable, match="MiB free"):
+        backend._shared_regions(client, 2**20, 2**20)
+    assert client.registered == [] and not list(Path("/dev/shm").glob(f"glioscope_{os.getpid()}_*"))
+
+
 def test_triton_backend_shared_memory_needs_a_known_output_size() -> None:
     from glioscope_common.inference_backend import TritonBackend
 

@@ -117,6 +117,10 @@ def test_the_worker_builds_its_backend_from_its_settings(monkeypatch, tmp_path, 
         tasks._service.cache_clear()
         service, _, _ = tasks._service()
         assert service._backend_factory().shared_memory == "system"
+        closed = []
+        service._backend_factory().close = lambda: closed.append(True)
+        tasks._close_backend()  # the worker process's shutdown gives the regions back
+        assert closed == [True]
         monkeypatch.setenv("GLIOSCOPE_INFERENCE_URL", "onnxruntime")
         monkeypatch.setenv("GLIOSCOPE_INFERENCE_THREADS", "1")
         tasks._service.cache_clear()

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from celery import Task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from glioscope_common.db import make_engine, make_session_factory
 from glioscope_common.dicomweb import HttpDicomWeb
@@ -69,6 +69,19 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
         progress_publisher(settings),
     )
     return service, jobs, settings
+
+
+@worker_process_shutdown.connect
+def _close_backend(**_: object) -> None:
+    """Give Triton back this process's shared memory regions (they would stay mapped in Triton)."""
+    if not _service.cache_info().currsize:
+        return
+    factory = _service()[0]._backend_factory  # functools.cache'd in _service: built at most once
+    built = getattr(factory, "cache_info", None)
+    if built is not None and built().currsize:
+        close = getattr(factory(), "close", None)
+        if close is not None:
+            close()
 
 
 @worker_process_init.connect
