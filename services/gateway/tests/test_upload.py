@@ -324,3 +324,32 @@ def test_an_upload_declared_larger_than_the_limit_is_refused_before_it_is_read(
         chunked = client.post("/api/studies", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
         assert chunked.status_code == 411 and "Content-Length" in chunked.json()["detail"]
         assert app.state.container.admission.held_bytes == 0
+
+
+def _spools() -> set[Path]:
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("glioscope-upload-*.spool"))
+
+
+def test_uploads_reach_the_upload_process_through_a_spool_that_is_removed(
+        gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    before = _spools()
+    assert gateway.post("/api/studies", files=as_files(small_study(tmp_path, seed=21))).status_code == 201
+    refused = gateway.post("/api/studies", files=[("files", ("a.dcm", b"not dicom", "application/dicom"))])
+    assert refused.status_code == 400  # not DICOM
+    assert _spools() == before
+
+
+def test_spool_round_trip_keeps_names_order_and_bytes(tmp_path: Path) -> None:
+    from glioscope_gateway.studies.ingest_pool import read_spool, spool_upload
+
+    files = [("a.dcm", b"first"), ("dir/b.dcm", b""), ("c.dcm", bytes(range(256)) * 500)]
+    spool, index = spool_upload(files, str(tmp_path))
+    try:
+        assert spool.parent == tmp_path and spool.stat().st_mode & 0o077 == 0  # private to the gateway's user
+        assert read_spool(spool, index) == files
+        with pytest.raises(OSError, match="shorter"):
+            read_spool(spool, index + [("d.dcm", 10)])
+    finally:
+        spool.unlink()
