@@ -81,9 +81,10 @@ def ort_predictor(onnx_path: str | Path, threads: int = 2) -> Callable[[np.ndarr
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    dtype = np.float16 if sess.get_inputs()[0].type == "tensor(float16)" else np.float32  # float16 I/O models
 
     def run(x: np.ndarray) -> np.ndarray:
-        return sess.run(["logits"], {"image": x})[0]
+        return sess.run(["logits"], {"image": x.astype(dtype, copy=False)})[0].astype(np.float32, copy=False)
 
     return run
 

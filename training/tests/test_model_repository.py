@@ -54,3 +54,14 @@ def test_onnx_file_contract():
     dims = lambda v: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]  # noqa: E731
     assert dims(inp)[1:] == [4] + list(meta["patch_size"]) and isinstance(dims(inp)[0], str)
     assert dims(out)[1:] == [4] + list(meta["patch_size"])
+
+
+@pytest.mark.parametrize("config", ["config.pbtxt", "configs/cpu.pbtxt"])
+def test_triton_configs_declare_the_onnx_tensor_types(config):
+    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    model = onnx.load(str(MODEL_DIR / "1" / "model.onnx"), load_external_data=False)
+    triton_type = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
+    text = (MODEL_DIR / config).read_text()
+    for tensor in (*model.graph.input, *model.graph.output):
+        block = re.search(r'name:\s*"%s"\s*data_type:\s*(\w+)' % tensor.name, text)
+        assert block and block.group(1) == triton_type[tensor.type.tensor_type.elem_type], tensor.name

@@ -1,6 +1,8 @@
 """Where the network runs: onnxruntime in-process (embedded default) or Triton over gRPC (production).
 
-Both take a batch [N, C, P, P, P] float32 and return the model's output [N, L, P, P, P] (logits).
+Both take a batch [N, C, P, P, P] float32 and return the model's output [N, L, P, P, P] (logits) as
+float32; a model whose input and output tensors are float16 (half the bytes to move, e.g. to a
+Triton across the network) gets and gives float16, converted here.
 Chosen by `GLIOSCOPE_INFERENCE_URL`: "onnxruntime" or "grpc://host:8001". A Triton on the same host
 (same IPC namespace, e.g. a sidecar sharing /dev/shm) can take the tensors through system shared
 memory instead of the gRPC message (`GLIOSCOPE_TRITON_SHARED_MEMORY=system`).
@@ -24,6 +26,10 @@ from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.model_metadata import ModelMetadata
 
 __all__ = ["InferenceBackend", "OnnxRuntimeBackend", "TritonBackend", "make_backend"]
+
+# Triton datatypes a model may use for its image and logits tensors, and their numpy types.
+TRITON_DTYPES: dict[str, type[np.floating]] = {"FP32": np.float32, "FP16": np.float16}
+_ONNX_DTYPES: dict[str, type[np.floating]] = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
 @runtime_checkable
@@ -65,10 +71,14 @@ class OnnxRuntimeBackend:
         outputs = [o.name for o in self.session.get_outputs()]
         self.input_name = input_name if input_name in inputs else inputs[0]
         self.output_name = output_name if output_name in outputs else outputs[0]
+        input_type = next(i.type for i in self.session.get_inputs() if i.name == self.input_name)
+        if input_type not in _ONNX_DTYPES:
+            raise ValueError(f"{path}: input {self.input_name} is {input_type}; float or float16 expected")
+        self.input_dtype = _ONNX_DTYPES[input_type]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
+        return self.session.run([self.output_name], {self.input_name: batch})[0].astype(np.float32, copy=False)
 
 
 SHARED_MEMORY_MODES = ("none", "system")
@@ -124,6 +134,9 @@ class TritonBackend:
         self.shared_memory = shared_memory
         self.output_channels = output_channels
         self._regions: dict[int, _SharedRegions] = {}
+        # The tensors' datatypes, read from Triton's model metadata by check_ready.
+        self.input_datatype = "FP32"
+        self.output_datatype = "FP32"
         self.url = url
         self.address = url.split("://", 1)[1] if "://" in url else url
         self.address = self.address.rstrip("/")
@@ -239,15 +252,31 @@ class TritonBackend:
         if not ready:
             version = f" version {self.model_version}" if self.model_version else ""
             raise UpstreamUnavailable(f"model {self.model_name}{version} is not ready on Triton at {self.url}")
+        self.input_datatype, self.output_datatype = self._tensor_datatypes()
         self._ready = True
+
+    def _tensor_datatypes(self) -> tuple[str, str]:
+        try:
+            with self._client() as client:
+                meta = client.get_model_metadata(self.model_name, self.model_version, as_json=True,
+                                                 client_timeout=self.timeout_s)
+        except Exception as exc:
+            raise UpstreamUnavailable(f"Triton at {self.url} gave no metadata for {self.model_name}: {_short(exc)}") from exc
+        found = {t.get("name"): t.get("datatype") for t in meta.get("inputs", []) + meta.get("outputs", [])}
+        datatypes = (found.get(self.input_name), found.get(self.output_name))
+        for name, datatype in zip((self.input_name, self.output_name), datatypes):
+            if datatype not in TRITON_DTYPES:
+                raise UpstreamUnavailable(
+                    f"{self.model_name} on Triton has tensor {name!r} as {datatype}; FP32 or FP16 expected")
+        return datatypes[0], datatypes[1]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         import tritonclient.grpc as grpcclient
 
         if not self._ready:
             self.check_ready()
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        inp = grpcclient.InferInput(self.input_name, list(batch.shape), "FP32")
+        batch = np.ascontiguousarray(batch, dtype=TRITON_DTYPES[self.input_datatype])
+        inp = grpcclient.InferInput(self.input_name, list(batch.shape), self.input_datatype)
         out = grpcclient.InferRequestedOutput(self.output_name)
         try:
             with self._client() as client:
@@ -272,7 +301,8 @@ class TritonBackend:
         import tritonclient.utils.shared_memory as shm
 
         assert self.output_channels
-        output_bytes = batch.nbytes // batch.shape[1] * self.output_channels
+        output_dtype = TRITON_DTYPES[self.output_datatype]
+        output_bytes = batch.size // batch.shape[1] * self.output_channels * np.dtype(output_dtype).itemsize
         regions = self._shared_regions(client, batch.nbytes, output_bytes)
         shm.set_shared_memory_region(regions.input_handle, [batch])
         inp.set_shared_memory(f"{regions.name}_in", batch.nbytes)
@@ -283,10 +313,10 @@ class TritonBackend:
         meta = result.get_output(self.output_name)
         if meta is None:
             raise UpstreamUnavailable(f"Triton returned no output {self.output_name!r} for {self.model_name}")
-        if meta.datatype != "FP32":
-            raise UpstreamUnavailable(f"Triton returned {meta.datatype} for {self.output_name!r}, expected FP32")
+        if meta.datatype != self.output_datatype:
+            raise UpstreamUnavailable(f"Triton returned {meta.datatype} for {self.output_name!r}, expected {self.output_datatype}")
         # A copy: the region is this client's next call's output too.
-        return shm.get_contents_as_numpy(regions.output_handle, np.float32, list(meta.shape)).copy()
+        return np.array(shm.get_contents_as_numpy(regions.output_handle, output_dtype, list(meta.shape)), dtype=np.float32)
 
     def close(self) -> None:
         with self._clients_lock:

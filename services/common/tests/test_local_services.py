@@ -146,42 +146,50 @@ def test_rabbitmq_fixture(rabbitmq_url: str) -> None:
 
 # --------------------------------------------------------------------------------------------- Triton
 
-TINY_CONFIG = """name: "tiny"
+TINY_CONFIG = """name: "{name}"
 platform: "onnxruntime_onnx"
 max_batch_size: 4
-input [ {{ name: "image" data_type: TYPE_FP32 dims: [ 4, 8, 8, 8 ] }} ]
-output [ {{ name: "logits" data_type: TYPE_FP32 dims: [ 4, 8, 8, 8 ] }} ]
+input [ {{ name: "image" data_type: {dtype} dims: [ 4, 8, 8, 8 ] }} ]
+output [ {{ name: "logits" data_type: {dtype} dims: [ 4, 8, 8, 8 ] }} ]
 dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
 instance_group [ {{ count: 1 kind: {kind} }} ]
 {extra}"""
 
 
 def build_tiny_model_repository(root: Path) -> Path:
-    """A model repository like the real one: `tiny` = a 1x1x1 Conv doubling each of 4 channels."""
+    """A model repository like the real one: `tiny` = a 1x1x1 Conv doubling each of 4 channels, and
+    `tiny16` = the same with float16 image and logits (cast to float32 and back inside)."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    model_dir = root / "tiny"
-    (model_dir / "1").mkdir(parents=True)
-    (model_dir / "configs").mkdir()
     weight = (2.0 * np.eye(4, dtype=np.float32)).reshape(4, 4, 1, 1, 1)
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["image", "W"], ["logits"])],
-        "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 4, 8, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4, 8, 8, 8])],
-        [helper.make_tensor("W", TensorProto.FLOAT, weight.shape, weight.flatten())],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, model_dir / "1" / "model.onnx")
     gpu_extra = (
         'optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt" '
         'parameters { key: "precision_mode" value: "FP16" } } ] } }\n'
     )
-    (model_dir / "config.pbtxt").write_text(TINY_CONFIG.format(kind="KIND_GPU", extra=gpu_extra))
-    (model_dir / "configs" / "cpu.pbtxt").write_text(TINY_CONFIG.format(kind="KIND_CPU", extra=""))
+    for name, elem, dtype in (("tiny", TensorProto.FLOAT, "TYPE_FP32"), ("tiny16", TensorProto.FLOAT16, "TYPE_FP16")):
+        model_dir = root / name
+        (model_dir / "1").mkdir(parents=True)
+        (model_dir / "configs").mkdir()
+        if elem == TensorProto.FLOAT:
+            nodes = [helper.make_node("Conv", ["image", "W"], ["logits"])]
+        else:
+            nodes = [helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
+                     helper.make_node("Conv", ["x", "W"], ["y"]),
+                     helper.make_node("Cast", ["y"], ["logits"], to=TensorProto.FLOAT16)]
+        graph = helper.make_graph(
+            nodes,
+            name,
+            [helper.make_tensor_value_info("image", elem, ["N", 4, 8, 8, 8])],
+            [helper.make_tensor_value_info("logits", elem, ["N", 4, 8, 8, 8])],
+            [helper.make_tensor("W", TensorProto.FLOAT, weight.shape, weight.flatten())],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        onnx.save(model, model_dir / "1" / "model.onnx")
+        (model_dir / "config.pbtxt").write_text(TINY_CONFIG.format(name=name, dtype=dtype, kind="KIND_GPU", extra=gpu_extra))
+        (model_dir / "configs" / "cpu.pbtxt").write_text(TINY_CONFIG.format(name=name, dtype=dtype, kind="KIND_CPU", extra=""))
     return root
 
 
@@ -319,6 +327,35 @@ def test_a_full_dev_shm_is_refused_before_anything_is_written(monkeypatch) -> No
     with pytest.raises(UpstreamUnavailable, match="MiB free"):
         backend._shared_regions(client, 2**20, 2**20)
     assert client.registered == [] and not list(Path("/dev/shm").glob(f"glioscope_{os.getpid()}_*"))
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("shared_memory", ["none", "system"])
+def test_triton_backend_with_a_float16_model(triton, shared_memory: str) -> None:
+    """A model with float16 tensors gets float16 (half the bytes) and hands back float32."""
+    from glioscope_common.inference_backend import TritonBackend
+
+    backend = TritonBackend(triton.grpc_url, "tiny16", shared_memory=shared_memory, output_channels=4)
+    x = np.random.default_rng(3).standard_normal((2, 4, 8, 8, 8)).astype(np.float32)
+    try:
+        out = backend.infer(x)
+        assert (backend.input_datatype, backend.output_datatype) == ("FP16", "FP16")
+        assert out.dtype == np.float32 and out.shape == x.shape
+        np.testing.assert_allclose(out, 2 * x.astype(np.float16).astype(np.float32), rtol=2e-3, atol=1e-3)
+    finally:
+        backend.close()
+
+
+def test_onnxruntime_backend_with_a_float16_model(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from glioscope_common.inference_backend import OnnxRuntimeBackend
+
+    repo = build_tiny_model_repository(tmp_path / "repo")
+    backend = OnnxRuntimeBackend(repo / "tiny16" / "1" / "model.onnx", threads=1)
+    x = np.random.default_rng(4).standard_normal((1, 4, 8, 8, 8)).astype(np.float32)
+    out = backend.infer(x)
+    assert backend.input_dtype == np.float16 and out.dtype == np.float32
+    np.testing.assert_allclose(out, 2 * x.astype(np.float16).astype(np.float32), rtol=2e-3, atol=1e-3)
 
 
 def test_triton_backend_shared_memory_needs_a_known_output_size() -> None:
