@@ -95,15 +95,16 @@ class Platform:
 
 
 def platform_env(configuration: str, tmp: Path, request: pytest.FixtureRequest, database_url: str | None = None) -> dict[str, str]:
-    """GLIOSCOPE_* settings of the two configurations: "services" (Postgres — the session's database
-    unless `database_url` is given —, RabbitMQ, Redis, Triton) or "embedded" (SQLite, SQLAlchemy
-    broker, onnxruntime in the worker)."""
-    if configuration == "services":
+    """GLIOSCOPE_* settings of the configurations: "services" (Postgres — the session's database
+    unless `database_url` is given —, RabbitMQ, Redis, Triton), "services-shm" (the same, tensors to
+    Triton through shared memory) or "embedded" (SQLite, SQLAlchemy broker, onnxruntime in the worker)."""
+    if configuration in ("services", "services-shm"):
         return {
             "GLIOSCOPE_DATABASE_URL": database_url or request.getfixturevalue("postgres_url"),
             "GLIOSCOPE_BROKER_URL": request.getfixturevalue("rabbitmq_url"),
             "GLIOSCOPE_REDIS_URL": request.getfixturevalue("redis_url"),
             "GLIOSCOPE_INFERENCE_URL": request.getfixturevalue("triton").grpc_url,
+            "GLIOSCOPE_TRITON_SHARED_MEMORY": "system" if configuration == "services-shm" else "none",
         }
     return {
         "GLIOSCOPE_DATABASE_URL": database_url or f"sqlite:///{tmp}/glioscope.db",
