@@ -262,12 +262,19 @@ class TritonBackend:
                                                  client_timeout=self.timeout_s)
         except Exception as exc:
             raise UpstreamUnavailable(f"Triton at {self.url} gave no metadata for {self.model_name}: {_short(exc)}") from exc
-        found = {t.get("name"): t.get("datatype") for t in meta.get("inputs", []) + meta.get("outputs", [])}
-        datatypes = (found.get(self.input_name), found.get(self.output_name))
+        tensors = {t.get("name"): t for t in meta.get("inputs", []) + meta.get("outputs", [])}
+        datatypes = tuple(tensors.get(name, {}).get("datatype") for name in (self.input_name, self.output_name))
         for name, datatype in zip((self.input_name, self.output_name), datatypes):
             if datatype not in TRITON_DTYPES:
                 raise UpstreamUnavailable(
                     f"{self.model_name} on Triton has tensor {name!r} as {datatype}; FP32 or FP16 expected")
+        # [batch, channels, ...] with a dynamic batch: a model whose channels disagree with its
+        # metadata.json labels is refused here, not after a job's first patch.
+        shape = [int(d) for d in tensors[self.output_name].get("shape", [])]
+        if self.output_channels and len(shape) >= 2 and shape[1] > 0 and shape[1] != self.output_channels:
+            raise UpstreamUnavailable(
+                f"{self.model_name} on Triton gives {shape[1]} output channels; its metadata.json labels need "
+                f"{self.output_channels} (background + labels)")
         return datatypes[0], datatypes[1]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -346,6 +346,19 @@ def test_triton_backend_with_a_float16_model(triton, shared_memory: str) -> None
         backend.close()
 
 
+@pytest.mark.services
+def test_triton_backend_refuses_a_model_whose_channels_disagree_with_its_labels(triton) -> None:
+    from glioscope_common.errors import UpstreamUnavailable
+    from glioscope_common.inference_backend import TritonBackend
+
+    backend = TritonBackend(triton.grpc_url, "tiny", output_channels=3)  # tiny gives 4 channels
+    try:
+        with pytest.raises(UpstreamUnavailable, match="4 output channels"):
+            backend.infer(np.zeros((1, 4, 8, 8, 8), dtype=np.float32))
+    finally:
+        backend.close()
+
+
 def test_onnxruntime_backend_with_a_float16_model(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from glioscope_common.inference_backend import OnnxRuntimeBackend
