@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from glioscope_common.db import UTCDateTime, new_metadata, utcnow
@@ -46,6 +46,8 @@ class JobKind(str, enum.Enum):
 
 class Study(RecordsBase):
     __tablename__ = "studies"
+    # The worklist: a user's projects, newest first, a page at a time.
+    __table_args__ = (Index("ix_studies_project_created_at", "project", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
