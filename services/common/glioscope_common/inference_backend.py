@@ -310,13 +310,21 @@ class TritonBackend:
         assert self.output_channels
         output_dtype = TRITON_DTYPES[self.output_datatype]
         output_bytes = batch.size // batch.shape[1] * self.output_channels * np.dtype(output_dtype).itemsize
-        regions = self._shared_regions(client, batch.nbytes, output_bytes)
-        shm.set_shared_memory_region(regions.input_handle, [batch])
-        inp.set_shared_memory(f"{regions.name}_in", batch.nbytes)
-        out.set_shared_memory(f"{regions.name}_out", output_bytes)
-        result = client.infer(
-            self.model_name, [inp], model_version=self.model_version, outputs=[out], client_timeout=self.timeout_s,
-        )
+        for attempt in (1, 2):
+            regions = self._shared_regions(client, batch.nbytes, output_bytes)
+            shm.set_shared_memory_region(regions.input_handle, [batch])
+            inp.set_shared_memory(f"{regions.name}_in", batch.nbytes)
+            out.set_shared_memory(f"{regions.name}_out", output_bytes)
+            try:
+                result = client.infer(
+                    self.model_name, [inp], model_version=self.model_version, outputs=[out], client_timeout=self.timeout_s,
+                )
+                break
+            except Exception as exc:
+                # A restarted Triton has forgotten the registrations: register again, once.
+                if attempt == 2 or "shared memory region" not in str(exc).lower():
+                    raise
+                self._release_regions(client)
         meta = result.get_output(self.output_name)
         if meta is None:
             raise UpstreamUnavailable(f"Triton returned no output {self.output_name!r} for {self.model_name}")

@@ -276,6 +276,12 @@ def test_triton_backend_through_system_shared_memory(triton) -> None:
         with pytest.raises(UpstreamUnavailable):
             backend.infer(np.zeros((1, 3, 8, 8, 8), dtype=np.float32))  # wrong channel count: refused
         np.testing.assert_allclose(backend.infer(x), 2 * x, rtol=1e-6)
+        status.unregister_system_shared_memory()  # as after a Triton restart: the server forgot them all
+        clients_before = backend.client_count
+        np.testing.assert_allclose(backend.infer(x), 2 * x, rtol=1e-6)  # registered again, no error
+        assert backend.client_count == clients_before  # the client was kept, only its regions renewed
+        renewed = [r["name"] for r in status.get_system_shared_memory_status(as_json=True).get("regions", {}).values()]
+        assert [n for n in renewed if n.startswith(ours)]
     finally:
         backend.close()
     registered = [r["name"] for r in status.get_system_shared_memory_status(as_json=True).get("regions", {}).values()]
