@@ -4,7 +4,8 @@
     nice -n 10 python -m glioscope_training.cache --dir training/runs/full --full --start 0 --count 400
 
 Each file `case_<seed>.npz` holds `image` (4, X, Y, Z) (raw intensities; float16, float32 for
-`--heldout`) and `label` uint8.
+`--heldout`), `label` uint8 and `generator_version`: a file from another version of the generator
+is stale (the same seed makes another case) and is made again.
 Default: 112^3 crops, 70 % centred near the tumour, 30 % anywhere around it. `--full`: whole
 brains on a `FULL_SHAPE` grid with every tumour type (training then samples patches anywhere in
 them and normalises over the whole brain, exactly as inference does).
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .synth import SEQUENCES, generate_case, synthesize
+from .synth import GENERATOR_VERSION, SEQUENCES, generate_case, synthesize
 
 FULL_SHAPE = (192, 224, 176)  # 1 mm; holds the (scaled, rotated) template brain with a margin
 
@@ -43,16 +44,39 @@ def make_heldout(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([case.images[s] for s in SEQUENCES]).astype(np.float32), case.label
 
 
+class StaleCase(ValueError):
+    """A cached case written by another version of the generator."""
+
+
+def read_case(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`image` and `label` of a cached case; StaleCase when another generator version wrote it."""
+    with np.load(path) as z:
+        version = int(z["generator_version"]) if "generator_version" in z.files else 1
+        if version != GENERATOR_VERSION:
+            raise StaleCase(f"{path} was made by generator version {version}, this is {GENERATOR_VERSION}")
+        return z["image"], z["label"]
+
+
+def is_current(path: Path) -> bool:
+    try:
+        read_case(path)
+    except StaleCase:
+        return False
+    except (OSError, ValueError, KeyError):  # unreadable: make it again
+        return False
+    return True
+
+
 def write(seed: int, folder: Path, size: int, full: bool = False, heldout: bool = False) -> None:
     path = folder / f"case_{seed}.npz"
-    if path.exists():
+    if path.exists() and is_current(path):
         return
     if heldout:
         image, label = make_heldout(seed)
     else:
         image, label = make_full(seed) if full else make_crop(seed, size)
     tmp = folder / f".tmp_{seed}_{os.getpid()}.npz"
-    np.savez(tmp, image=image, label=label)
+    np.savez(tmp, image=image, label=label, generator_version=np.int32(GENERATOR_VERSION))
     tmp.replace(path)
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .cache import StaleCase, read_case
 from .infer import ort_predictor, segment
 from .metrics import region_scores
 from .synth import SEQUENCES, generate_case
@@ -93,8 +95,11 @@ def heldout_case(seed: int, folder: Path | None = None) -> tuple[np.ndarray, np.
     (`cache --heldout` writes the same `generate_case` output there) or generated now."""
     path = folder / f"case_{seed}.npz" if folder else None
     if path is not None and path.exists():
-        with np.load(path) as z:
-            return z["image"].astype(np.float32), z["label"]
+        try:
+            image, label = read_case(path)
+            return image.astype(np.float32), label
+        except StaleCase as exc:  # the same seed makes another case now
+            print(f"{exc}: generating it again", file=sys.stderr)
     case = generate_case(seed)
     return np.stack([case.images[s] for s in SEQUENCES]), case.label
 

@@ -21,6 +21,9 @@ import numpy as np
 from scipy import ndimage
 
 SEQUENCES = ("T1", "T1c", "T2", "FLAIR")
+# Bump whenever a seed's case changes: cached cases of another version are stale (cache.read_case).
+# 2: tumour intensities from wide per-case ranges (TISSUE_RANGES), fourth session.
+GENERATOR_VERSION = 2
 
 # Relative mean intensity per tissue and sequence (white matter T1 = 1).
 # Columns: T1, T1c, T2, FLAIR

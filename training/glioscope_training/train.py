@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cache import StaleCase, read_case
 from .infer import segment, zscore
 from .metrics import dice
 from .model import build_model
@@ -52,8 +53,11 @@ class CropPool:
         new = sorted(p for p in self.folder.glob("case_*.npz") if p.name not in self.seen)
         for p in new[-self.max_cases:]:
             try:
-                with np.load(p) as z:
-                    img, lab = z["image"], z["label"]
+                img, lab = read_case(p)
+            except StaleCase as exc:
+                self.seen.add(p.name)
+                print(f"skipped: {exc}", flush=True)
+                continue
             except Exception:  # noqa: BLE001 - half-written file, retry later
                 continue
             self.seen.add(p.name)
@@ -92,8 +96,11 @@ def load_val(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     """Held-out cases, raw intensities (validation runs the evaluation's own pipeline on them)."""
     out = []
     for p in sorted(folder.glob("case_*.npz")):
-        with np.load(p) as z:
-            out.append((z["image"].astype(np.float32), z["label"]))
+        try:
+            image, label = read_case(p)
+        except StaleCase as exc:
+            raise SystemExit(f"{exc}: make the validation cases again (cache --heldout)") from exc
+        out.append((image.astype(np.float32), label))
     return out
 
 

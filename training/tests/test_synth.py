@@ -45,3 +45,19 @@ def test_tumour_brighter_on_flair(full_case):
     brain = flair > 0
     oedema = case.label == 2
     assert flair[oedema].mean() > 1.3 * flair[brain & (case.label == 0)].mean()
+
+
+def test_cached_cases_carry_the_generator_version_and_stale_ones_are_made_again(tmp_path):
+    from glioscope_training import cache
+    from glioscope_training.synth import GENERATOR_VERSION
+
+    cache.write(5, tmp_path, 32)
+    path = tmp_path / "case_5.npz"
+    image, label = cache.read_case(path)
+    assert image.shape == (4, 32, 32, 32) and label.shape == (32, 32, 32)
+    np.savez(path, image=image, label=label)  # as an older generator wrote it (no version)
+    with pytest.raises(cache.StaleCase, match=f"version 1, this is {GENERATOR_VERSION}"):
+        cache.read_case(path)
+    cache.write(5, tmp_path, 32)  # not skipped: made again
+    again, _ = cache.read_case(path)
+    np.testing.assert_array_equal(again, image)
