@@ -117,6 +117,29 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return loss / 3
 
 
+def deep_supervision_loss(logits: torch.Tensor, aux: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CE + soft Dice at 1 mm, plus half of the same on the 2 mm deep-supervision output."""
+    target2 = target[:, ::2, ::2, ::2]
+    loss = F.cross_entropy(logits, target) + soft_dice_loss(logits, target)
+    return loss + 0.5 * (F.cross_entropy(aux, target2) + soft_dice_loss(aux, target2))
+
+
+def optimiser_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
+        if pe.dtype.is_floating_point:
+            pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+        else:
+            pe.copy_(pm)
+
+
 def validate(model: torch.nn.Module, val: list[tuple[np.ndarray, np.ndarray]],
              patch: int = 160) -> dict[str, float]:
     """Dice per BraTS region of the evaluation's pipeline (z-score, Gaussian sliding window,
@@ -227,21 +250,10 @@ def main(argv: list[str] | None = None) -> None:
         xs, ys = zip(*[pool.sample(args.crop, args.channel_dropout) for _ in range(args.batch)])
         x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
         logits, aux = model(x, return_aux=True)
-        y2 = y[:, ::2, ::2, ::2]
-        loss = F.cross_entropy(logits, y) + soft_dice_loss(logits, y)
-        loss = loss + 0.5 * (F.cross_entropy(aux, y2) + soft_dice_loss(aux, y2))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        loss = deep_supervision_loss(logits, aux, y)
+        optimiser_step(model, opt, loss)
         step += 1
-        decay = min(0.99, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
-                if pe.dtype.is_floating_point:
-                    pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
-                else:
-                    pe.copy_(pm)
+        update_ema(ema, model, min(0.99, (1 + step) / (10 + step)))
         losses.append(loss.item())
         if step % 10 == 0:
             pool.refresh()

@@ -37,7 +37,7 @@ from .infer import _gaussian_weight, _starts, largest_components
 from .metrics import dice
 from .model import build_model
 from .synth import _template
-from .train import init_from_onnx, soft_dice_loss
+from .train import deep_supervision_loss, init_from_onnx, optimiser_step, update_ema
 
 REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 VOXEL_ML = 1e-3  # 1 mm^3 voxels
@@ -349,22 +349,10 @@ def main(argv: list[str] | None = None) -> None:
         x, y = pool.sample(args.batch, args.crop, args.channel_dropout)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits, aux = model(x, return_aux=True)
-        logits, aux = logits.float(), aux.float()
-        y2 = y[:, ::2, ::2, ::2]
-        loss = F.cross_entropy(logits, y) + soft_dice_loss(logits, y)
-        loss = loss + 0.5 * (F.cross_entropy(aux, y2) + soft_dice_loss(aux, y2))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        loss = deep_supervision_loss(logits.float(), aux.float(), y)
+        optimiser_step(model, opt, loss)
         step += 1
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
-                if pe.dtype.is_floating_point:
-                    pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
-                else:
-                    pe.copy_(pm)
+        update_ema(ema, model, min(args.ema, (1 + step) / (10 + step)))
         losses.append(loss.detach())
         if step % 50 == 0:
             take_cases()
