@@ -235,6 +235,30 @@ def test_triton_requests_gpus_and_tolerates_the_gpu_taint() -> None:
             assert "nvidia.com/gpu" not in json.dumps(c.get("resources", {}))
 
 
+def test_the_worker_and_triton_get_the_malloc_tunables() -> None:
+    """`auto` gives the settings glioscope_common.allocator gives the local processes (by where the
+    model runs); an empty value leaves glibc's defaults."""
+    from glioscope_common.allocator import MODEL_PROCESS_TUNABLES, TRITON_CLIENT_TUNABLES, tunables_string
+
+    def tunables(objects: list[dict[str, Any]], name: str) -> str | None:
+        for o in all_workloads(objects):
+            for _, c in containers(o):
+                if c["name"] == name:
+                    return {e["name"]: e.get("value") for e in c.get("env", [])}.get("GLIBC_TUNABLES")
+        raise AssertionError(f"no {name} container")
+
+    gpu = render_scenario("gpu")
+    assert tunables(gpu, "worker") == tunables_string(TRITON_CLIENT_TUNABLES)
+    assert tunables(gpu, "triton") == tunables_string(MODEL_PROCESS_TUNABLES)
+    without_triton = render({"triton": {"enabled": False}})
+    assert tunables(without_triton, "worker") == tunables_string(MODEL_PROCESS_TUNABLES)  # onnxruntime in the worker
+    values = copy.deepcopy(scenario_values("gpu"))
+    values.setdefault("workers", {})["glibcTunables"] = ""
+    values.setdefault("triton", {})["glibcTunables"] = ""
+    plain = render(values)
+    assert tunables(plain, "worker") is None and tunables(plain, "triton") is None
+
+
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_every_service_selects_pods_that_exist(scenario: str) -> None:
     objects = render_scenario(scenario)

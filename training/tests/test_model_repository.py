@@ -40,6 +40,10 @@ def test_triton_configs_match_metadata(config, kind):
     patch = list(meta["patch_size"])
     assert _dims(text, "image") == [4] + patch
     assert _dims(text, "logits") == [4] + patch
+    warmup = re.search(r'model_warmup.*?key:\s*"image".*?data_type:\s*(\w+).*?dims:\s*\[([^\]]*)\]', text, re.S)
+    assert warmup, "a model_warmup with a zero patch"
+    assert [int(x) for x in warmup.group(2).split(",")] == [4] + patch
+    assert warmup.group(1) == re.search(r'name:\s*"image"\s*data_type:\s*(\w+)', text).group(1)
 
 
 def test_onnx_file_contract():

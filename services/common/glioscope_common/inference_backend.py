@@ -24,6 +24,7 @@ import numpy as np
 
 from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.triton_wire import MODEL_INFER_METHOD, decode_infer_response, encode_infer_request, output_tensor
 
 __all__ = ["InferenceBackend", "OnnxRuntimeBackend", "TritonBackend", "make_backend"]
 
@@ -98,6 +99,37 @@ class _SharedRegions:
     registered: tuple[str, ...]
 
 
+class _Connection:
+    """One pooled connection to Triton: tritonclient's client for the control calls and shared memory,
+    and, opened on first use, a ModelInfer call that takes and gives raw message bytes (triton_wire)."""
+
+    def __init__(self, address: str) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self.address = address
+        self.client = grpcclient.InferenceServerClient(url=address)
+        self._channel: Any = None
+        self._model_infer: Any = None
+
+    def model_infer(self, message: bytes, timeout_s: float) -> bytes:
+        if self._model_infer is None:
+            import grpc
+
+            # tritonclient's own channel limits: messages up to 2 GiB.
+            limit = 2**31 - 1
+            self._channel = grpc.insecure_channel(
+                self.address, options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)])
+            self._model_infer = self._channel.unary_unary(MODEL_INFER_METHOD)  # no (de)serialisers: bytes in, bytes out
+        return self._model_infer(message, timeout=timeout_s)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self._channel is not None:
+                self._channel.close()
+
+
 class TritonBackend:
     """NVIDIA Triton over gRPC (tritonclient.grpc). Connection and readiness are checked lazily on
     the first call (or explicitly with `check_ready`); failures raise UpstreamUnavailable.
@@ -146,40 +178,38 @@ class TritonBackend:
         self.input_name = input_name
         self.output_name = output_name
         self.requests_in_flight = max(1, int(requests_in_flight))
-        # tritonclient's gRPC client reuses one request message, so a client serves one call at a
-        # time: calls check one out of this pool and put it back (as many clients as calls at once).
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._clients: list[Any] = []
+        # tritonclient's gRPC client reuses one request message, so a connection serves one call at a
+        # time: calls check one out of this pool and put it back (as many as calls at once).
+        self._idle: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
+        self._clients: list[_Connection] = []
         self._clients_lock = threading.Lock()
         self._ready = False
 
     @contextmanager
-    def _client(self) -> Iterator[Any]:
+    def _connection(self) -> Iterator[_Connection]:
         try:
-            client = self._idle.get_nowait()
+            connection = self._idle.get_nowait()
         except queue.Empty:
-            import tritonclient.grpc as grpcclient
-
             try:
-                client = grpcclient.InferenceServerClient(url=self.address)
+                connection = _Connection(self.address)
             except Exception as exc:  # bad address format etc.
                 raise UpstreamUnavailable(f"cannot create a Triton client for {self.url}: {exc}") from exc
             with self._clients_lock:
-                self._clients.append(client)
+                self._clients.append(connection)
         try:
-            yield client
+            yield connection
         except BaseException:
             # A failed call may leave the channel backing off its reconnects (up to minutes after the
             # server came back): drop it, the next call opens a fresh one.
             with self._clients_lock:
-                if client in self._clients:
-                    self._clients.remove(client)
+                if connection in self._clients:
+                    self._clients.remove(connection)
             try:
-                self._release_regions(client)
+                self._release_regions(connection.client)
             finally:
-                client.close()
+                connection.close()
             raise
-        self._idle.put(client)
+        self._idle.put(connection)
 
     def _shared_regions(self, client: Any, input_bytes: int, output_bytes: int) -> _SharedRegions:
         """The client's regions, created and registered on first use (and again, larger, when a
@@ -240,7 +270,8 @@ class TritonBackend:
 
     def check_ready(self) -> None:
         try:
-            with self._client() as client:
+            with self._connection() as connection:
+                client = connection.client
                 live = client.is_server_live(client_timeout=self.timeout_s)
                 ready = live and client.is_model_ready(self.model_name, self.model_version, client_timeout=self.timeout_s)
         except UpstreamUnavailable:
@@ -257,8 +288,8 @@ class TritonBackend:
 
     def _tensor_datatypes(self) -> tuple[str, str]:
         try:
-            with self._client() as client:
-                meta = client.get_model_metadata(self.model_name, self.model_version, as_json=True,
+            with self._connection() as connection:
+                meta = connection.client.get_model_metadata(self.model_name, self.model_version, as_json=True,
                                                  client_timeout=self.timeout_s)
         except Exception as exc:
             raise UpstreamUnavailable(f"Triton at {self.url} gave no metadata for {self.model_name}: {_short(exc)}") from exc
@@ -278,35 +309,33 @@ class TritonBackend:
         return datatypes[0], datatypes[1]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        import tritonclient.grpc as grpcclient
-
         if not self._ready:
             self.check_ready()
         batch = np.ascontiguousarray(batch, dtype=TRITON_DTYPES[self.input_datatype])
-        inp = grpcclient.InferInput(self.input_name, list(batch.shape), self.input_datatype)
-        out = grpcclient.InferRequestedOutput(self.output_name)
         try:
-            with self._client() as client:
+            with self._connection() as connection:
                 if self.shared_memory == "system":
-                    return self._infer_shared(client, batch, inp, out)
-                inp.set_data_from_numpy(batch)
-                result = client.infer(
-                    self.model_name, [inp], model_version=self.model_version, outputs=[out],
-                    client_timeout=self.timeout_s,
-                )
+                    return self._infer_shared(connection.client, batch)
+                message = encode_infer_request(
+                    self.model_name, self.model_version, self.input_name, self.input_datatype, batch, [self.output_name])
+                header, contents = decode_infer_response(connection.model_infer(message, self.timeout_s))
+                logits, datatype = output_tensor(header, contents, self.output_name, TRITON_DTYPES)
         except UpstreamUnavailable:
             raise
         except Exception as exc:
             self._ready = False
             raise UpstreamUnavailable(f"Triton inference on {self.model_name} at {self.url} failed: {_short(exc)}") from exc
-        logits = result.as_numpy(self.output_name)
-        if logits is None:
-            raise UpstreamUnavailable(f"Triton returned no output {self.output_name!r} for {self.model_name}")
+        if datatype != self.output_datatype:
+            raise UpstreamUnavailable(f"Triton returned {datatype} for {self.output_name!r}, expected {self.output_datatype}")
+        # float32 logits stay a read-only view of the received message: the caller only reads them.
         return logits.astype(np.float32, copy=False)
 
-    def _infer_shared(self, client: Any, batch: np.ndarray, inp: Any, out: Any) -> np.ndarray:
+    def _infer_shared(self, client: Any, batch: np.ndarray) -> np.ndarray:
+        import tritonclient.grpc as grpcclient
         import tritonclient.utils.shared_memory as shm
 
+        inp = grpcclient.InferInput(self.input_name, list(batch.shape), self.input_datatype)
+        out = grpcclient.InferRequestedOutput(self.output_name)
         assert self.output_channels
         output_dtype = TRITON_DTYPES[self.output_datatype]
         output_bytes = batch.size // batch.shape[1] * self.output_channels * np.dtype(output_dtype).itemsize
@@ -338,11 +367,11 @@ class TritonBackend:
             clients, self._clients = self._clients, []
         self._idle = queue.SimpleQueue()
         self._ready = False
-        for client in clients:
+        for connection in clients:
             try:
-                self._release_regions(client)
+                self._release_regions(connection.client)
             finally:
-                client.close()
+                connection.close()
 
 
 def _check_shared_memory_space(needed: int) -> None:

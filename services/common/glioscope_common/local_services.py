@@ -31,6 +31,8 @@ from types import TracebackType
 
 import httpx
 
+from glioscope_common.allocator import MODEL_PROCESS_TUNABLES, with_malloc_tunables
+
 __all__ = [
     "LocalOrthanc",
     "LocalTriton",
@@ -520,7 +522,8 @@ class LocalTriton(_Process):
         paths = [p for p in sys.path if p and Path(p).is_dir()]
         env["PYTHONPATH"] = ":".join(paths)
         env.setdefault("OMP_NUM_THREADS", str(self.threads))
-        return env
+        # As the chart's Triton container (allocator.py).
+        return with_malloc_tunables(env, MODEL_PROCESS_TUNABLES)
 
     def _python_stub(self) -> Path:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"

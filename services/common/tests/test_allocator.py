@@ -1,0 +1,81 @@
+"""glibc malloc settings for the tensor-moving processes (glioscope_common.allocator)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from glioscope_common.allocator import (
+    MODEL_PROCESS_TUNABLES,
+    TRITON_CLIENT_TUNABLES,
+    tunables_string,
+    with_malloc_tunables,
+    worker_tunables,
+)
+
+
+def test_the_tunables_are_added_and_an_operators_own_value_wins() -> None:
+    assert with_malloc_tunables({}, MODEL_PROCESS_TUNABLES)["GLIBC_TUNABLES"] == tunables_string(MODEL_PROCESS_TUNABLES)
+    env = with_malloc_tunables({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.pthread.rseq=0", "HOME": "/h"},
+                               MODEL_PROCESS_TUNABLES)
+    items = env["GLIBC_TUNABLES"].split(":")
+    assert items[:2] == ["glibc.malloc.hugetlb=0", "glibc.pthread.rseq=0"]
+    assert "glibc.malloc.hugetlb=1" not in items
+    assert "glibc.malloc.mmap_max=0" in items and env["HOME"] == "/h"
+    assert with_malloc_tunables(env, MODEL_PROCESS_TUNABLES) == env  # applying twice changes nothing
+    assert worker_tunables("onnxruntime") == MODEL_PROCESS_TUNABLES  # the model runs in the worker
+    assert worker_tunables("grpc://triton:8001") == TRITON_CLIENT_TUNABLES
+
+
+# Allocates and frees a 64 MiB block (above glibc's largest mmap threshold, as a patch's tensors),
+# and reports the process's resident memory before, while holding it, and after freeing it.
+_PROBE = r"""
+import ctypes, json
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+before = rss_kib()
+size = 64 << 20
+block = libc.malloc(size)
+ctypes.memset(block, 1, size)
+held = rss_kib()
+libc.free(block)
+print(json.dumps({"before": before, "held": held, "after": rss_kib()}))
+"""
+
+
+def _probe(env: dict[str, str]) -> dict[str, int]:
+    out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True, timeout=60)
+    return json.loads(out.stdout)
+
+
+def test_glibc_keeps_a_freed_large_block_for_reuse_only_with_the_tunables() -> None:
+    """The behaviour the settings are for: without them a freed 64 MiB block goes back to the
+    system (the next patch faults its pages in again); with them it stays in the heap."""
+    plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    without = _probe(plain)
+    assert without["held"] - without["before"] > 60 << 10
+    assert without["held"] - without["after"] > 60 << 10  # returned on free
+    tuned = _probe(with_malloc_tunables(plain, MODEL_PROCESS_TUNABLES))
+    assert tuned["held"] - tuned["before"] > 60 << 10
+    assert tuned["held"] - tuned["after"] < 4 << 10  # kept
+
+
+def test_the_worker_and_triton_are_started_with_the_tunables(tmp_path: Path) -> None:
+    from glioscope_common.local_services import LocalTriton
+    from glioscope_common.stack import LocalStack
+
+    ports = {"gateway": 1, "reporting": 2, "nifti": 3}
+    embedded = LocalStack(env={"GLIOSCOPE_INFERENCE_URL": "onnxruntime"}, log_dir=tmp_path, ports=dict(ports))
+    assert tunables_string(MODEL_PROCESS_TUNABLES) in embedded.worker_process().env["GLIBC_TUNABLES"]
+    services = LocalStack(env={"GLIOSCOPE_INFERENCE_URL": "grpc://127.0.0.1:8001"}, log_dir=tmp_path, ports=dict(ports))
+    assert services.worker_process().env["GLIBC_TUNABLES"].endswith(tunables_string(TRITON_CLIENT_TUNABLES))
+    assert "mmap_max" not in services.worker_process().env["GLIBC_TUNABLES"]
+    assert tunables_string(MODEL_PROCESS_TUNABLES) in LocalTriton(tmp_path).environment()["GLIBC_TUNABLES"]
