@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from run_platform import synthetic_study  # noqa: E402
 
-from glioscope_common.allocator import MODEL_PROCESS_TUNABLES, with_malloc_tunables  # noqa: E402
 from glioscope_common.dicomweb import HttpDicomWeb  # noqa: E402
 from glioscope_common.local_services import LocalOrthanc, LocalTriton  # noqa: E402
 from glioscope_common.stack import LocalStack  # noqa: E402
@@ -124,7 +123,8 @@ def run_configuration(name: str, files: list[Path], work: Path) -> dict:
         database = f"glioscope_bench_{secrets.token_hex(4)}"
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{database}"')
-        triton = LocalTriton(ROOT / "model_repository", threads=2).start()
+        # Triton is batch work like the worker that feeds it: the same niceness on one machine.
+        triton = LocalTriton(ROOT / "model_repository", threads=2, nice=LocalStack.worker_nice).start()
         env |= {
             "GLIOSCOPE_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
             "GLIOSCOPE_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
@@ -187,27 +187,7 @@ def _median_run(runs: list[dict]) -> dict:
     return ordered[len(ordered) // 2]
 
 
-_ORIGINAL_TUNABLES = "_GLIOSCOPE_BENCH_ORIGINAL_GLIBC_TUNABLES"
-
-
-def run_pure_side_like_the_worker() -> None:
-    """The pure run uses the glibc malloc settings of an embedded worker (onnxruntime in process,
-    glioscope_common.allocator), which glibc reads only at start: run this script again under them. The processes it starts get the
-    original environment back (the platform's launchers set their own)."""
-    if _ORIGINAL_TUNABLES in os.environ:
-        original = os.environ.pop(_ORIGINAL_TUNABLES)
-        if original:
-            os.environ["GLIBC_TUNABLES"] = original
-        else:
-            os.environ.pop("GLIBC_TUNABLES", None)
-        return
-    env = with_malloc_tunables(os.environ, MODEL_PROCESS_TUNABLES)
-    env[_ORIGINAL_TUNABLES] = os.environ.get("GLIBC_TUNABLES", "")
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
-
-
 def main() -> int:
-    run_pure_side_like_the_worker()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configurations", nargs="+", default=["embedded", "services", "services-shm"],
                         choices=["embedded", "services", "services-shm"])

@@ -235,10 +235,10 @@ def test_triton_requests_gpus_and_tolerates_the_gpu_taint() -> None:
             assert "nvidia.com/gpu" not in json.dumps(c.get("resources", {}))
 
 
-def test_the_worker_and_triton_get_the_malloc_tunables() -> None:
-    """`auto` gives the settings glioscope_common.allocator gives the local processes (by where the
-    model runs); an empty value leaves glibc's defaults."""
-    from glioscope_common.allocator import MODEL_PROCESS_TUNABLES, TRITON_CLIENT_TUNABLES, tunables_string
+def test_triton_gets_the_malloc_tunables() -> None:
+    """The chart's default is what LocalTriton uses (glioscope_common.allocator); the worker keeps
+    glibc's defaults; an empty value leaves Triton with glibc's defaults too."""
+    from glioscope_common.allocator import TRITON_MALLOC_TUNABLES, tunables_string
 
     def tunables(objects: list[dict[str, Any]], name: str) -> str | None:
         for o in all_workloads(objects):
@@ -248,15 +248,11 @@ def test_the_worker_and_triton_get_the_malloc_tunables() -> None:
         raise AssertionError(f"no {name} container")
 
     gpu = render_scenario("gpu")
-    assert tunables(gpu, "worker") == tunables_string(TRITON_CLIENT_TUNABLES)
-    assert tunables(gpu, "triton") == tunables_string(MODEL_PROCESS_TUNABLES)
-    without_triton = render({"triton": {"enabled": False}})
-    assert tunables(without_triton, "worker") == tunables_string(MODEL_PROCESS_TUNABLES)  # onnxruntime in the worker
+    assert tunables(gpu, "triton") == tunables_string(TRITON_MALLOC_TUNABLES)
+    assert tunables(gpu, "worker") is None
     values = copy.deepcopy(scenario_values("gpu"))
-    values.setdefault("workers", {})["glibcTunables"] = ""
     values.setdefault("triton", {})["glibcTunables"] = ""
-    plain = render(values)
-    assert tunables(plain, "worker") is None and tunables(plain, "triton") is None
+    assert tunables(render(values), "triton") is None
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

@@ -31,7 +31,7 @@ from types import TracebackType
 
 import httpx
 
-from glioscope_common.allocator import MODEL_PROCESS_TUNABLES, with_malloc_tunables
+from glioscope_common.allocator import TRITON_MALLOC_TUNABLES, with_malloc_tunables
 
 __all__ = [
     "LocalOrthanc",
@@ -446,8 +446,12 @@ class LocalTriton(_Process):
         log_verbose: int = 0,
         binary: Path | None = None,
         backend_directory: Path | None = None,
+        nice: int = 0,
     ) -> None:
         self.binary = Path(binary) if binary else None
+        # On one machine with the platform: the niceness of the batch worker that feeds it, so that
+        # neither of the two starves the other while the interactive services keep priority.
+        self.nice = int(nice)
         self.backend_directory = Path(backend_directory) if backend_directory else None
         self.model_repository = Path(model_repository).resolve()
         self.model_config_name = model_config_name
@@ -478,7 +482,8 @@ class LocalTriton(_Process):
 
     def command(self, backend_directory: Path) -> list[str]:
         assert self.served_repository is not None
-        cmd = [
+        cmd = ["nice", "-n", str(self.nice)] if self.nice else []
+        cmd += [
             str(self.binary or tritonserver_binary()),
             f"--model-repository={self.served_repository}",
             f"--backend-directory={backend_directory}",
@@ -523,7 +528,7 @@ class LocalTriton(_Process):
         env["PYTHONPATH"] = ":".join(paths)
         env.setdefault("OMP_NUM_THREADS", str(self.threads))
         # As the chart's Triton container (allocator.py).
-        return with_malloc_tunables(env, MODEL_PROCESS_TUNABLES)
+        return with_malloc_tunables(env, TRITON_MALLOC_TUNABLES)
 
     def _python_stub(self) -> Path:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"

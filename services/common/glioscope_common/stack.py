@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 
-from glioscope_common.allocator import with_malloc_tunables, worker_tunables
 from glioscope_common.local_services import free_port, stop_process_group, wait_until_ready
 
 
@@ -106,10 +105,7 @@ class LocalStack:
                    "--without-gossip", "--without-mingle", "--without-heartbeat"]
         log_path = self.log_dir / "worker.log"
         log_path.unlink(missing_ok=True)
-        # As the chart's worker container: glibc keeps the patches' large buffers for reuse (allocator.py).
-        env = self._service_env()
-        env = with_malloc_tunables(env, worker_tunables(env.get("GLIOSCOPE_INFERENCE_URL", "onnxruntime")))
-        return ServiceProcess("worker", command, env, log_path, ready_marker=" ready.")
+        return ServiceProcess("worker", command, self._service_env(), log_path, ready_marker=" ready.")
 
     def _service_env(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -1,4 +1,4 @@
-"""glibc malloc settings for the tensor-moving processes (glioscope_common.allocator)."""
+"""glibc malloc settings for Triton (glioscope_common.allocator)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from glioscope_common.allocator import (
-    MODEL_PROCESS_TUNABLES,
-    TRITON_CLIENT_TUNABLES,
-    tunables_string,
-    with_malloc_tunables,
-    worker_tunables,
-)
+from glioscope_common.allocator import TRITON_MALLOC_TUNABLES, tunables_string, with_malloc_tunables
 
 
 def test_the_tunables_are_added_and_an_operators_own_value_wins() -> None:
-    assert with_malloc_tunables({}, MODEL_PROCESS_TUNABLES)["GLIBC_TUNABLES"] == tunables_string(MODEL_PROCESS_TUNABLES)
+    assert with_malloc_tunables({}, TRITON_MALLOC_TUNABLES)["GLIBC_TUNABLES"] == tunables_string(TRITON_MALLOC_TUNABLES)
     env = with_malloc_tunables({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.pthread.rseq=0", "HOME": "/h"},
-                               MODEL_PROCESS_TUNABLES)
+                               TRITON_MALLOC_TUNABLES)
     items = env["GLIBC_TUNABLES"].split(":")
     assert items[:2] == ["glibc.malloc.hugetlb=0", "glibc.pthread.rseq=0"]
     assert "glibc.malloc.hugetlb=1" not in items
     assert "glibc.malloc.mmap_max=0" in items and env["HOME"] == "/h"
-    assert with_malloc_tunables(env, MODEL_PROCESS_TUNABLES) == env  # applying twice changes nothing
-    assert worker_tunables("onnxruntime") == MODEL_PROCESS_TUNABLES  # the model runs in the worker
-    assert worker_tunables("grpc://triton:8001") == TRITON_CLIENT_TUNABLES
+    assert with_malloc_tunables(env, TRITON_MALLOC_TUNABLES) == env  # applying twice changes nothing
 
 
 # Allocates and frees a 64 MiB block (above glibc's largest mmap threshold, as a patch's tensors),
@@ -63,19 +55,15 @@ def test_glibc_keeps_a_freed_large_block_for_reuse_only_with_the_tunables() -> N
     without = _probe(plain)
     assert without["held"] - without["before"] > 60 << 10
     assert without["held"] - without["after"] > 60 << 10  # returned on free
-    tuned = _probe(with_malloc_tunables(plain, MODEL_PROCESS_TUNABLES))
+    tuned = _probe(with_malloc_tunables(plain, TRITON_MALLOC_TUNABLES))
     assert tuned["held"] - tuned["before"] > 60 << 10
     assert tuned["held"] - tuned["after"] < 4 << 10  # kept
 
 
-def test_the_worker_and_triton_are_started_with_the_tunables(tmp_path: Path) -> None:
+def test_triton_is_started_with_the_tunables_and_the_worker_without(tmp_path: Path) -> None:
     from glioscope_common.local_services import LocalTriton
     from glioscope_common.stack import LocalStack
 
-    ports = {"gateway": 1, "reporting": 2, "nifti": 3}
-    embedded = LocalStack(env={"GLIOSCOPE_INFERENCE_URL": "onnxruntime"}, log_dir=tmp_path, ports=dict(ports))
-    assert tunables_string(MODEL_PROCESS_TUNABLES) in embedded.worker_process().env["GLIBC_TUNABLES"]
-    services = LocalStack(env={"GLIOSCOPE_INFERENCE_URL": "grpc://127.0.0.1:8001"}, log_dir=tmp_path, ports=dict(ports))
-    assert services.worker_process().env["GLIBC_TUNABLES"].endswith(tunables_string(TRITON_CLIENT_TUNABLES))
-    assert "mmap_max" not in services.worker_process().env["GLIBC_TUNABLES"]
-    assert tunables_string(MODEL_PROCESS_TUNABLES) in LocalTriton(tmp_path).environment()["GLIBC_TUNABLES"]
+    assert tunables_string(TRITON_MALLOC_TUNABLES) in LocalTriton(tmp_path).environment()["GLIBC_TUNABLES"]
+    stack = LocalStack(env={}, log_dir=tmp_path, ports={"gateway": 1, "reporting": 2, "nifti": 3})
+    assert "mmap_max" not in stack.worker_process().env.get("GLIBC_TUNABLES", "")  # the worker's memory budget

@@ -399,3 +399,14 @@ def test_triton_reports_a_broken_model_with_its_log(tmp_path: Path) -> None:
     with pytest.raises(ServiceStartError, match="Triton") as info:
         LocalTriton(repo, startup_timeout=60).start()
     assert "log" in str(info.value)
+
+
+def test_a_local_triton_can_run_at_the_workers_niceness(tmp_path: Path) -> None:
+    pytest.importorskip("pytriton")
+    from glioscope_common.local_services import LocalTriton
+
+    niced, plain = LocalTriton(tmp_path, nice=10), LocalTriton(tmp_path)
+    niced.served_repository = plain.served_repository = tmp_path
+    command = niced.command(tmp_path)
+    assert command[:3] == ["nice", "-n", "10"] and command[3].endswith("tritonserver")
+    assert plain.command(tmp_path)[0].endswith("tritonserver")
