@@ -9,7 +9,7 @@ its heap at its peak.
 
 The worker keeps glibc's defaults: the same settings made onnxruntime in an embedded worker faster
 in isolation, but they raised its peak resident memory from about 2 to over 3 GiB, the worker's
-budget (docs/performance.md, "Allocator").
+budget (docs/performance.md, fifth session).
 
 glibc reads GLIBC_TUNABLES when a process starts: LocalTriton and the chart's Triton container set it.
 """

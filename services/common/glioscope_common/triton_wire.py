@@ -7,7 +7,7 @@ parameters) is still built and parsed by tritonclient's generated protobuf class
 fields are written and found directly in the protobuf wire format: `raw_input_contents` (field 7 of
 ModelInferRequest) is appended to the serialised header (a message's fields may come in any order and
 concatenated encodings merge), and `raw_output_contents` (field 6 of ModelInferResponse) is returned as
-a read-only view of the received message. Measured in docs/performance.md ("Triton transport").
+a read-only view of the received message. Measured in docs/performance.md (fifth session).
 """
 
 from __future__ import annotations
