@@ -37,18 +37,20 @@ def main() -> None:
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 1000, (4, 240, 240, 155)).astype(np.float32)
     flip_axes = [int(a) for a in meta.get("flip_axes", [])]  # test-time augmentation: one pass each
+    in_graph = meta.get("output_type") == "probabilities"  # activation (and graph_flip_axes) inside
     times = []
     for _ in range(args.repeat):
         t = time.perf_counter()
         x = zscore(image)
-        sliding_window(predict, x, patch, overlap)
+        sliding_window(predict, x, patch, overlap, probabilities=in_graph)
         for axis in flip_axes:
-            sliding_window(predict, np.ascontiguousarray(np.flip(x, axis=1 + axis)), patch, overlap)
+            sliding_window(predict, np.ascontiguousarray(np.flip(x, axis=1 + axis)), patch, overlap, probabilities=in_graph)
         times.append(time.perf_counter() - t)
     sec = min(times)
     n_vox = 240 * 240 * 155
     print(f"model: {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB), patch {patch}, overlap {overlap}, "
-          f"{args.threads} threads, {1 + len(flip_axes)} pass(es) (flip_axes {flip_axes})")
+          f"{args.threads} threads, {1 + len(flip_axes)} pass(es) (flip_axes {flip_axes}), "
+          f"mirrored inside the graph along {meta.get('graph_flip_axes', [])}")
     print(f"seconds per BraTS-size case (4x240x240x155): {sec:.2f} (runs: {', '.join(f'{t:.2f}' for t in times)})")
     print(f"voxels per second: {n_vox / sec:,.0f}")
     print(f"model file MB: {onnx_path.stat().st_size / 1e6:.2f}")

@@ -133,12 +133,15 @@ def main(argv: list[str] | None = None) -> dict:
         onnx_path = Path(tempfile.mkdtemp()) / "model.onnx"
         export(model, onnx_path, patch[0])
     predict = ort_predictor(onnx_path)
-    # test-time flip as the service runs it (metadata flip_axes), or forced with --flip-tta
+    # test-time flip as the service runs it (metadata flip_axes), or forced with --flip-tta; a graph
+    # that mirrors inside (graph_flip_axes, glioscope_training.mirror_graph) outputs probabilities
     if set(meta.get("flip_axes", [])) - {0}:
         raise SystemExit("evaluation mirrors along axis 0 (left-right) only; the metadata asks for more")
+    in_graph = not args.checkpoint and meta.get("output_type") == "probabilities"
     flip = args.flip_tta or 0 in meta.get("flip_axes", [])
-    seg_kw = {"flip_tta": flip, "postprocess": not args.no_postprocess}
-    report: dict = {"model": str(onnx_path), "patch_size": patch, "overlap": overlap, "flip_tta": flip, "synthetic": []}
+    seg_kw = {"flip_tta": flip, "postprocess": not args.no_postprocess, "probabilities": in_graph}
+    report: dict = {"model": str(onnx_path), "patch_size": patch, "overlap": overlap, "flip_tta": flip,
+                    "graph_flip_axes": meta.get("graph_flip_axes", []) if in_graph else [], "synthetic": []}
 
     for n in range(args.n_synthetic):
         seed = HELDOUT_SEED0 + n

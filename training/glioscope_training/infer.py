@@ -49,8 +49,10 @@ def sliding_window(
     overlap: float = 0.25,
     batch: int = 1,
     n_classes: int = 4,
+    probabilities: bool = False,
 ) -> np.ndarray:
-    """Softmax probabilities [C, X, Y, Z] for a normalised image [4, X, Y, Z]."""
+    """Softmax probabilities [C, X, Y, Z] for a normalised image [4, X, Y, Z]; `probabilities`: the
+    model outputs them itself (metadata output_type "probabilities"), else logits."""
     shape = image.shape[1:]
     pad = [(0, 0)] + [(0, max(0, p - s)) for p, s in zip(patch, shape)]
     img = np.pad(image, pad)
@@ -63,10 +65,10 @@ def sliding_window(
     for b in range(0, len(starts), batch):
         chunk = starts[b : b + batch]
         x = np.stack([img[:, i : i + patch[0], j : j + patch[1], k : k + patch[2]] for i, j, k in chunk])
-        logits = predict(np.ascontiguousarray(x, dtype=np.float32))
-        logits = logits - logits.max(axis=1, keepdims=True)
-        prob = np.exp(logits)
-        prob /= prob.sum(axis=1, keepdims=True)
+        prob = predict(np.ascontiguousarray(x, dtype=np.float32))
+        if not probabilities:
+            prob = np.exp(prob - prob.max(axis=1, keepdims=True))
+            prob /= prob.sum(axis=1, keepdims=True)
         for (i, j, k), p in zip(chunk, prob):
             acc[:, i : i + patch[0], j : j + patch[1], k : k + patch[2]] += p * w
             wsum[i : i + patch[0], j : j + patch[1], k : k + patch[2]] += w
@@ -83,8 +85,10 @@ def ort_predictor(onnx_path: str | Path, threads: int = 2) -> Callable[[np.ndarr
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     dtype = np.float16 if sess.get_inputs()[0].type == "tensor(float16)" else np.float32  # float16 I/O models
 
+    inp = sess.get_inputs()[0].name
+
     def run(x: np.ndarray) -> np.ndarray:
-        return sess.run(["logits"], {"image": x.astype(dtype, copy=False)})[0].astype(np.float32, copy=False)
+        return sess.run(None, {inp: x.astype(dtype, copy=False)})[0].astype(np.float32, copy=False)
 
     return run
 
@@ -113,12 +117,13 @@ def segment(
     overlap: float = 0.25,
     flip_tta: bool = False,
     postprocess: bool = True,
+    probabilities: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label map (uint8, BraTS labels) and probabilities for a raw 4-channel image [4, X, Y, Z]."""
     x = zscore(image)
-    prob = sliding_window(predict, x, patch, overlap)
+    prob = sliding_window(predict, x, patch, overlap, probabilities=probabilities)
     if flip_tta:
-        prob += sliding_window(predict, x[:, ::-1].copy(), patch, overlap)[:, ::-1]
+        prob += sliding_window(predict, x[:, ::-1].copy(), patch, overlap, probabilities=probabilities)[:, ::-1]
         prob /= 2
     seg = prob.argmax(0).astype(np.uint8)
     seg[~np.any(image != 0, axis=0)] = 0

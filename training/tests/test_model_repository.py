@@ -15,7 +15,8 @@ def test_metadata_valid_for_model_metadata():
     meta = mm.ModelMetadata.load(MODEL_DIR)
     assert meta.channels == ["T1", "T1c", "T2", "FLAIR"]
     assert tuple(meta.spacing_mm) == (1.0, 1.0, 1.0)
-    assert meta.orientation == "RAS" and meta.output_type == "softmax"
+    assert meta.orientation == "RAS" and meta.output_type == "probabilities"
+    assert meta.graph_flip_axes == [0] and meta.flip_axes == []  # left-right mirroring inside the graph
     assert meta.normalisation.method == "zscore"
     assert [label.value for label in meta.labels] == [1, 2, 3]
     assert [label.type.value for label in meta.labels] == ["6574001", "79654002", "108369006"]
@@ -39,7 +40,7 @@ def test_triton_configs_match_metadata(config, kind):
     assert "dynamic_batching" in text and re.search(r"max_batch_size:\s*[1-9]", text)
     patch = list(meta["patch_size"])
     assert _dims(text, "image") == [4] + patch
-    assert _dims(text, "logits") == [4] + patch
+    assert _dims(text, meta["output_name"]) == [4] + patch
     warmup = re.search(r'model_warmup.*?key:\s*"image".*?data_type:\s*(\w+).*?dims:\s*\[([^\]]*)\]', text, re.S)
     assert warmup, "a model_warmup with a zero patch"
     assert [int(x) for x in warmup.group(2).split(",")] == [4] + patch
@@ -54,7 +55,7 @@ def test_onnx_file_contract():
     assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) <= 17
     meta = json.loads((MODEL_DIR / "metadata.json").read_text())
     (inp,), (out,) = model.graph.input, model.graph.output
-    assert inp.name == "image" and out.name == "logits"
+    assert inp.name == meta["input_name"] == "image" and out.name == meta["output_name"] == "probabilities"
     dims = lambda v: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]  # noqa: E731
     assert dims(inp)[1:] == [4] + list(meta["patch_size"]) and isinstance(dims(inp)[0], str)
     assert dims(out)[1:] == [4] + list(meta["patch_size"])
@@ -69,3 +70,21 @@ def test_triton_configs_declare_the_onnx_tensor_types(config):
     for tensor in (*model.graph.input, *model.graph.output):
         block = re.search(r'name:\s*"%s"\s*data_type:\s*(\w+)' % tensor.name, text)
         assert block and block.group(1) == triton_type[tensor.type.tensor_type.elem_type], tensor.name
+
+
+def test_the_shipped_graph_mirrors_inside():
+    """metadata graph_flip_axes [0]: the file's output for a patch mirrored left-right is its output
+    mirrored back, and probabilities sum to 1 (one 160³ patch, twice)."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    meta = json.loads((MODEL_DIR / "metadata.json").read_text())
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(MODEL_DIR / meta["onnx_file"]), options, providers=["CPUExecutionProvider"])
+    import numpy as np  # noqa: PLC0415
+
+    image = np.random.default_rng(0).normal(size=(1, 4, *meta["patch_size"])).astype(np.float32)
+    direct = session.run(None, {"image": image})[0]
+    mirrored = session.run(None, {"image": np.ascontiguousarray(image[:, :, ::-1])})[0]
+    np.testing.assert_allclose(mirrored[:, :, ::-1], direct, atol=1e-5)
+    np.testing.assert_allclose(direct.sum(axis=1), 1.0, atol=1e-5)
+    assert direct.min() >= 0.0

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 SEQUENCES = ("T1", "T1c", "T2", "FLAIR")
 
@@ -51,16 +51,21 @@ class ModelMetadata(BaseModel):
     normalisation: Normalisation
     patch_size: tuple[int, int, int]
     overlap: float = Field(0.5, ge=0.0, lt=1.0)
-    output_type: Literal["softmax", "sigmoid"] = "softmax"
+    # What the model outputs over axis 1: logits for a softmax or for sigmoids, or "probabilities"
+    # (the activation is inside the graph; the worker applies none).
+    output_type: Literal["softmax", "sigmoid", "probabilities"] = "softmax"
     # Test-time augmentation: also predict on the image mirrored along these axes of the model's
     # RAS grid (0: left-right) and average the probabilities; each axis costs one more pass.
     flip_axes: list[Literal[0, 1, 2]] = []
+    # Axes the graph itself mirrors each patch along (glioscope_training.mirror_graph): for the
+    # model card; the worker does nothing for them.
+    graph_flip_axes: list[Literal[0, 1, 2]] = []
 
-    @field_validator("flip_axes")
+    @field_validator("flip_axes", "graph_flip_axes")
     @classmethod
     def _distinct_axes(cls, axes: list[int]) -> list[int]:
         if len(set(axes)) != len(axes):
-            raise ValueError(f"flip_axes must be distinct, got {axes}")
+            raise ValueError(f"flip axes must be distinct, got {axes}")
         return axes
     labels: list[LabelInfo]
     intended_use: str
@@ -76,6 +81,14 @@ class ModelMetadata(BaseModel):
         if unknown or len(set(channels)) != len(channels):
             raise ValueError(f"channels must be distinct names from {SEQUENCES}, got {channels}")
         return channels
+
+    @model_validator(mode="after")
+    def _mirroring_once(self) -> "ModelMetadata":
+        if self.graph_flip_axes and self.output_type != "probabilities":
+            raise ValueError("graph_flip_axes needs output_type 'probabilities' (the graph averages probabilities)")
+        if set(self.flip_axes) & set(self.graph_flip_axes):
+            raise ValueError("an axis in both flip_axes and graph_flip_axes would be mirrored twice")
+        return self
 
     @classmethod
     def load(cls, model_dir: Path) -> "ModelMetadata":

@@ -45,7 +45,11 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
 
 
 def _activation(logits: np.ndarray, output_type: str) -> np.ndarray:
+    """Probabilities for the model's output; may return `logits` itself (read-only, e.g. a view of a
+    received message) when the model outputs probabilities."""
     logits = logits.astype(np.float32, copy=False)
+    if output_type == "probabilities":
+        return logits
     if output_type == "sigmoid":
         return 1.0 / (1.0 + np.exp(-logits))
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -65,7 +69,8 @@ def sliding_window_inference(
     output_type: str = "softmax",
     requests_in_flight: int = 1,
 ) -> np.ndarray:
-    """Probabilities [L, X, Y, Z] float32 (softmax over the model's output, or sigmoid) for image [C, X, Y, Z].
+    """Probabilities [L, X, Y, Z] float32 (softmax over the model's output, sigmoid, or the model's
+    own probabilities, per `output_type`) for image [C, X, Y, Z].
 
     `requests_in_flight` > 1 sends that many batches to the backend at once (its `infer` must be
     thread-safe); the result is the same as with one."""
@@ -101,7 +106,7 @@ def sliding_window_inference(
             accumulator = np.zeros((probs.shape[1],) + full, dtype=np.float32)
         for (i, j, k), p in zip(chunk, probs):
             region = (slice(i, i + patch[0]), slice(j, j + patch[1]), slice(k, k + patch[2]))
-            p *= weight
+            p = np.multiply(p, weight, out=p if p.flags.writeable else None)
             accumulator[(slice(None),) + region] += p
             weight_sum[region] += weight
         if progress is not None:

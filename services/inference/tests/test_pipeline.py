@@ -123,6 +123,15 @@ def test_flip_axes_are_validated(tiny_metadata):
 
     with pytest.raises(ValidationError):
         type(tiny_metadata).model_validate(tiny_metadata.model_dump() | {"flip_axes": [3]})
+    # mirroring inside the graph (glioscope_training.mirror_graph) means a graph that gives probabilities
+    in_graph = tiny_metadata.model_dump() | {"output_type": "probabilities", "graph_flip_axes": [0]}
+    assert type(tiny_metadata).model_validate(in_graph).graph_flip_axes == [0]
+    with pytest.raises(ValidationError, match="output_type 'probabilities'"):
+        type(tiny_metadata).model_validate(in_graph | {"output_type": "softmax"})
+    with pytest.raises(ValidationError, match="mirrored twice"):
+        type(tiny_metadata).model_validate(in_graph | {"flip_axes": [0]})
+    with pytest.raises(ValidationError, match="distinct"):
+        type(tiny_metadata).model_validate(in_graph | {"graph_flip_axes": [0, 0]})
 
 
 def test_an_input_that_is_not_skull_stripped_is_flagged(synthetic_study, tiny_metadata, tiny_backend):

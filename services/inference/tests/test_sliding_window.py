@@ -170,3 +170,45 @@ def test_requests_in_flight_overlap_and_give_the_same_result(tiny_backend):
     np.testing.assert_array_equal(many, one)  # accumulated in order: bit-identical
     assert calls[-1] == pytest.approx(1.0) and all(np.diff(calls) > 0)
 
+
+
+def test_mirroring_inside_the_graph_equals_whole_volume_passes(tmp_path):
+    """A model rewritten by glioscope_training.mirror_graph (one request per patch, probabilities
+    out) gives what the worker computed with a second, mirrored sliding-window pass: the windows are
+    placed symmetrically and the Gaussian weight is symmetric."""
+    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from glioscope_training.mirror_graph import mirror_in_graph
+
+    rng = np.random.default_rng(5)
+    weights = numpy_helper.from_array(rng.normal(size=(4, 4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["logits"], pads=[1] * 6)], "conv",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 4, 16, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4, 16, 16, 16])], [weights])
+    plain = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    plain.ir_version = 8
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    onnx.save(mirror_in_graph(plain, [0]), str(tmp_path / "mirrored.onnx"))
+    image = rng.normal(size=(4, 37, 29, 20)).astype(np.float32)
+
+    two_passes = OnnxRuntimeBackend(tmp_path / "plain.onnx", 1)
+    expected = sliding_window_inference(image, two_passes, (16, 16, 16), 0.5)
+    expected += np.flip(sliding_window_inference(np.flip(image, 1), two_passes, (16, 16, 16), 0.5), 1)
+    expected /= 2
+
+    class ReadOnly:  # as TritonBackend: a read-only view of the received message
+        def __init__(self, backend: OnnxRuntimeBackend) -> None:
+            self.backend = backend
+
+        def infer(self, batch: np.ndarray) -> np.ndarray:
+            out = self.backend.infer(batch)
+            out.setflags(write=False)
+            return out
+
+    one_pass = ReadOnly(OnnxRuntimeBackend(tmp_path / "mirrored.onnx", 1))
+    got = sliding_window_inference(image, one_pass, (16, 16, 16), 0.5, output_type="probabilities",
+                                   requests_in_flight=2)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=0), 1.0, atol=1e-5)
