@@ -22,6 +22,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "environment": {"type": "string", "enum": ["production", "test", "development"]},
     "gateway.jobQueue": {"type": "string", "enum": ["cpu", "gpu", "io"]},
     "triton.models.source": {"type": "string", "enum": ["image", "pvc"]},
+    "triton.placement": {"type": "string", "enum": ["deployment", "sidecar"]},
     "secrets.existingSecret": {"type": "string", "minLength": 1},
     "triton.gpus": {"type": "integer", "minimum": 1},
     "workers.metricsPort": {"type": "integer", "minimum": 1024, "maximum": 65535},

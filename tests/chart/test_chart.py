@@ -199,15 +199,15 @@ def test_probes_hit_the_real_endpoints(scenario: str) -> None:
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 assert probe in c, f"{where} has no {probe}"
             live, ready = c["livenessProbe"], c["readinessProbe"]
-            if comp in HTTP_SERVICES:
+            if c["name"] == "triton":  # its own Deployment, or a sidecar of the gpu workers
+                assert live["httpGet"]["path"] == "/v2/health/live", where
+                assert ready["httpGet"]["path"] == "/v2/health/ready", where
+            elif comp in HTTP_SERVICES:
                 assert live["httpGet"]["path"] == "/healthz", where
                 assert ready["httpGet"]["path"] == "/readyz", where
             elif comp.startswith("worker-"):
                 assert "celery -A glioscope_inference.worker inspect ping" in " ".join(ready["exec"]["command"]), where
                 assert live["httpGet"]["port"] == "metrics", where
-            elif comp == "triton":
-                assert live["httpGet"]["path"] == "/v2/health/live", where
-                assert ready["httpGet"]["path"] == "/v2/health/ready", where
             elif comp == "orthanc":
                 assert "/system" in " ".join(ready["exec"]["command"]), where
                 assert "/system" in " ".join(live["exec"]["command"]), where
@@ -233,6 +233,47 @@ def test_triton_requests_gpus_and_tolerates_the_gpu_taint() -> None:
     for o in all_workloads(render_scenario("default")):
         for _, c in containers(o):
             assert "nvidia.com/gpu" not in json.dumps(c.get("resources", {}))
+
+
+def test_triton_as_a_sidecar_shares_the_gpu_workers_shared_memory() -> None:
+    """placement=sidecar: no Triton Deployment; each gpu worker pod runs Triton beside the worker,
+    both with the pod's memory-backed /dev/shm and one uid, the worker told to use it."""
+    objects = render_scenario("gpu-sidecar")
+    assert not any(component(o) == "triton" for o in objects), "no Triton Deployment, Service or PDB"
+    worker = next(o for o in objects if o["kind"] == "Deployment" and component(o) == "worker-gpu")
+    spec = pod_spec(worker)
+    by_name = {c["name"]: c for c in spec["containers"]}
+    assert set(by_name) == {"worker", "triton"}
+    shm = next(v for v in spec["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+    for c in by_name.values():
+        assert {"name": "shm", "mountPath": "/dev/shm"} in c["volumeMounts"], c["name"]
+        assert "runAsUser" not in c.get("securityContext", {}), "one uid for both: the pod's"
+    assert spec["securityContext"]["runAsUser"] == 10001
+    env = {e["name"]: e.get("value") for e in by_name["worker"]["env"]}
+    assert env["GLIOSCOPE_INFERENCE_URL"] == "grpc://127.0.0.1:8001"
+    assert env["GLIOSCOPE_TRITON_SHARED_MEMORY"] == "system"
+    triton = by_name["triton"]
+    assert int(triton["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+    assert "nvidia.com/gpu" not in json.dumps(by_name["worker"]["resources"])
+    assert {"name": "models", "mountPath": "/models", "readOnly": True} in triton["volumeMounts"]
+    assert [c["name"] for c in spec["initContainers"]] == ["models"]
+    assert spec["runtimeClassName"] == "nvidia" and spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+    # Triton's metrics: a port on the workers' Service, scraped and let through by the network policy.
+    service = next(o for o in objects if o["kind"] == "Service" and component(o) == "worker-gpu")
+    assert {"name": "triton-metrics", "port": 8002, "targetPort": "triton-metrics", "protocol": "TCP"} in service["spec"]["ports"]
+    assert "triton-metrics" in [p["name"] for p in triton["ports"]]
+    monitors = [o for o in objects if o["kind"] == "ServiceMonitor" and component(o) == "worker-gpu"]
+    assert sorted(m["spec"]["endpoints"][0]["port"] for m in monitors) == ["metrics", "triton-metrics"]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"
+                and o["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "worker-gpu"]
+    assert 8002 in [p["port"] for o in policies for rule in o["spec"].get("ingress", []) for p in rule["ports"]]
+    # The deployment placement keeps its own Triton and gRPC.
+    gpu = render_scenario("gpu")
+    worker = next(o for o in gpu if o["kind"] == "Deployment" and component(o) == "worker-gpu")
+    assert [c["name"] for c in pod_spec(worker)["containers"]] == ["worker"]
+    assert "GLIOSCOPE_TRITON_SHARED_MEMORY" not in json.dumps(pod_spec(worker))
 
 
 def test_triton_gets_the_malloc_tunables() -> None:

@@ -162,7 +162,7 @@ URL-safe (see docs/deploy.md).
 - name: GLIOSCOPE_DICOMWEB_URL
   value: {{ printf "%s/dicom-web" (include "glioscope.orthanc.base" $root) | quote }}
 - name: GLIOSCOPE_INFERENCE_URL
-  value: {{ if .Values.triton.enabled }}{{ printf "grpc://%s:8001" (include "glioscope.componentName" (dict "root" $root "component" "triton")) | quote }}{{ else }}"onnxruntime"{{ end }}
+  value: {{ if eq (include "glioscope.tritonSidecar" $root) "true" }}"grpc://127.0.0.1:8001"{{ else if .Values.triton.enabled }}{{ printf "grpc://%s:8001" (include "glioscope.componentName" (dict "root" $root "component" "triton")) | quote }}{{ else }}"onnxruntime"{{ end }}
 - name: GLIOSCOPE_NIFTI_URL
   value: {{ printf "http://%s:8003" (include "glioscope.componentName" (dict "root" $root "component" "nifti")) | quote }}
 - name: GLIOSCOPE_REPORTING_URL
@@ -225,3 +225,100 @@ affinity:
 {{ toYaml . | indent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* "true" when Triton runs as a container of every gpu worker pod (triton.placement=sidecar). */}}
+{{- define "glioscope.tritonSidecar" -}}
+{{- if and .Values.triton.enabled (eq .Values.triton.placement "sidecar") }}true{{ end }}
+{{- end }}
+
+{{/* Init container filling the "models" volume from the worker image (triton.models.source=image). */}}
+{{- define "glioscope.tritonModelsInit" -}}
+{{- if eq .Values.triton.models.source "image" }}
+# The worker image carries model_repository/ at /models: copy it for Triton.
+- name: models
+  image: {{ include "glioscope.image" (dict "root" . "image" .Values.workers.image) }}
+  imagePullPolicy: {{ .Values.workers.image.pullPolicy }}
+  command: ["sh", "-c", "cp -R /models/. /triton-models/"]
+  resources:
+    requests: {cpu: 100m, memory: 128Mi}
+    limits: {memory: 512Mi}
+  securityContext:
+    {{- include "glioscope.containerSecurityContext" . | nindent 4 }}
+  volumeMounts:
+    - name: models
+      mountPath: /triton-models
+{{- end }}
+{{- end }}
+
+{{/* The Triton container (its own Deployment, or a sidecar of the gpu workers). */}}
+{{- define "glioscope.tritonContainer" -}}
+{{- $c := .Values.triton -}}
+- name: triton
+  image: {{ include "glioscope.image" (dict "root" . "image" $c.image) }}
+  imagePullPolicy: {{ $c.image.pullPolicy }}
+  command: ["tritonserver"]
+  args:
+    - --model-repository=/models
+    - --model-control-mode=explicit
+    - --load-model={{ .Values.modelName }}
+    - --strict-readiness=true
+    - --allow-metrics=true
+    - --allow-gpu-metrics=true
+    {{- range $c.extraArgs }}
+    - {{ . }}
+    {{- end }}
+  {{- with $c.glibcTunables }}
+  env:
+    - name: GLIBC_TUNABLES
+      value: {{ . | quote }}
+  {{- end }}
+  ports:
+    - {name: {{ ternary "triton-http" "http" (eq (include "glioscope.tritonSidecar" .) "true") }}, containerPort: 8000, protocol: TCP}
+    - {name: {{ ternary "triton-grpc" "grpc" (eq (include "glioscope.tritonSidecar" .) "true") }}, containerPort: 8001, protocol: TCP}
+    - {name: {{ ternary "triton-metrics" "metrics" (eq (include "glioscope.tritonSidecar" .) "true") }}, containerPort: 8002, protocol: TCP}
+  startupProbe:
+    httpGet: {path: /v2/health/ready, port: 8000}
+    periodSeconds: 10
+    failureThreshold: {{ $c.probes.startupFailureThreshold }}
+  livenessProbe:
+    httpGet: {path: /v2/health/live, port: 8000}
+    periodSeconds: 15
+    timeoutSeconds: 5
+    failureThreshold: 3
+  readinessProbe:
+    httpGet: {path: /v2/health/ready, port: 8000}
+    periodSeconds: 10
+    timeoutSeconds: 5
+    failureThreshold: 3
+  resources:
+    requests:
+      {{- toYaml $c.resources.requests | nindent 6 }}
+      nvidia.com/gpu: {{ $c.gpus }}
+    limits:
+      {{- toYaml $c.resources.limits | nindent 6 }}
+      nvidia.com/gpu: {{ $c.gpus }}
+  securityContext:
+    {{- include "glioscope.containerSecurityContext" . | nindent 4 }}
+  volumeMounts:
+    {{- include "glioscope.tmpMount" . | nindent 4 }}
+    - name: models
+      mountPath: /models
+      readOnly: true
+    - name: shm
+      mountPath: /dev/shm
+{{- end }}
+
+{{/* Volumes of a pod running Triton: its /dev/shm (memory) and the model repository. */}}
+{{- define "glioscope.tritonVolumes" -}}
+{{- $c := .Values.triton -}}
+- name: shm
+  emptyDir: {medium: Memory, sizeLimit: {{ $c.shmSize }}}
+- name: models
+  {{- if eq $c.models.source "pvc" }}
+  persistentVolumeClaim:
+    claimName: {{ required "triton.models.existingClaim is required when triton.models.source=pvc" $c.models.existingClaim }}
+    readOnly: true
+  {{- else }}
+  emptyDir: {sizeLimit: {{ $c.models.sizeLimit }}}
+  {{- end }}
+{{- end }}
