@@ -6,9 +6,10 @@ A model whose metadata asks for `flip_axes` costs the worker one more sliding-wi
 every patch travels to Triton and back once per pass (65 MB each way for a 160³ patch in float32).
 This rewrites the ONNX file so that one request runs the network on the patch as it is and mirrored
 along each axis, mirrors those outputs back, and returns the average of their softmax probabilities:
-nnU-Net's per-patch mirroring, with half the traffic for one axis. The windows of the sliding-window
-inference are placed symmetrically and the Gaussian weight is symmetric, so the result equals the
-earlier whole-volume passes up to rounding.
+nnU-Net's per-patch mirroring, with half the traffic for one axis. Where the sliding window's
+starts are mirror-symmetric (on the BraTS grid they are; a rounded start or an odd padding can move
+one by a voxel) the result equals the earlier whole-volume mirrored pass, the Gaussian weight being
+symmetric.
 
 The metadata then says `output_type: "probabilities"` (the worker applies no activation),
 `graph_flip_axes` (what the graph mirrors; for the model card) and no `flip_axes`; the Triton
@@ -127,8 +128,8 @@ def mirror_in_graph(
         prefix = f"pass{n}/"
         nodes.append(flip(graph_input, prefix + "flipped", axis))
         # Orders the passes: the input of this pass waits for the previous pass's output (plus one of
-        # its values times zero). Independent passes run interleaved in onnxruntime and hold all their
-        # activations at once: +520 MB for a 160³ patch instead of +200 MB.
+        # its values times zero). As independent branches onnxruntime held more activations at once:
+        # +577 MB for a 160³ patch against +422 MB (docs/performance.md, sixth session).
         nodes += [
             helper.make_node("Slice", [passes[-1], "mirror/zeros5", "mirror/ones5"], [prefix + "after"]),
             helper.make_node("Mul", [prefix + "after", "mirror/zero"], [prefix + "zero"]),

@@ -171,7 +171,6 @@ def test_requests_in_flight_overlap_and_give_the_same_result(tiny_backend):
     assert calls[-1] == pytest.approx(1.0) and all(np.diff(calls) > 0)
 
 
-
 def test_mirroring_inside_the_graph_equals_whole_volume_passes(tmp_path):
     """A model rewritten by glioscope_training.mirror_graph (one request per patch, probabilities
     out) gives what the worker computed with a second, mirrored sliding-window pass: the windows are
