@@ -253,6 +253,8 @@ affinity:
 {{/* The Triton container (its own Deployment, or a sidecar of the gpu workers). */}}
 {{- define "glioscope.tritonContainer" -}}
 {{- $c := .Values.triton -}}
+{{- /* In a worker pod the port names carry a prefix: the worker has its own "metrics". */}}
+{{- $prefix := ternary "triton-" "" (eq (include "glioscope.tritonSidecar" .) "true") -}}
 - name: triton
   image: {{ include "glioscope.image" (dict "root" . "image" $c.image) }}
   imagePullPolicy: {{ $c.image.pullPolicy }}
@@ -273,9 +275,9 @@ affinity:
       value: {{ . | quote }}
   {{- end }}
   ports:
-    - {name: {{ ternary "triton-http" "http" (eq (include "glioscope.tritonSidecar" .) "true") }}, containerPort: 8000, protocol: TCP}
-    - {name: {{ ternary "triton-grpc" "grpc" (eq (include "glioscope.tritonSidecar" .) "true") }}, containerPort: 8001, protocol: TCP}
-    - {name: {{ ternary "triton-metrics" "metrics" (eq (include "glioscope.tritonSidecar" .) "true") }}, containerPort: 8002, protocol: TCP}
+    - {name: {{ $prefix }}http, containerPort: 8000, protocol: TCP}
+    - {name: {{ $prefix }}grpc, containerPort: 8001, protocol: TCP}
+    - {name: {{ $prefix }}metrics, containerPort: 8002, protocol: TCP}
   startupProbe:
     httpGet: {path: /v2/health/ready, port: 8000}
     periodSeconds: 10
