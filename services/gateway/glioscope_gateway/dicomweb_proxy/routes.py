@@ -2,79 +2,82 @@
 
 Callers restricted to some projects see only those projects' studies: QIDO-RS answers are filtered
 by StudyInstanceUID, and WADO-RS / metadata of any other study answers 404. Researchers get no raw
-DICOM (they use the de-identified export)."""
+DICOM (they use the de-identified export). Only the DICOMweb routes in `paths.py` are forwarded,
+rebuilt from their parsed segments; a restricted caller's STOW-RS is checked instance by instance
+(`stow.py`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from glioscope_common.errors import InvalidInput, NotFound, UpstreamUnavailable
+from glioscope_common.errors import InvalidInput, NotFound, PayloadTooLarge, UpstreamUnavailable
 from glioscope_common.records.access import AuditAction
 from glioscope_gateway.auth.deps import current_principal
 from glioscope_gateway.auth.errors import Forbidden
 from glioscope_gateway.auth.principal import IDENTIFIED, WRITE, Principal
 from glioscope_gateway.audit.service import AuditNote
 from glioscope_gateway.deps import Container, container
+from glioscope_gateway.dicomweb_proxy.paths import DicomwebRoute, NotARoute, parse_route
+from glioscope_gateway.dicomweb_proxy.stow import parse_stow
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 
 FORWARDED_REQUEST_HEADERS = ("accept", "content-type", "range")
 FORWARDED_RESPONSE_HEADERS = ("content-type", "content-length", "content-range", "etag", "last-modified")
-QIDO_ROOTS = ("studies", "series", "instances")
 STUDY_UID_TAG = "0020000D"
 
 
-def _study_uid(path: str) -> str | None:
-    parts = [p for p in path.split("/") if p]
-    return parts[1][:64] if len(parts) >= 2 and parts[0] == "studies" else None
+def _route(request: Request) -> DicomwebRoute | None:
+    try:
+        return parse_route(request.path_params.get("path", ""), request.method)
+    except NotARoute:
+        return None
 
 
 def _audit(request: Request) -> None:
-    """Listed before authentication so that refused requests are recorded too (one per caller, study, minutes)."""
-    action = AuditAction.uploaded if request.method == "POST" else AuditAction.viewed
-    request.state.audit = AuditNote(action, _study_uid(request.path_params.get("path", "")), dedupe=True)
+    """Listed before authentication so that refused requests are recorded too (one per caller, study, minutes).
+    A path that is not a DICOMweb route is recorded as a view of no study."""
+    route = _route(request)
+    action = AuditAction.uploaded if route is not None and route.is_stow else AuditAction.viewed
+    request.state.audit = AuditNote(action, route.study_instance_uid if route else None, dedupe=True)
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST"], summary="DICOMweb (QIDO-RS, WADO-RS, STOW-RS) proxy",
                   dependencies=[Depends(_audit)])
 async def proxy(path: str, request: Request, principal: Principal = Depends(current_principal),
                 c: Container = Depends(container)) -> Response:
-    parts = [p for p in path.split("/") if p]
-    study_uid = _study_uid(path)
     if principal.role not in IDENTIFIED:
         raise Forbidden("the researcher role has no raw DICOM access; use POST /api/studies/{uid}/export")
-    if ".." in path.split("/") or "\\" in path:
-        raise InvalidInput("invalid DICOMweb path")
-    if request.method == "POST":
-        if principal.role not in WRITE:
-            raise Forbidden(f"the {principal.role.value} role may not store DICOM")
-        if path.rstrip("/") not in ("studies",) and not path.startswith("studies/"):
-            raise InvalidInput("only STOW-RS accepts POST")
-    restricted = principal.projects is not None
-    allowed: set[str] | None = None
-    if restricted:
-        allowed = await run_in_threadpool(c.studies.visible_study_uids, list(principal.projects or ()))
-        if study_uid is not None and study_uid not in allowed:
-            known = await run_in_threadpool(_registered, c, study_uid)
-            # GET of a study outside the caller's projects: as if it did not exist. A STOW-RS of a
-            # new study is allowed (the watcher registers it in the default project).
-            if request.method == "GET" or known:
-                raise NotFound("no such study")
-        elif study_uid is None and request.method == "GET" and (not parts or parts[0] not in QIDO_ROOTS):
-            raise NotFound("no such DICOMweb resource")
-    url = f"{c.settings.dicomweb_url.rstrip('/')}/{path}"
+    route = _route(request)
+    if route is None:
+        raise NotFound("no such DICOMweb resource")
+    study_uid = route.study_instance_uid
+    content: AsyncIterator[bytes] | bytes | None = None
     headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_REQUEST_HEADERS}
+    if route.is_stow and principal.role not in WRITE:
+        raise Forbidden(f"the {principal.role.value} role may not store DICOM")
+    allowed: set[str] | None = None
+    if principal.projects is not None:
+        allowed = await run_in_threadpool(c.studies.visible_study_uids, list(principal.projects))
+        if study_uid is not None and study_uid not in allowed and not route.is_stow:
+            raise NotFound("no such study")  # outside the caller's projects: as if it did not exist
+    if route.is_stow:
+        content = request.stream()
+        if allowed is not None:
+            content, headers["content-type"] = await _checked_stow(request, c, route, allowed)
+    url = f"{c.settings.dicomweb_url.rstrip('/')}/{route.path}"
     upstream_request = c.orthanc_http.build_request(
         request.method,
         url,
         params=list(request.query_params.multi_items()),
         headers=headers,
-        content=request.stream() if request.method == "POST" else None,
+        content=content,
     )
     try:
         upstream = await c.orthanc_http.send(upstream_request, stream=True)
@@ -103,6 +106,28 @@ async def proxy(path: str, request: Request, principal: Principal = Depends(curr
         headers=response_headers,
         background=BackgroundTask(upstream.aclose),
     )
+
+
+async def _checked_stow(request: Request, c: Container, route: DicomwebRoute, allowed: set[str]) -> tuple[bytes, str]:
+    """A restricted caller's STOW-RS: every instance must belong to one of the caller's studies or to a
+    study no project has yet (a new one). The checked parts are what the PACS receives."""
+    limit = c.settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"a STOW-RS body may not exceed {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"a STOW-RS body may not exceed {limit} bytes")
+    stow = await run_in_threadpool(parse_stow, bytes(body), request.headers.get("content-type", ""))
+    targets = stow.study_instance_uids
+    if route.study_instance_uid is not None and targets != {route.study_instance_uid}:
+        raise InvalidInput("every instance of a STOW-RS to /studies/{uid} must belong to that study")
+    for uid in sorted(targets - allowed):
+        if await run_in_threadpool(_registered, c, uid):
+            raise NotFound("no such study")  # another project's study: as if it did not exist
+    return stow.encode()
 
 
 def _registered(c: Container, study_uid: str) -> bool:

@@ -1,0 +1,202 @@
+"""Findings 1 and 5: the DICOMweb proxy reaches nothing but DICOMweb, and only the caller's studies.
+
+The paths are sent byte for byte to a real uvicorn serving the gateway (no client-side normalisation),
+and the gateway forwards to a real Orthanc: an escape would answer Orthanc's own JSON."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+from fastapi.testclient import TestClient
+from pydicom.uid import generate_uid
+
+from glioscope_common.local_services import LocalOrthanc
+from glioscope_gateway.dicomweb_proxy.paths import NotARoute, parse_route
+from glioscope_gateway.dicomweb_proxy.stow import parse_stow
+from glioscope_gateway.main import create_app
+
+from .conftest import RunningApp, gw
+
+STUDY = "1.2.826.0.1.3680043.8.498.1"
+SERIES = "1.2.826.0.1.3680043.8.498.2"
+INSTANCE = "1.2.826.0.1.3680043.8.498.3"
+
+ROUTES = [
+    ("GET", "studies"), ("GET", "series"), ("GET", "instances"), ("GET", "studies/"),
+    ("GET", f"studies/{STUDY}"), ("GET", f"studies/{STUDY}/metadata"), ("GET", f"studies/{STUDY}/rendered"),
+    ("GET", f"studies/{STUDY}/series"), ("GET", f"studies/{STUDY}/instances"),
+    ("GET", f"studies/{STUDY}/series/{SERIES}"), ("GET", f"studies/{STUDY}/series/{SERIES}/metadata"),
+    ("GET", f"studies/{STUDY}/series/{SERIES}/instances"),
+    ("GET", f"studies/{STUDY}/series/{SERIES}/instances/{INSTANCE}"),
+    ("GET", f"studies/{STUDY}/series/{SERIES}/instances/{INSTANCE}/metadata"),
+    ("GET", f"studies/{STUDY}/series/{SERIES}/instances/{INSTANCE}/frames/1"),
+    ("GET", f"studies/{STUDY}/series/{SERIES}/instances/{INSTANCE}/frames/1,2,3/rendered"),
+    ("GET", f"studies/{STUDY}/series/{SERIES}/instances/{INSTANCE}/bulk/7fe00010"),
+    ("GET", f"studies/{STUDY}/series/{SERIES}/instances/{INSTANCE}/bulk/00540016/0/00181072"),
+    ("POST", "studies"), ("POST", f"studies/{STUDY}"),
+]
+
+# Orthanc's own REST API, and ways to say "go up" in every encoding one level or several deep.
+TARGETS = ["system", "tools/find", "patients", "studies", "instances", "changes", "tools/reset", "plugins"]
+UPS = ["..", "%2e%2e", "%2E%2E", "%2e.", ".%2e", "%252e%252e", "%25252e%25252e", "%c0%ae%c0%ae", "%u002e%u002e",
+       "%ef%bc%8e%ef%bc%8e", "..;", "..%00", "..%2f", "..%5c", "..\\", "%2e%2e%2f", "%252e%252e%252f", "."]
+PREFIXES = ["", "studies/", f"studies/{STUDY}/", f"studies/{STUDY}/series/{SERIES}/", "series/", "instances/"]
+
+
+def fuzz_paths() -> list[str]:
+    paths = []
+    for prefix, up, target in itertools.product(PREFIXES, UPS, ["system", "tools/find"]):
+        paths.append(f"{prefix}{up}/{up}/{target}")
+        paths.append(f"{prefix}{up}/{up}/{up}/{target}")
+    paths += [f"../{t}" for t in TARGETS] + [f"%2e%2e/{t}" for t in TARGETS]
+    paths += [f"studies/{STUDY}/../../{t}" for t in TARGETS] + [f"studies/{STUDY}%2f..%2f..%2f{t}" for t in TARGETS]
+    paths += ["studies//system", "studies/%2fsystem", "studies/1.2.3%00/series", "studies/1.2.3;x=y/series",
+              "studies/1.2.3/series/%2e%2e/%2e%2e/%2e%2e/system", "studies/%201.2.3", "studies/1.2.3/archive",
+              "studies/1.2.3/series/1.2/instances/1.3/file", "studies/1.2.3/attachments", "series/1.2.3/metadata",
+              "instances/1.2.3/frames/1", "studies/1.2.3/series/1.2/instances/1.3/frames/0",
+              "studies/1.2.3/series/1.2/instances/1.3/bulk/../../..", f"studies/{'1' * 65}",
+              "Studies", "STUDIES/1.2.3", "studies/1..2", "studies/.1.2", "studies/1.2."]
+    return paths
+
+
+@pytest.mark.parametrize("method,path", ROUTES)
+def test_known_routes_parse(method: str, path: str) -> None:
+    route = parse_route(path, method)
+    assert route.path == path.rstrip("/")
+    assert route.study_instance_uid == (STUDY if STUDY in path else None)
+
+
+def test_every_fuzzed_path_is_not_a_route() -> None:
+    for path, method in itertools.product(fuzz_paths(), ("GET", "POST")):
+        with pytest.raises(NotARoute):
+            parse_route(path, method)
+            pytest.fail(f"{method} {path} parsed as a route")
+    for method in ("PUT", "DELETE", "PATCH"):
+        with pytest.raises(NotARoute):
+            parse_route("studies", method)
+
+
+ORTHANC_MARKERS = (b"DicomAet", b"ApiVersion", b"DatabaseVersion", b"StorageAreaPlugin", b"IsSaneBinary",
+                   b'"ID"', b"MainDicomTags", b"LastUpdate", b"Changes")
+
+
+def test_no_encoding_reaches_orthancs_api(tmp_path: Path, orthanc: LocalOrthanc) -> None:
+    """Every fuzzed path, sent raw as admin, is a 404 from the gateway; a real route still works."""
+    settings = gw.gateway_settings(tmp_path, orthanc)
+    with TestClient(create_app(settings), headers={"x-api-key": gw.SERVICE_KEY}) as client:
+        uploaded = client.post("/api/studies", files=gw.as_files(gw.small_study(tmp_path / "s", seed=31)))
+        assert uploaded.status_code == 201, uploaded.text
+        admin = gw.bearer(gw.sign_in(client, gw.ADMIN_USERNAME, gw.ADMIN_PASSWORD)["access_token"])
+    uid = uploaded.json()["study"]["study_instance_uid"]
+    headers = {"x-api-key": gw.SERVICE_KEY}
+    with RunningApp(create_app(settings)) as app:
+        status, body = app.raw("GET", f"/dicom-web/studies/{uid}/series", headers)
+        assert status == 200 and len(json.loads(body)) == 4
+        for path in fuzz_paths():
+            for method in ("GET", "POST"):
+                status, body = app.raw(method, f"/dicom-web/{path}", headers)
+                assert status in (400, 404), (method, path, status, body[:200])
+                assert not any(marker in body for marker in ORTHANC_MARKERS), (method, path, body[:300])
+        # The original finding, as a signed-in admin.
+        for method, path in [("POST", "/dicom-web/studies/%252e%252e/%252e%252e/tools/find"),
+                             ("GET", "/dicom-web/studies/%252e%252e/%252e%252e/system"),
+                             ("GET", "/dicom-web/studies/%2e%2e/%2e%2e/patients")]:
+            status, body = app.raw(method, path, admin, b'{"Level":"Patient","Query":{}}' if method == "POST" else b"")
+            assert status == 404 and b"no such DICOMweb resource" in body, (path, status, body)
+    with TestClient(create_app(settings), headers=headers) as client:
+        events = client.get("/api/admin/audit", params={"limit": 10000}, headers=admin)
+        assert events.status_code == 200, events.text
+        recorded = {e["study_instance_uid"] for e in events.json()}
+        assert recorded <= {None, uid}, recorded  # no "%2e%2e" or other non-UID recorded as a study
+
+
+def _instance_of(path: Path, **changes: str) -> bytes:
+    dataset = pydicom.dcmread(path)
+    for name, value in changes.items():
+        setattr(dataset, name, value)
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, write_like_original=False)
+    return buffer.getvalue()
+
+
+def _stow_body(*instances: bytes, boundary: str = "b0undary") -> tuple[bytes, str]:
+    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + i + b"\r\n" for i in instances)
+    return body + f"--{boundary}--\r\n".encode(), f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def _count(client: TestClient, uid: str) -> int:
+    response = client.get(f"/dicom-web/studies/{uid}/instances")
+    return len(response.json()) if response.status_code == 200 else 0
+
+
+def test_stow_into_another_projects_study_is_refused(secure_gateway: TestClient, tmp_path: Path) -> None:
+    gateway = secure_gateway
+    own_files = gw.small_study(tmp_path / "a", seed=41)
+    other_files = gw.small_study(tmp_path / "b", seed=42)
+    for files, project in ((own_files, "alpha"), (other_files, "beta")):
+        assert gateway.post("/api/studies", files=gw.as_files(files), data={"project": project}).status_code == 201
+    own_uid = str(pydicom.dcmread(own_files[0]).StudyInstanceUID)
+    other_uid = str(pydicom.dcmread(other_files[0]).StudyInstanceUID)
+    admin = gw.bearer(gw.sign_in(gateway, gw.ADMIN_USERNAME, gw.ADMIN_PASSWORD)["access_token"])
+    created = gateway.post("/api/admin/users", headers=admin, json={
+        "username": "alice", "password": "alice-password-0123456", "role": "radiologist", "projects": ["alpha"]})
+    assert created.status_code == 201, created.text
+    alice = gw.bearer(gw.sign_in(gateway, "alice", "alice-password-0123456")["access_token"])
+    before = _count(gateway, other_uid)
+    tampered = _instance_of(other_files[0], PatientName="Tampered^Name")
+    for path in ("/dicom-web/studies", f"/dicom-web/studies/{other_uid}"):
+        body, content_type = _stow_body(tampered)
+        response = gateway.post(path, content=body, headers={**alice, "content-type": content_type})
+        assert response.status_code == 404, (path, response.text)
+    # A body mixing her own study with another project's is refused as a whole.
+    body, content_type = _stow_body(_instance_of(own_files[0]), tampered)
+    assert gateway.post("/dicom-web/studies", content=body, headers={**alice, "content-type": content_type}).status_code == 404
+    # A body whose boundary hides a second part from a naive parser is parsed the same way here.
+    body, content_type = _stow_body(_instance_of(own_files[0]))
+    assert gateway.post(f"/dicom-web/studies/{own_uid}", content=body + b"--b0undary\r\n\r\n" + tampered,
+                        headers={**alice, "content-type": content_type}).status_code in (200, 400, 422)
+    assert _count(gateway, other_uid) == before
+    # Into her own study, and a new study: stored.
+    own_before = _count(gateway, own_uid)
+    body, content_type = _stow_body(_instance_of(own_files[0]))
+    stored = gateway.post(f"/dicom-web/studies/{own_uid}", content=body, headers={**alice, "content-type": content_type})
+    assert stored.status_code == 200, stored.text
+    assert _count(gateway, own_uid) >= own_before + 1
+    new_uid = generate_uid()
+    body, content_type = _stow_body(_instance_of(own_files[0], StudyInstanceUID=new_uid, SeriesInstanceUID=generate_uid()))
+    assert gateway.post("/dicom-web/studies", content=body, headers={**alice, "content-type": content_type}).status_code == 200
+    assert _count(gateway, new_uid) == 1
+    # A part of her own study sent to /studies/{another uid}, or something that is not DICOM: 4xx.
+    body, content_type = _stow_body(_instance_of(own_files[0]))
+    assert gateway.post(f"/dicom-web/studies/{new_uid}", content=body,
+                        headers={**alice, "content-type": content_type}).status_code == 400
+    body, content_type = _stow_body(b"not dicom at all")
+    assert gateway.post("/dicom-web/studies", content=body, headers={**alice, "content-type": content_type}).status_code == 400
+
+
+def test_stow_parser_refuses_what_it_cannot_check(tmp_path: Path) -> None:
+    files = gw.small_study(tmp_path / "p", seed=43)
+    instance = _instance_of(files[0])
+    body, content_type = _stow_body(instance, instance)
+    parsed = parse_stow(body, content_type)
+    assert len(parsed.parts) == 2 and parsed.study_instance_uids == {str(pydicom.dcmread(files[0]).StudyInstanceUID)}
+    encoded, encoded_type = parsed.encode()
+    assert parse_stow(encoded, encoded_type).parts == parsed.parts
+    from glioscope_common.errors import InvalidInput
+
+    for bad_body, bad_type in [
+        (body, "multipart/related; boundary=other"),  # the parts are not where the boundary says
+        (body, "application/dicom"),
+        (body, 'multipart/related; type="application/dicom+json"; boundary=b0undary'),
+        (body.replace(b"Content-Type: application/dicom", b"Content-Type: application/json", 1), content_type),
+        (body[: len(body) // 2], content_type),  # no closing boundary
+    ]:
+        with pytest.raises(InvalidInput):
+            parse_stow(bad_body, bad_type)
