@@ -272,7 +272,8 @@ async def get_report(study_instance_uid: str, principal: Principal = Depends(req
 )
 async def export_study(study_instance_uid: str, principal: Principal = Depends(require(EXPORT)),
                        c: Container = Depends(container)) -> Response:
-    await run_in_threadpool(c.studies.get, study_instance_uid, principal.projects)
-    content = await run_in_threadpool(export_deidentified, c.orthanc, study_instance_uid)
+    study = await run_in_threadpool(c.studies.get, study_instance_uid, principal.projects)
+    roles = {s.series_instance_uid: s.role for s in study.series if s.role}  # the exported SeriesDescription
+    content = await run_in_threadpool(export_deidentified, c.orthanc, study_instance_uid, roles)
     return Response(content, media_type="application/zip",
                     headers={"content-disposition": 'attachment; filename="study-deidentified.zip"'})
