@@ -29,6 +29,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "workers.tritonRequestsInFlight": {"type": "integer", "minimum": 1, "maximum": 64},
     "gateway.maxUploadBytes": {"type": "integer", "minimum": 1},
     "gateway.uploadBudgetBytes": {"type": "integer", "minimum": 1},
+    "gateway.trustedProxies": {"type": "array", "items": {"type": "string", "minLength": 1}},
     "monitoring.release": {"type": "string", "minLength": 1},
 }
 QUANTITY = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "number"}]}

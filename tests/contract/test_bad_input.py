@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from glioscope_common.local_services import LocalOrthanc
 
-from .conftest import load_make_cases
+from .conftest import ADMIN, load_make_cases
 
 pytestmark = pytest.mark.services
 
@@ -54,6 +54,9 @@ def test_bad_input(case, contract_gateway: TestClient, nifti_service: tuple[Test
         kwargs["content"] = (CASE_DIR / case.body_file).read_bytes()
     if case.method == "POST" and not files and not case.form:
         kwargs["content"] = b""
+    if case.admin:
+        token = client.post("/api/auth/token", data={"username": ADMIN[0], "password": ADMIN[1]}).json()["access_token"]
+        kwargs["headers"] = {"authorization": f"Bearer {token}", "x-api-key": ""}
     response = client.request(case.method, case.path, **kwargs)  # type: ignore[arg-type]
     assert response.status_code in case.expect, (case.id, response.status_code, response.text[:500])
     assert response.headers["content-type"].startswith("application/json")

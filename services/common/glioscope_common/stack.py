@@ -69,6 +69,15 @@ class ServiceProcess:
         self.stop(signal.SIGKILL)
 
 
+def uvicorn_command(app: str, port: int, workers: int = 1) -> list[str]:
+    """uvicorn as in the containers: `--no-proxy-headers`, so that `request.client` is the TCP peer and
+    only the gateway's GLIOSCOPE_TRUSTED_PROXIES decide whether X-Forwarded-For is believed (uvicorn's
+    default would rewrite the client from X-Forwarded-For for any loopback peer)."""
+    return [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
+            "--no-proxy-headers", "--log-level", "warning", "--no-access-log"] + (
+                ["--workers", str(workers)] if workers > 1 else [])
+
+
 @dataclass
 class LocalStack:
     """gateway, reporting, nifti and one Celery worker, sharing one environment."""
@@ -92,8 +101,7 @@ class LocalStack:
         return f"http://127.0.0.1:{self.ports['gateway']}"
 
     def _uvicorn(self, name: str, app: str, port: int, env: Mapping[str, str], workers: int = 1) -> ServiceProcess:
-        command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
-                   "--log-level", "warning", "--no-access-log"] + (["--workers", str(workers)] if workers > 1 else [])
+        command = uvicorn_command(app, port, workers)
         return ServiceProcess(name, command, dict(env), self.log_dir / f"{name}.log", f"http://127.0.0.1:{port}/healthz")
 
     def worker_process(self) -> ServiceProcess:

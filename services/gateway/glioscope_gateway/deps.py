@@ -27,10 +27,11 @@ class Container:
     admission: UploadAdmission  # upload bytes held at once, decided before a body is read
     dicomweb: DicomWeb
     orthanc_http: httpx.AsyncClient  # raw proxy to Orthanc's DICOMweb for the viewer
-    services_http: httpx.AsyncClient  # reporting and nifti, with the service token
+    services_http: httpx.AsyncClient  # reporting and nifti; each request signs the caller (internal_calls.py)
     auth: AuthService
     audit: AuditLog
-    signin_limiter: Limiter
+    signin_limiter: Limiter  # sign-in and refresh, per client address (client_address.py)
+    signin_account_limiter: Limiter  # failed sign-ins per account (normalised username)
     upload_limiter: Limiter
     orthanc: OrthancRest
 

@@ -28,6 +28,7 @@ from glioscope_gateway.auth.ratelimit import make_limiter
 from glioscope_gateway.auth.routes import router as auth_router
 from glioscope_gateway.auth.service import AuthService
 from glioscope_gateway.auth.tokens import LocalTokens, OidcVerifier
+from glioscope_gateway.client_address import parse_networks, request_client_address
 from glioscope_gateway.deps import Container
 from glioscope_gateway.dicomweb_proxy.routes import router as dicomweb_router
 from glioscope_gateway.jobs.queue import CeleryJobQueue, JobQueue
@@ -113,6 +114,8 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
             auth=auth,
             audit=audit_log,
             signin_limiter=make_limiter(settings.redis_url, "sign-in", settings.signin_rate_per_min, settings.signin_burst),
+            signin_account_limiter=make_limiter(settings.redis_url, "sign-in-account", settings.signin_account_rate_per_min,
+                                                settings.signin_account_burst),
             upload_limiter=make_limiter(settings.redis_url, "upload", settings.upload_rate_per_min, settings.upload_burst),
             orthanc=orthanc,
         )
@@ -137,9 +140,17 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
     )
     production = settings.environment == "production"
 
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+
     @app.middleware("http")
     async def _audit_and_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:
+            # An unhandled error in a route is still an access to record (outcome `failed`): answer
+            # the 500 here, as install_common would, and audit it below.
+            logger.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
+            response = JSONResponse(error_body("internal_error", "internal error", request), status_code=500)
         note: AuditNote | None = getattr(request.state, "audit", None)
         if note is not None:
             principal = getattr(request.state, "principal", None)
@@ -151,7 +162,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
                     study_instance_uid=note.study_instance_uid,
                     outcome=outcome_of(response.status_code),
                     request_id=getattr(request.state, "request_id", None),
-                    client_ip=request.client.host if request.client else None,
+                    client_ip=request_client_address(request),
                     dedupe=note.dedupe and response.status_code < 400,
                 )
             except Exception:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from glioscope_common.settings import DEVELOPMENT_SECRET, CommonSettings
 
@@ -62,10 +63,28 @@ class GatewaySettings(CommonSettings):
     # Token buckets: sign-in per client IP, uploads per caller (in-process; Redis when redis_url is set).
     signin_rate_per_min: float = Field(10.0, gt=0)
     signin_burst: int = Field(5, gt=0)
+    # Sign-in per account (the normalised username), whatever the address: failed attempts only (a
+    # successful sign-in gives its token back), so guessing one account's password from many
+    # addresses gets 429 too.
+    signin_account_rate_per_min: float = Field(5.0, gt=0)
+    signin_account_burst: int = Field(10, gt=0)
     upload_rate_per_min: float = Field(30.0, gt=0)
     upload_burst: int = Field(10, gt=0)
     # Browser origins allowed by CORS; empty (the default): no CORS at all (the frontend is same-origin).
     cors_origins: list[str] = []
+    # Reverse proxies (IP addresses or CIDR ranges: the ingress controller's pods) whose
+    # X-Forwarded-For is believed (client_address.py). Empty (the default): the TCP peer is the
+    # client and X-Forwarded-For is ignored. uvicorn runs with --no-proxy-headers: only this decides.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ip_network(entry.strip(), strict=False)) for entry in value]
+        except ValueError as exc:
+            raise ValueError(f"GLIOSCOPE_TRUSTED_PROXIES: {exc}") from exc
+
 
     @model_validator(mode="after")
     def _refuse_default_jwt_secret(self) -> "GatewaySettings":

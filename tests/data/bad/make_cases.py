@@ -48,6 +48,7 @@ class Case:
     params: dict[str, str] = field(default_factory=dict)
     json_body: object | None = None
     form: dict[str, str] = field(default_factory=dict)
+    admin: bool = False  # sent as the bootstrap admin (admin-only routes), not with the service key
 
 
 def mr_dataset(rows: int = 16, columns: int = 16, transfer_syntax: str = ExplicitVRLittleEndian,
@@ -96,6 +97,14 @@ def zip_of(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -
     return buffer.getvalue()
 
 
+def bad_crc_zip(name: str, content: bytes) -> bytes:
+    """A stored (uncompressed) zip whose member's bytes no longer match its CRC-32 (one byte flipped)."""
+    archive = bytearray(zip_of({name: content}, zipfile.ZIP_STORED))
+    at = bytes(archive).index(content) + len(content) // 2
+    archive[at] ^= 0xFF
+    return bytes(archive)
+
+
 def nifti(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...] | None = None) -> bytes:
     image = nib.Nifti1Image(data, affine)
     if zooms is not None:
@@ -139,6 +148,7 @@ def make_cases(out_dir: Path) -> list[Case]:
     files["zip_corrupt.zip"] = b"PK\x03\x04" + b"\x00garbage" * 50
     files["zip_empty.zip"] = zip_of({})
     files["zip_only_dotfiles.zip"] = zip_of({".DS_Store": b"x", "__MACOSX/._a.dcm": b"y"})
+    files["zip_bad_crc.zip"] = bad_crc_zip("bad_crc.dcm", good)
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     nan_affine = affine.copy()
     nan_affine[0, 3] = np.nan
@@ -178,6 +188,7 @@ def make_cases(out_dir: Path) -> list[Case]:
         up("zip_corrupt", [400], "corrupt", Upload("corrupt.zip", "zip_corrupt.zip", "application/zip")),
         up("zip_empty", [400], "not a DICOM file", Upload("empty.zip", "zip_empty.zip", "application/zip")),
         up("zip_only_dotfiles", [400], "no files", Upload("dots.zip", "zip_only_dotfiles.zip", "application/zip")),
+        up("zip_bad_crc", [400], "'bad_crc.dcm' is corrupt", Upload("crc.zip", "zip_bad_crc.zip", "application/zip")),
         up("wrong_content_type_html", [415], "unsupported content type", Upload("a.dcm", "truncated_pixels.dcm", "text/html")),
         up("wrong_content_type_png", [415], "unsupported content type", Upload("a.png", "not_dicom.dcm", "image/png")),
         up("traversal_in_filename", [400], "passwd: not a DICOM file", Upload("../../../etc/passwd", "not_dicom.dcm")),
@@ -196,6 +207,10 @@ def make_cases(out_dir: Path) -> list[Case]:
              json_body={"overrides": {"<script>": "'; DROP TABLE series;--"}}),
         Case("sequences_wrong_shape", "gateway", "PUT", "/api/studies/1.2.3/sequences", [422], "overrides",
              json_body={"overrides": ["not", "a", "mapping"]}),
+        Case("audit_since_without_time_zone", "gateway", "GET", "/api/admin/audit", [400], "time zone",
+             params={"since": "2026-12-03T10:00:00"}, admin=True),
+        Case("audit_export_until_without_time_zone", "gateway", "GET", "/api/admin/audit/export", [400], "time zone",
+             params={"until": "2026-12-03 10:00"}, admin=True),
         Case("dicomweb_traversal", "gateway", "GET", "/dicom-web/studies/%2E%2E/%2E%2E/tools", [400], "invalid DICOMweb path"),
         Case("dicomweb_post_not_stow", "gateway", "POST", "/dicom-web/tools/reset", [400], "only STOW-RS"),
         Case("nifti_nan_affine", "nifti", "PUT", f"/api/nifti/files/{T1}", [400], "NaN", body_file="nan_affine.nii.gz"),

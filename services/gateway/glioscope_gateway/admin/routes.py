@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from glioscope_common.errors import InvalidInput
 from glioscope_common.records.access import AuditAction
 from glioscope_gateway.audit.service import AuditNote
 from glioscope_gateway.auth.deps import require
@@ -48,17 +49,34 @@ def revoke_api_key(request: Request, key_id: Annotated[str, Path(max_length=32)]
 AuditFilters = dict[str, object]
 
 
+def _utc(name: str, value: datetime | None) -> datetime | None:
+    """A filter's time in UTC; a time without a time zone is ambiguous and refused (400)."""
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"`{name}` needs a time zone, e.g. 2026-12-03T10:00:00Z or 2026-12-03T11:00:00+01:00")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidInput(f"`{name}` is out of range") from exc
+
+
+_TIME_HELP = "ISO 8601 with a time zone, e.g. 2026-12-03T10:00:00Z (a time without one is refused)"
+
+
 def _filters(
+    # Authorisation first: only admins learn whether their filters are valid.
+    principal: Principal = Depends(admin_only),
     actor: Annotated[str | None, Query(max_length=64)] = None,
     study: Annotated[str | None, Query(max_length=64, description="StudyInstanceUID")] = None,
     action: AuditAction | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[datetime | None, Query(description=_TIME_HELP)] = None,
+    until: Annotated[datetime | None, Query(description=_TIME_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> AuditFilters:
-    return {"actor": actor, "study_instance_uid": study, "action": action, "since": since, "until": until,
-            "limit": limit, "offset": offset}
+    return {"actor": actor, "study_instance_uid": study, "action": action, "since": _utc("since", since),
+            "until": _utc("until", until), "limit": limit, "offset": offset}
 
 
 @router.get("/audit", response_model=list[AuditEventOut], summary="Search the audit log")

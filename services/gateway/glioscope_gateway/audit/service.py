@@ -22,6 +22,16 @@ from glioscope_common.records.access import AuditAction, AuditEvent
 logger = logging.getLogger("glioscope.gateway.audit")
 
 CSV_COLUMNS = ("id", "at", "actor", "role", "action", "study_instance_uid", "outcome", "request_id", "client_ip")
+# A cell a spreadsheet would read as a formula (OWASP "CSV injection"): = + - @ tab or CR first, also
+# after leading whitespace. Such cells get a leading apostrophe, which spreadsheets show as text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_START) or text.lstrip().startswith(FORMULA_START):
+        return "'" + text
+    return text
 
 
 @dataclass
@@ -175,6 +185,7 @@ class AuditLog:
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
         for event in events:
-            writer.writerow([event.id, event.at.isoformat(), event.actor, event.role, event.action.value,
-                             event.study_instance_uid or "", event.outcome, event.request_id or "", event.client_ip or ""])
+            writer.writerow([csv_cell(value) for value in (
+                event.id, event.at.isoformat(), event.actor, event.role, event.action.value,
+                event.study_instance_uid, event.outcome, event.request_id, event.client_ip)])
         yield buffer.getvalue()

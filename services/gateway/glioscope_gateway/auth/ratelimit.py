@@ -1,5 +1,5 @@
-"""Token buckets for sign-in (per client IP) and uploads (per caller): in process, or in Redis when
-`redis_url` is set so that every gateway replica shares them."""
+"""Token buckets for sign-in (per client IP and per account) and uploads (per caller): in process, or
+in Redis when `redis_url` is set so that every gateway replica shares them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ logger = logging.getLogger("glioscope.gateway.ratelimit")
 
 class Limiter(Protocol):
     def hit(self, key: str) -> None: ...
+
+    def refund(self, key: str) -> None: ...
 
 
 class TokenBucket:
@@ -40,6 +42,13 @@ class TokenBucket:
                 self._buckets.clear()  # crude bound on memory; a full bucket is the default anyway
             self._buckets[key] = (tokens - 1.0, now)
 
+    def refund(self, key: str) -> None:
+        """Give back the token a `hit` took (the attempt turned out not to count)."""
+        with self._lock:
+            if key in self._buckets:
+                tokens, last = self._buckets[key]
+                self._buckets[key] = (min(self.burst, tokens + 1.0), last)
+
 
 _REDIS_SCRIPT = """
 local data = redis.call('HMGET', KEYS[1], 'tokens', 'last')
@@ -54,6 +63,12 @@ redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
 return {allowed, tostring(tokens)}
 """
 
+_REDIS_REFUND = """
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+if tokens then redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(tonumber(ARGV[1]), tokens + 1))) end
+return 1
+"""
+
 
 class RedisTokenBucket:
     """The same bucket in Redis (one Lua script, atomic); falls back to the local bucket if Redis is down."""
@@ -66,6 +81,7 @@ class RedisTokenBucket:
         self.burst = burst
         self._client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
         self._script = self._client.register_script(_REDIS_SCRIPT)
+        self._refund = self._client.register_script(_REDIS_REFUND)
         self._fallback = TokenBucket(name, rate_per_min, burst)
 
     def hit(self, key: str) -> None:
@@ -78,6 +94,13 @@ class RedisTokenBucket:
             return
         if not int(allowed):
             raise RateLimited(f"too many {self.name} requests; retry later", (1.0 - float(tokens)) / self.rate)
+
+    def refund(self, key: str) -> None:
+        try:
+            self._refund(keys=[f"glioscope:ratelimit:{self.name}:{key}"], args=[self.burst])
+        except Exception:
+            logger.warning("rate limiter: Redis unavailable, using the in-process bucket")
+            self._fallback.refund(key)
 
 
 def make_limiter(redis_url: str, name: str, rate_per_min: float, burst: int) -> Limiter:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import lzma
 import posixpath
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -80,9 +82,15 @@ def unpack_zip(data: bytes, limits: UploadLimits) -> list[tuple[str, bytes]]:
             base = posixpath.basename(member.filename)
             if base.startswith(".") or base.upper() == "DICOMDIR" or member.filename.startswith("__MACOSX/"):
                 continue
-            # Read with a hard cap: the central directory may lie about sizes.
-            with archive.open(member) as handle:
-                content = handle.read(member.file_size + 1)
+            # Read with a hard cap: the central directory may lie about sizes. Reading to the end checks
+            # the member's CRC-32; a damaged member is the client's bad input, named in the answer.
+            try:
+                with archive.open(member) as handle:
+                    content = handle.read(member.file_size + 1)
+            except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, NotImplementedError,
+                    RuntimeError, ValueError) as exc:
+                reason = str(exc)[:80] or type(exc).__name__
+                raise InvalidInput(f"zip member {member.filename[:120]!r} is corrupt ({reason})") from exc
             if len(content) > member.file_size:
                 raise PayloadTooLarge("a zip member is larger than its header says: refused")
             files.append((member.filename, content))
