@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from run_platform import synthetic_study  # noqa: E402
 
-from glioscope_common.dicomweb import HttpDicomWeb  # noqa: E402
 from glioscope_common.local_services import LocalOrthanc, LocalTriton  # noqa: E402
 from glioscope_common.stack import LocalStack  # noqa: E402
 
@@ -62,7 +61,7 @@ def direct_stow_rate(files: list[Path], work: Path) -> float:
     raw = [p.read_bytes() for p in files]
     shutil.rmtree(work / "orthanc-direct", ignore_errors=True)  # an empty PACS every round
     with LocalOrthanc(work / "orthanc-direct") as orthanc:
-        client = HttpDicomWeb(orthanc.dicomweb_url)
+        client = orthanc.dicomweb()
         started = time.perf_counter()
         client.store_instances(raw)
         return len(raw) / (time.perf_counter() - started)
@@ -104,11 +103,11 @@ def run_configuration(name: str, files: list[Path], work: Path) -> dict:
     database = None
     env = {
         "GLIOSCOPE_ENVIRONMENT": "test",
-        "GLIOSCOPE_DICOMWEB_URL": orthanc.dicomweb_url,
-        "GLIOSCOPE_ORTHANC_URL": orthanc.url,
+        **orthanc.settings_env,  # URLs and credentials
         "GLIOSCOPE_NIFTI_ROOT": str(work / "nifti"),
         "GLIOSCOPE_MODEL_REPOSITORY": str(ROOT / "model_repository"),
         "GLIOSCOPE_JWT_SECRET": secrets.token_urlsafe(32),
+        "GLIOSCOPE_SERVICE_TOKEN": secrets.token_urlsafe(32),  # no service accepts a missing or published key
         "GLIOSCOPE_BOOTSTRAP_API_KEY": "gsk_" + secrets.token_urlsafe(32),
     }
     if name == "embedded":

@@ -36,6 +36,9 @@ def embedded_env(var: Path) -> dict[str, str]:
         # The first admin, for signing in to the viewer (created only while no user exists).
         "GLIOSCOPE_BOOTSTRAP_ADMIN_USERNAME": DEMO_ADMIN,
         "GLIOSCOPE_BOOTSTRAP_ADMIN_PASSWORD": demo_secret(var, "demo-admin-password", "pw_"),
+        # No service accepts a published default: this machine's own keys, made once, kept in var/ (mode 600).
+        "GLIOSCOPE_JWT_SECRET": demo_secret(var, "jwt-secret", "jwt_", 48),
+        "GLIOSCOPE_SERVICE_TOKEN": demo_secret(var, "service-token", "svc_", 48),
     } | ({"GLIOSCOPE_FRONTEND_DIST": str(ROOT / "frontend" / "dist")}  # the viewer at /
          if (ROOT / "frontend" / "dist" / "index.html").is_file() else {})
 
@@ -43,13 +46,13 @@ def embedded_env(var: Path) -> dict[str, str]:
 DEMO_ADMIN = "demo-admin"
 
 
-def demo_secret(var: Path, name: str, prefix: str) -> str:
+def demo_secret(var: Path, name: str, prefix: str, nbytes: int = 24) -> str:
     """A random secret made once and kept in var/<name> (mode 600)."""
     path = var / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
-        path.write_text(prefix + secrets.token_urlsafe(24))
+        path.write_text(prefix + secrets.token_urlsafe(nbytes))
     return path.read_text().strip()
 
 
@@ -162,14 +165,22 @@ def main() -> int:
     print("Preparing the demo study (synthetic generator, cached after the first run) …", flush=True)
     demo_folder = synthetic_study(var / "demo" / f"synthetic-{args.seed}", args.seed)
 
-    orthanc = LocalOrthanc(work_dir=var / "orthanc", http_port=8042, dicom_port=4242, stable_age=5)
+    # Orthanc: its HTTP password made once (var/orthanc-password, user `glioscope`); C-STORE only from the
+    # modalities in GLIOSCOPE_ORTHANC_MODALITIES, JSON {"NAME": {"AET": …, "Host": <IP address>, "Port": …}}
+    # (default: calling AET GLIOSCOPE-SCU from 127.0.0.1; docs/security.md, "Orthanc").
+    modalities = os.environ.get("GLIOSCOPE_ORTHANC_MODALITIES", "").strip()
+    orthanc = LocalOrthanc(work_dir=var / "orthanc", http_port=8042, dicom_port=4242, stable_age=5,
+                           password=demo_secret(var, "orthanc-password", ""),
+                           modalities=json.loads(modalities) if modalities else None)
     orthanc.start()
-    env = embedded_env(var) | {"GLIOSCOPE_DICOMWEB_URL": orthanc.dicomweb_url, "GLIOSCOPE_ORTHANC_URL": orthanc.url}
+    env = embedded_env(var) | orthanc.settings_env
     stack = LocalStack(env=env, log_dir=var / "logs", ports={"gateway": args.gateway_port, "reporting": 8002, "nifti": 8003})
     try:
         stack.start()
-        print(f"Glioscope is up: API {stack.gateway_url}/docs · Orthanc {orthanc.url} (DICOM port {orthanc.dicom_port}, "
-              f"AET {orthanc.aet}) · logs in {var / 'logs'}", flush=True)
+        senders = ", ".join(f"{m['AET']}@{m['Host']}" for m in orthanc.modalities.values())
+        print(f"Glioscope is up: API {stack.gateway_url}/docs · Orthanc {orthanc.url} (user {orthanc.username}, "
+              f"password in {var / 'orthanc-password'}; DICOM port {orthanc.dicom_port}, AET {orthanc.aet}, "
+              f"C-STORE from {senders}) · logs in {var / 'logs'}", flush=True)
         print(f"Viewer: {stack.gateway_url}/ · sign in as {DEMO_ADMIN} with the password in "
               f"{var / 'demo-admin-password'} · API key (X-API-Key) in {var / 'demo-api-key'}", flush=True)
         with httpx.Client(base_url=stack.gateway_url, timeout=60, headers={"x-api-key": env["GLIOSCOPE_BOOTSTRAP_API_KEY"]}) as client:

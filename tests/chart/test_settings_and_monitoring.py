@@ -26,12 +26,15 @@ INFRA = ROOT / "infra"
 EMBEDDED_SWITCHES = {"auto_migrate", "migrate_on_start", "orthanc_watcher"}
 # Empty means "the embedded way" (not "feature off", as for the optional OIDC URLs).
 EMBEDDED_WHEN_EMPTY = {"redis_url"}
+# Credentials without a default (empty: none sent, and Orthanc refuses every request; the two keys:
+# every service refuses to start without them).
+NO_DEFAULT = {"orthanc_password", "service_token", "jwt_secret"}
 
 
 def development_only(name: str, default: Any) -> bool:
     from glioscope_common.settings import DEVELOPMENT_SECRET
 
-    if name in EMBEDDED_SWITCHES:
+    if name in EMBEDDED_SWITCHES or name in NO_DEFAULT:
         return True
     if isinstance(default, SecretStr):
         return default.get_secret_value() == DEVELOPMENT_SECRET
@@ -62,7 +65,8 @@ def test_the_rule_finds_the_known_development_defaults() -> None:
 
     required = required_env(CommonSettings)
     for name in ("DATABASE_URL", "BROKER_URL", "REDIS_URL", "INFERENCE_URL", "DICOMWEB_URL", "ORTHANC_URL",
-                 "NIFTI_URL", "REPORTING_URL", "SERVICE_TOKEN", "MODEL_REPOSITORY", "ENVIRONMENT", "DATA_DIR"):
+                 "ORTHANC_PASSWORD", "NIFTI_URL", "REPORTING_URL", "SERVICE_TOKEN", "MODEL_REPOSITORY", "ENVIRONMENT",
+                 "DATA_DIR"):
         assert f"GLIOSCOPE_{name}" in required
     assert "GLIOSCOPE_LOG_JSON" not in required and "GLIOSCOPE_MODEL_NAME" not in required
 
@@ -94,8 +98,8 @@ def test_production_settings_load_from_the_rendered_env(monkeypatch: pytest.Monk
     """The gateway's rendered env (secrets filled in) builds GatewaySettings in production."""
     objects = render_scenario("default")
     gateway = next(o for o in objects if o["kind"] == "Deployment" and component(o) == "gateway")
-    secrets = {"DATABASE_PASSWORD": "pw", "RABBITMQ_PASSWORD": "pw", "REDIS_PASSWORD": "pw", "ORTHANC_USERNAME": "u",
-               "ORTHANC_PASSWORD": "pw", "GLIOSCOPE_SERVICE_TOKEN": "t" * 40, "GLIOSCOPE_JWT_SECRET": "j" * 40}
+    secrets = {"DATABASE_PASSWORD": "pw", "RABBITMQ_PASSWORD": "pw", "REDIS_PASSWORD": "pw", "GLIOSCOPE_ORTHANC_USERNAME": "u",
+               "GLIOSCOPE_ORTHANC_PASSWORD": "pw", "GLIOSCOPE_SERVICE_TOKEN": "t" * 40, "GLIOSCOPE_JWT_SECRET": "j" * 40}
     resolved: dict[str, str] = {}
     for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]:
         value = secrets.get(e["name"], e.get("value", ""))
@@ -105,7 +109,9 @@ def test_production_settings_load_from_the_rendered_env(monkeypatch: pytest.Monk
     settings = settings_classes()["gateway"]()
     assert settings.environment == "production"
     assert settings.database_url == "postgresql+psycopg://glioscope:pw@gs-glioscope-postgresql:5432/glioscope"
-    assert settings.dicomweb_url == "http://u:pw@gs-glioscope-orthanc:8042/dicom-web"
+    # Orthanc's credentials are settings of their own, never in its URLs (which reach messages and logs).
+    assert settings.dicomweb_url == "http://gs-glioscope-orthanc:8042/dicom-web"
+    assert settings.orthanc_url == "http://gs-glioscope-orthanc:8042" and settings.orthanc_auth == ("u", "pw")
     assert settings.auto_migrate is False and settings.orthanc_watcher is False
 
 

@@ -17,7 +17,7 @@ from glioscope_gateway.settings import GatewaySettings
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_KEY = "gsk_contract-service-key-0123456789abcdef"
 ADMIN = ("contract-admin", "contract-admin-password-123")
-NIFTI_TOKEN = "contract-nifti-token"
+NIFTI_TOKEN = "contract-nifti-key-0123456789abcdef0123456789"
 
 
 def load_make_cases():  # type: ignore[no-untyped-def]
@@ -34,8 +34,7 @@ def contract_settings(tmp: Path, orthanc: LocalOrthanc, **overrides: object) -> 
         environment="test",
         database_url=f"sqlite:///{tmp}/gateway.db",
         broker_url=f"sqla+sqlite:///{tmp}/broker.db",
-        dicomweb_url=orthanc.dicomweb_url,
-        orthanc_url=orthanc.url,
+        **orthanc.settings_values,  # URLs and credentials
         orthanc_watcher=False,
         max_upload_bytes=1024 * 1024,
         max_zip_uncompressed_bytes=32 * 1024 * 1024,
@@ -62,7 +61,14 @@ def nifti_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Te
     from glioscope_nifti.main import create_app as create_nifti
     from glioscope_nifti.settings import Settings
 
+    from glioscope_common.internal_identity import bearer_header
+    from glioscope_common.records.migrate import migrate
+
     root = tmp_path_factory.mktemp("contract-nifti") / "dataset"
-    settings = Settings(environment="test", nifti_root=root, service_token=NIFTI_TOKEN)
-    with TestClient(create_nifti(settings), headers={"authorization": f"Bearer {NIFTI_TOKEN}"}) as client:
+    records = f"sqlite:///{tmp_path_factory.mktemp('contract-records') / 'records.db'}"
+    migrate(records)  # the audit table the service writes to
+    settings = Settings(environment="test", nifti_root=root, service_token=NIFTI_TOKEN, database_url=records)
+    worker = bearer_header(NIFTI_TOKEN, audience="nifti", subject="inference-worker", role="service", issuer="worker",
+                           ttl_s=3600)
+    with TestClient(create_nifti(settings), headers=worker) as client:
         yield client, root

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from glioscope_common.dicom_volume import write_study
+from glioscope_common.internal_identity import bearer_header
 from glioscope_common.local_services import LocalOrthanc, LocalTriton
 from glioscope_common.testing import fresh_postgres_database, require_service
 from glioscope_common.volume import Volume
@@ -56,7 +57,7 @@ def small_study(folder: Path, seed: int) -> list[Path]:
 
 
 def seg_instances(platform: Platform, study_uid: str) -> int:
-    client = httpx.Client(base_url=platform.orthanc.dicomweb_url, timeout=30)
+    client = httpx.Client(base_url=platform.orthanc.dicomweb_url, timeout=30, auth=platform.orthanc.auth)
     series = client.get(f"/studies/{study_uid}/series", params={"Modality": "SEG"})
     if series.status_code == 204 or not series.content:
         return 0
@@ -71,7 +72,8 @@ def reports_for(platform: Platform, study_uid: str) -> list[dict]:
     response = httpx.get(
         f"http://127.0.0.1:{platform.stack.ports['reporting']}/api/reports",
         params={"study_instance_uid": study_uid},
-        headers={"authorization": f"Bearer {platform.env['GLIOSCOPE_SERVICE_TOKEN']}"},
+        headers=bearer_header(platform.env["GLIOSCOPE_SERVICE_TOKEN"], audience="reporting", subject="e2e-test",
+                              role="service", issuer="worker"),
         timeout=30,
     )
     response.raise_for_status()

@@ -1,4 +1,4 @@
-"""FastAPI glue shared by the HTTP services: request IDs, error mapping, service-token auth, /metrics."""
+"""FastAPI glue shared by the HTTP services: request IDs, error mapping, /metrics."""
 
 from __future__ import annotations
 
@@ -69,11 +69,3 @@ def install_common(app: FastAPI, service: str) -> None:
     @app.get("/metrics", include_in_schema=False)
     def _metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-def check_bearer(authorization: str | None, expected: str) -> None:
-    """Constant-time check of a `Bearer <token>` header against the service token."""
-    if not authorization or not authorization.lower().startswith("bearer "):
-        raise Unauthorized("missing bearer token")
-    if not hmac.compare_digest(authorization[7:].strip().encode(), expected.encode()):
-        raise Unauthorized("invalid token")

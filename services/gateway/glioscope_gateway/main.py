@@ -74,14 +74,14 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
         migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
-    dicomweb = HttpDicomWeb(settings.dicomweb_url, stow_concurrency=settings.stow_concurrency)
-    orthanc = OrthancRest(settings.orthanc_url)
+    dicomweb = HttpDicomWeb(settings.dicomweb_url, stow_concurrency=settings.stow_concurrency,
+                            auth=settings.orthanc_auth)
+    orthanc = OrthancRest(settings.orthanc_url, auth=settings.orthanc_auth)
     studies = study_service(settings, sessions, dicomweb, orthanc,
                             queue or CeleryJobQueue(settings.broker_url, settings.job_queue))
     # An injected queue (tests) cannot travel to another process: such uploads stay in this one.
     ingest = UploadIngest(settings, studies, settings.upload_processes if queue is None else 0, settings.upload_nice)
     watcher = OrthancWatcher(sessions, orthanc, studies, settings.orthanc_watch_interval_s)
-    token = settings.service_token.get_secret_value()
     oidc = None
     if settings.oidc_jwks_url:
         oidc = OidcVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
@@ -89,7 +89,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
                             settings.oidc_jwks_cache_s)
     auth = AuthService(
         sessions,
-        LocalTokens(settings.jwt_secret.get_secret_value(), settings.access_token_ttl_s, settings.refresh_token_ttl_s),
+        LocalTokens(settings.jwt_key, settings.access_token_ttl_s, settings.refresh_token_ttl_s),
         oidc,
         api_key_cache_s=settings.api_key_cache_s,
     )
@@ -109,8 +109,8 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
             ingest=ingest,
             admission=UploadAdmission(settings.max_upload_bytes, settings.upload_budget_bytes),
             dicomweb=dicomweb,
-            orthanc_http=httpx.AsyncClient(timeout=httpx.Timeout(120, connect=5)),
-            services_http=httpx.AsyncClient(timeout=60, headers={"authorization": f"Bearer {token}"}),
+            orthanc_http=httpx.AsyncClient(timeout=httpx.Timeout(120, connect=5), auth=settings.orthanc_auth),
+            services_http=httpx.AsyncClient(timeout=60),  # each request carries its own signed identity
             auth=auth,
             audit=audit_log,
             signin_limiter=make_limiter(settings.redis_url, "sign-in", settings.signin_rate_per_min, settings.signin_burst),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from glioscope_common.settings import DEVELOPMENT_SECRET, CommonSettings
+from glioscope_common.settings import CommonSettings, check_secret
 
 
 class GatewaySettings(CommonSettings):
@@ -38,9 +38,9 @@ class GatewaySettings(CommonSettings):
     auto_migrate: bool = True
 
     # -- access control (docs/security.md) -----------------------------------------------------
-    # HS256 key of the gateway's own access and refresh tokens. The development default is refused
-    # outside development.
-    jwt_secret: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    # HS256 key of the gateway's own access and refresh tokens: required in every mode, at least 32
+    # random characters (`make run` generates one; published defaults are refused).
+    jwt_secret: SecretStr | None = None
     access_token_ttl_s: int = Field(15 * 60, gt=0)
     refresh_token_ttl_s: int = Field(12 * 3600, gt=0)
     # An external OpenID Connect provider (RS256 tokens, keys from its JWKS URL, cached).
@@ -85,13 +85,16 @@ class GatewaySettings(CommonSettings):
         except ValueError as exc:
             raise ValueError(f"GLIOSCOPE_TRUSTED_PROXIES: {exc}") from exc
 
+    @property
+    def jwt_key(self) -> str:
+        assert self.jwt_secret is not None  # checked by the validator
+        return self.jwt_secret.get_secret_value()
 
     @model_validator(mode="after")
     def _refuse_default_jwt_secret(self) -> "GatewaySettings":
-        if self.environment != "development" and self.jwt_secret.get_secret_value() == DEVELOPMENT_SECRET:
-            raise ValueError("GLIOSCOPE_JWT_SECRET must be set outside development")
-        if self.environment != "development" and len(self.jwt_secret.get_secret_value()) < 32:
-            raise ValueError("GLIOSCOPE_JWT_SECRET must be at least 32 characters outside development")
+        check_secret("GLIOSCOPE_JWT_SECRET", self.jwt_secret)
+        if self.jwt_secret == self.service_token:
+            raise ValueError("GLIOSCOPE_JWT_SECRET and GLIOSCOPE_SERVICE_TOKEN must differ")
         if bool(self.bootstrap_admin_username) != (self.bootstrap_admin_password is not None):
             raise ValueError("set both GLIOSCOPE_BOOTSTRAP_ADMIN_USERNAME and GLIOSCOPE_BOOTSTRAP_ADMIN_PASSWORD, or neither")
         if self.upload_budget_bytes < self.max_upload_bytes:

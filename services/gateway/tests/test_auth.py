@@ -219,7 +219,7 @@ def test_security_headers_and_no_cors(gateway: TestClient) -> None:
 
 
 def test_hsts_in_production_and_cors_when_configured(tmp_path: Path, orthanc: LocalOrthanc) -> None:
-    settings = gateway_settings(tmp_path, orthanc, environment="production", service_token="a-production-service-token",
+    settings = gateway_settings(tmp_path, orthanc, environment="production", service_token="a-production-service-token-0123456789abcdef",
                                 cors_origins=["https://viewer.example"])
     with TestClient(create_app(settings)) as client:
         response = client.get("/healthz", headers={"origin": "https://viewer.example"})
@@ -227,11 +227,19 @@ def test_hsts_in_production_and_cors_when_configured(tmp_path: Path, orthanc: Lo
         assert response.headers["access-control-allow-origin"] == "https://viewer.example"
 
 
-def test_default_secrets_are_refused_outside_development() -> None:
-    with pytest.raises(ValidationError, match="JWT_SECRET"):
-        GatewaySettings(environment="production", service_token="x" * 40)
-    with pytest.raises(ValidationError, match="JWT_SECRET"):
-        GatewaySettings(environment="test", jwt_secret=DEVELOPMENT_SECRET)
-    with pytest.raises(ValidationError, match="at least 32"):
-        GatewaySettings(environment="test", jwt_secret="short")
-    assert GatewaySettings(environment="development").jwt_secret.get_secret_value() == DEVELOPMENT_SECRET
+def test_no_mode_accepts_a_missing_or_published_secret() -> None:
+    for environment in ("development", "test", "production"):
+        with pytest.raises(ValidationError, match="JWT_SECRET must be set"):
+            GatewaySettings(environment=environment, jwt_secret=None, service_token="x" * 40)
+        with pytest.raises(ValidationError, match="SERVICE_TOKEN must be set"):
+            GatewaySettings(environment=environment, jwt_secret="j" * 40, service_token=None)
+        for published in (DEVELOPMENT_SECRET, "jwt-secret", "development-only-secret-change-me-please-0123456789"):
+            with pytest.raises(ValidationError, match="published default|at least 32"):
+                GatewaySettings(environment=environment, jwt_secret=published, service_token="x" * 40)
+            with pytest.raises(ValidationError, match="published default|at least 32"):
+                GatewaySettings(environment=environment, jwt_secret="j" * 40, service_token=published)
+        with pytest.raises(ValidationError, match="at least 32"):
+            GatewaySettings(environment=environment, jwt_secret="short", service_token="x" * 40)
+        with pytest.raises(ValidationError, match="must differ"):
+            GatewaySettings(environment=environment, jwt_secret="x" * 40, service_token="x" * 40)
+    assert GatewaySettings(environment="development", jwt_secret="j" * 40, service_token="x" * 40).jwt_key == "j" * 40

@@ -25,11 +25,18 @@ EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 
 
+def _settings():  # type: ignore[no-untyped-def]
+    from glioscope_common.settings import CommonSettings
+
+    class CommandSettings(CommonSettings):
+        needs_internal_key = False  # the command calls no other service
+
+    return CommandSettings()
+
+
 def _default_model_dir() -> Path:
     try:
-        from glioscope_common.settings import CommonSettings
-
-        settings = CommonSettings()
+        settings = _settings()
         return Path(settings.model_repository) / settings.model_name
     except Exception:
         return Path("model_repository/glioscope_unet")
@@ -37,9 +44,7 @@ def _default_model_dir() -> Path:
 
 def _default_inference_url() -> str:
     try:
-        from glioscope_common.settings import CommonSettings
-
-        return CommonSettings().inference_url
+        return str(_settings().inference_url)
     except Exception:
         return "onnxruntime"
 

@@ -8,6 +8,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
+from glioscope_common.audit_trail import AuditTrail
+from glioscope_common.db import make_engine, make_session_factory
 from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.http import install_common
 from glioscope_common.logs import configure_logging
@@ -32,11 +34,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_json)
     repository = DatasetRepository(settings.nifti_root, _version())
+    engine = make_engine(settings.database_url)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         repository.ensure_dataset()
         yield
+        engine.dispose()
 
     app = FastAPI(
         title="Glioscope NIfTI service",
@@ -47,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     files = NiftiFileService(settings, repository)
     app.state.file_service = files
+    app.state.audit_trail = AuditTrail(make_session_factory(engine), SERVICE)
     app.state.convert_service = ConvertService(settings, files)
     install_common(app, SERVICE)
     app.include_router(files_router)

@@ -9,11 +9,22 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from glioscope_common.internal_identity import bearer_header
+from glioscope_common.records.migrate import migrate
 from glioscope_nifti.main import create_app
 from glioscope_nifti.settings import Settings
 
-TOKEN = "test-token-nifti"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TOKEN = "test-key-nifti-0123456789abcdef0123456789"
+# The inference worker's identity, signed for the NIfTI service (long-lived enough for the session).
+AUTH = bearer_header(TOKEN, audience="nifti", subject="inference-worker", role="service", issuer="worker", ttl_s=3600)
+
+
+def audit_database(folder: Path) -> str:
+    """A records database (with the audit table the service writes to)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{folder / 'records.db'}"
+    migrate(url)
+    return url
 
 
 def nifti_bytes(
@@ -35,10 +46,11 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(root: Path) -> Settings:
+def settings(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         environment="test",
         nifti_root=root,
+        database_url=audit_database(tmp_path_factory.mktemp("records")),  # outside the tree the tests watch
         service_token=TOKEN,
         max_upload_bytes=2 * 1024 * 1024,
         max_zip_uncompressed_bytes=64 * 1024 * 1024,

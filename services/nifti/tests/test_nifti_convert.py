@@ -15,6 +15,8 @@ from glioscope_common.volume import Volume
 from glioscope_nifti.main import create_app
 from glioscope_nifti.settings import Settings
 
+from .conftest import TOKEN, audit_database
+
 GE_ZIP = Path(__file__).resolve().parents[3] / "shared/data/real/ge-epi-dicom/DICOM.zip"
 GE_ZIP_ALT = Path("/work/shared/data/real/ge-epi-dicom/DICOM.zip")
 
@@ -59,7 +61,7 @@ def _dataset_files(root: Path) -> list[str]:
 
 
 def test_convert_pydicom_path(tmp_path: Path, auth) -> None:
-    settings = Settings(environment="test", nifti_root=tmp_path / "ds", service_token="test-token-nifti", dcm2niix="no-such-dcm2niix")
+    settings = Settings(environment="test", nifti_root=tmp_path / "ds", service_token=TOKEN, database_url=audit_database(tmp_path / "records"), dcm2niix="no-such-dcm2niix")
     body, volume = _series_zip()
     with TestClient(create_app(settings)) as client:
         response = client.post(
@@ -143,7 +145,7 @@ def test_symlink_member_rejected(client: TestClient, auth) -> None:
 
 def test_zip_limits(tmp_path: Path, auth) -> None:
     settings = Settings(
-        environment="test", nifti_root=tmp_path / "ds", service_token="test-token-nifti",
+        environment="test", nifti_root=tmp_path / "ds", service_token=TOKEN, database_url=audit_database(tmp_path / "records"),
         max_zip_members=10, max_zip_uncompressed_bytes=1024 * 1024,
     )
     with TestClient(create_app(settings)) as client:

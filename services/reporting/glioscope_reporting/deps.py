@@ -1,24 +1,60 @@
-"""Request-scoped dependencies shared by the routers."""
+"""Request-scoped dependencies shared by the routers: the caller's verified identity and the audit trail."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import Request
 
-from glioscope_common.http import check_bearer
+from glioscope_common.audit_trail import AuditTrail
+from glioscope_common.errors import Forbidden
+from glioscope_common.internal_identity import InternalIdentity, verify
+from glioscope_common.records.access import AuditAction
 from glioscope_reporting.settings import Settings
 
+AUDIENCE = "reporting"
+DRAFTING_ROLES = frozenset({"service"})  # the worker drafts reports
 
-def require_service_token(request: Request) -> None:
-    settings: Settings = request.app.state.settings
-    check_bearer(request.headers.get("authorization"), settings.service_token.get_secret_value())
+
+def verified_identity(request: Request) -> InternalIdentity:
+    """The caller, from a token signed for this service (glioscope_common.internal_identity); 401 otherwise."""
+    found = getattr(request.state, "identity", None)
+    if found is None:
+        settings: Settings = request.app.state.settings
+        found = verify(settings.internal_key, request.headers.get("authorization"), AUDIENCE)
+        request.state.identity = found
+    return found
 
 
 def identity(request: Request) -> "Identity":
-    """The end user, from X-Glioscope-User / X-Glioscope-Role. These headers are set by the gateway after it
-    authenticated the user; they are trusted only because every route also requires the service token
-    (require_service_token), which only the gateway and the other services hold."""
     from glioscope_reporting.reports.service import Identity
 
-    user = (request.headers.get("x-glioscope-user") or "").strip() or None
-    role = (request.headers.get("x-glioscope-role") or "").strip().lower() or None
-    return Identity(user=user[:128] if user else None, role=role[:32] if role else None)
+    who = verified_identity(request)
+    return Identity(user=who.subject, role=who.role)
+
+
+EDITING_ROLES = frozenset({"admin", "radiologist"})
+SCREENSHOT_ROLES = frozenset({"admin", "radiologist", "clinician"})
+EXPORT_ROLES = frozenset({"admin", "radiologist", "service"})
+
+
+def require_role(roles: frozenset[str], what: str) -> Callable[[Request], InternalIdentity]:
+    """A dependency that refuses (403) callers whose verified role is not in `roles`."""
+
+    def check(request: Request) -> InternalIdentity:
+        who = verified_identity(request)
+        if who.role not in roles:
+            raise Forbidden(f"the role {who.role!r} may not {what}")
+        return who
+
+    return check
+
+
+require_drafting_role = require_role(DRAFTING_ROLES, "draft reports (the inference worker does)")
+
+
+def audit(request: Request, action: AuditAction, study_instance_uid: str | None, outcome: str = "ok") -> None:
+    trail: AuditTrail = request.app.state.audit_trail
+    trail.record(verified_identity(request), action, study_instance_uid=study_instance_uid, outcome=outcome,
+                 request_id=getattr(request.state, "request_id", None),
+                 client_ip=request.client.host if request.client else None)

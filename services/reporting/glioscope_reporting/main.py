@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
+from glioscope_common.audit_trail import AuditTrail
 from glioscope_common.db import make_engine, make_session_factory
 from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.http import install_common
@@ -32,7 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_json)
     engine = make_engine(settings.database_url)
-    service = ReportService(settings, make_session_factory(engine))
+    sessions = make_session_factory(engine)
+    service = ReportService(settings, sessions)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.report_service = service
+    app.state.audit_trail = AuditTrail(sessions, SERVICE)
     install_common(app, SERVICE)
     app.include_router(reports_router)
 

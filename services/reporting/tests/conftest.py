@@ -14,11 +14,13 @@ from PIL import Image, ImageDraw
 from sqlalchemy import inspect, text
 
 from glioscope_common.db import make_engine
+from glioscope_common.internal_identity import bearer_header
+from glioscope_common.records.migrate import migrate as migrate_records
 
 from glioscope_reporting.main import create_app
 from glioscope_reporting.settings import Settings
 
-TOKEN = "test-token-reporting"
+TOKEN = "test-key-reporting-0123456789abcdef0123456789"
 POSTGRES_ADMIN = os.environ.get("GLIOSCOPE_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -51,9 +53,12 @@ def postgres_database_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'glioscope.db'}"
+        url = f"sqlite:///{tmp_path / 'glioscope.db'}"
+        migrate_records(url)  # the audit table the service writes to (the gateway migrates it in production)
+        yield url
         return
     url = request.getfixturevalue("postgres_database_url")
+    migrate_records(url)
     yield url
     # The Postgres database lives for the session: empty our tables between tests.
     engine = make_engine(url)
@@ -78,14 +83,27 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
+def records_db(path: Path) -> str:
+    """A SQLite database with the records' tables (the audit log the service writes to)."""
+    url = f"sqlite:///{path}"
+    migrate_records(url)
+    return url
+
+
+def worker_auth(key: str = TOKEN) -> dict[str, str]:
+    """The inference worker's identity (role service), signed for the reporting service."""
+    return bearer_header(key, audience="reporting", subject="inference-worker", role="service", issuer="worker",
+                         ttl_s=600)
+
+
 @pytest.fixture
 def auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKEN}"}
+    return worker_auth()
 
 
-def as_user(user: str, role: str) -> dict[str, str]:
-    """Headers of a gateway call on behalf of an end user."""
-    return {"Authorization": f"Bearer {TOKEN}", "X-Glioscope-User": user, "X-Glioscope-Role": role}
+def as_user(user: str, role: str, key: str = TOKEN) -> dict[str, str]:
+    """Headers of a gateway call on behalf of an end user (an identity the gateway signed)."""
+    return bearer_header(key, audience="reporting", subject=user, role=role, issuer="gateway", ttl_s=600)
 
 
 @pytest.fixture

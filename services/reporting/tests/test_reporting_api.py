@@ -14,6 +14,8 @@ from sqlalchemy import inspect
 from glioscope_common.db import make_engine
 from glioscope_reporting.reports.pdf import NOTICE
 
+from .conftest import TOKEN, worker_auth
+
 
 def _pdf_text(pdf: bytes, tmp_path: Path) -> str:
     path = tmp_path / "report.pdf"
@@ -131,10 +133,10 @@ def test_key_image_too_large(database_url: str, payload_factory, key_images) -> 
     from glioscope_reporting.main import create_app
     from glioscope_reporting.settings import Settings
 
-    settings = Settings(environment="test", database_url=database_url, service_token="t", max_key_image_bytes=100)
+    settings = Settings(environment="test", database_url=database_url, service_token=TOKEN, max_key_image_bytes=100)
     with TestClient(create_app(settings)) as client:
         response = client.post(
-            "/api/reports", data={"payload": json.dumps(payload_factory())}, files=key_images, headers={"Authorization": "Bearer t"}
+            "/api/reports", data={"payload": json.dumps(payload_factory())}, files=key_images, headers=worker_auth()
         )
         assert response.status_code == 413
 
@@ -178,7 +180,7 @@ def test_readyz_fails_without_database(tmp_path: Path) -> None:
     from glioscope_reporting.main import create_app
     from glioscope_reporting.settings import Settings
 
-    settings = Settings(environment="test", database_url=f"sqlite:///{tmp_path / 'empty.db'}", service_token="t", migrate_on_start=False)
+    settings = Settings(environment="test", database_url=f"sqlite:///{tmp_path / 'empty.db'}", service_token=TOKEN, migrate_on_start=False)
     with TestClient(create_app(settings)) as client:
         assert client.get("/readyz").status_code == 503
 

@@ -22,7 +22,7 @@ from glioscope_reporting.reports import dicom_export
 from glioscope_reporting.reports.schemas import ModelInfo, Patient, Study
 from glioscope_reporting.settings import Settings
 
-TOKEN = "t"
+from .conftest import TOKEN, as_user, records_db, worker_auth
 
 
 def dciodvfy_errors(data: bytes, tmp_path: Path, name: str) -> list[str]:
@@ -94,8 +94,8 @@ def test_uids_are_deterministic_per_report_and_version() -> None:
 
 @pytest.fixture
 def pacs_client(orthanc, tmp_path: Path) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    settings = Settings(environment="test", database_url=f"sqlite:///{tmp_path / 'pacs.db'}", service_token=TOKEN,
-                        dicomweb_url=orthanc.dicomweb_url, store_on_sign=True)
+    settings = Settings(environment="test", database_url=records_db(tmp_path / 'pacs.db'), service_token=TOKEN,
+                        **orthanc.settings_values, store_on_sign=True)
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -105,8 +105,8 @@ def _instances(dicomweb: HttpDicomWeb, study_uid: str, series_uid: str) -> list[
 
 
 def test_sign_stores_pdf_and_sr_in_orthanc(orthanc, pacs_client: TestClient, payload_factory, key_images, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    radiologist = {**auth, "X-Glioscope-User": "dr.smith", "X-Glioscope-Role": "radiologist"}
+    auth = worker_auth()
+    radiologist = as_user("dr.smith", "radiologist")
     payload = payload_factory(study_instance_uid="1.2.826.0.1.3680043.8.498.777", job_id="job-pacs")
     created = pacs_client.post("/api/reports", data={"payload": json.dumps(payload)}, files=key_images, headers=auth)
     assert created.status_code == 201, created.text
@@ -119,7 +119,7 @@ def test_sign_stores_pdf_and_sr_in_orthanc(orthanc, pacs_client: TestClient, pay
     uids = dicom_export.uids_for(rid, 2)
     assert export["pdf_sop_instance_uid"] == uids.pdf_sop_instance_uid
 
-    with HttpDicomWeb(orthanc.dicomweb_url) as dicomweb:
+    with orthanc.dicomweb() as dicomweb:
         series = {str(s["0020000E"]["Value"][0]): str(s["00080060"]["Value"][0]) for s in dicomweb.search_series(study_uid)}
         assert series == {uids.pdf_series_instance_uid: "DOC", uids.sr_series_instance_uid: "SR"}
         pdf_ds = dicomweb.retrieve_instance(study_uid, uids.pdf_series_instance_uid, uids.pdf_sop_instance_uid)
@@ -150,12 +150,12 @@ def test_sign_stores_pdf_and_sr_in_orthanc(orthanc, pacs_client: TestClient, pay
 
 
 def test_sign_survives_an_unreachable_pacs(tmp_path: Path, payload_factory) -> None:  # type: ignore[no-untyped-def]
-    settings = Settings(environment="test", database_url=f"sqlite:///{tmp_path / 'x.db'}", service_token=TOKEN,
+    settings = Settings(environment="test", database_url=records_db(tmp_path / 'x.db'), service_token=TOKEN,
                         dicomweb_url="http://127.0.0.1:9/dicom-web", store_on_sign=True)
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth = worker_auth()
     with TestClient(create_app(settings)) as client:
         rid = client.post("/api/reports", data={"payload": json.dumps(payload_factory())}, headers=auth).json()["id"]
-        signed = client.post(f"/api/reports/{rid}/sign", headers={**auth, "X-Glioscope-User": "dr.smith", "X-Glioscope-Role": "radiologist"})
+        signed = client.post(f"/api/reports/{rid}/sign", headers=as_user("dr.smith", "radiologist"))
         assert signed.status_code == 200
         assert signed.json()["status"] == "final"
         assert signed.json()["export"]["stored_at"] is None and "unreachable" in signed.json()["export"]["error"]

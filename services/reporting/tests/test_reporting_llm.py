@@ -20,6 +20,8 @@ from glioscope_reporting.reports.llm import allowed_numbers, unsupported_numbers
 from glioscope_reporting.reports.schemas import ModelInfo
 from glioscope_reporting.settings import Settings
 
+from .conftest import TOKEN, as_user, records_db, worker_auth
+
 
 class FakeLlm:
     """Answers POST /v1/chat/completions in the OpenAI format; `mode` chooses the answer."""
@@ -93,7 +95,7 @@ def llm() -> Iterator[FakeLlm]:
 @pytest.fixture
 def llm_client(llm: FakeLlm, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(
-        environment="test", database_url=f"sqlite:///{tmp_path / 'llm.db'}", service_token="t", store_on_sign=False,
+        environment="test", database_url=records_db(tmp_path / 'llm.db'), service_token=TOKEN, store_on_sign=False,
         llm_url=llm.url, llm_model="tiny-test-model", llm_api_key="sk-test", llm_timeout_s=0.5,
     )
     with TestClient(create_app(settings)) as client:
@@ -101,7 +103,7 @@ def llm_client(llm: FakeLlm, tmp_path: Path) -> Iterator[TestClient]:
 
 
 def _post(client: TestClient, payload: dict[str, Any]) -> dict[str, Any]:
-    response = client.post("/api/reports", data={"payload": json.dumps(payload)}, headers={"Authorization": "Bearer t"})
+    response = client.post("/api/reports", data={"payload": json.dumps(payload)}, headers=worker_auth())
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -123,7 +125,7 @@ def test_faithful_answer_is_used_and_marked(llm: FakeLlm, llm_client: TestClient
     # The PDF marks the AI-drafted sections.
     import subprocess
 
-    pdf = llm_client.get(f"/api/reports/{report['id']}/pdf", headers={"Authorization": "Bearer t"}).content
+    pdf = llm_client.get(f"/api/reports/{report['id']}/pdf", headers=worker_auth()).content
     (tmp_path / "r.pdf").write_bytes(pdf)
     text = subprocess.run(["pdftotext", str(tmp_path / "r.pdf"), "-"], capture_output=True, text=True).stdout
     assert text.count("[AI-drafted]") >= 4
@@ -131,7 +133,7 @@ def test_faithful_answer_is_used_and_marked(llm: FakeLlm, llm_client: TestClient
     # A human edit of a section clears its mark.
     edited = llm_client.put(
         f"/api/reports/{report['id']}/sections/findings", json={"text": "Edited by hand."},
-        headers={"Authorization": "Bearer t", "X-Glioscope-User": "dr.smith", "X-Glioscope-Role": "radiologist"},
+        headers=as_user("dr.smith", "radiologist"),
     ).json()
     assert edited["ai_sections"]["findings"] is False and edited["ai_sections"]["impression"] is True
     assert edited["ai_drafted"] is True
@@ -185,7 +187,7 @@ def test_timeout_and_garbage_fall_back(llm: FakeLlm, llm_client: TestClient, pay
 
 
 def test_unreachable_endpoint_falls_back(tmp_path: Path, payload_factory) -> None:
-    settings = Settings(environment="test", database_url=f"sqlite:///{tmp_path / 'x.db'}", service_token="t",
+    settings = Settings(environment="test", database_url=records_db(tmp_path / 'x.db'), service_token=TOKEN,
                         llm_url="http://127.0.0.1:9/v1", llm_model="m", llm_timeout_s=0.5)
     with TestClient(create_app(settings)) as client:
         report = _post(client, payload_factory())

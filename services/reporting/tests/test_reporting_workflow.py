@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from glioscope_reporting.reports.pdf import AI_MARK, NOTICE
 
+from .conftest import as_user
+
 
 def _pdf_text(pdf: bytes, tmp_path: Path) -> str:
     path = tmp_path / "report.pdf"
@@ -35,14 +37,16 @@ def test_edit_versions_diff_sign_addenda(post_report, payload_factory, key_image
     rid = report["id"]
     url = f"/api/reports/{rid}"
 
-    # Editing needs the user's identity.
-    assert client.put(f"{url}/sections/impression", json={"text": "x"}, headers=auth).status_code == 400
-    assert client.put(f"{url}/sections/summary", json={"text": "x"}, headers=clinician).status_code == 422
+    # Editing needs an editing role in the signed identity (the worker and clinicians may not).
+    assert client.put(f"{url}/sections/impression", json={"text": "x"}, headers=auth).status_code == 403
+    assert client.put(f"{url}/sections/impression", json={"text": "x"}, headers=clinician).status_code == 403
+    jones = as_user("dr.jones", "radiologist")
+    assert client.put(f"{url}/sections/summary", json={"text": "x"}, headers=jones).status_code == 422
 
-    edited = client.put(f"{url}/sections/impression", json={"text": "Left frontal high-grade glioma, 45.4 mL."}, headers=clinician)
+    edited = client.put(f"{url}/sections/impression", json={"text": "Left frontal high-grade glioma, 45.4 mL."}, headers=jones)
     assert edited.status_code == 200, edited.text
     assert edited.json()["version"] == 2 and edited.json()["author"] == "dr.jones"
-    same = client.put(f"{url}/sections/impression", json={"text": "Left frontal high-grade glioma, 45.4 mL."}, headers=clinician)
+    same = client.put(f"{url}/sections/impression", json={"text": "Left frontal high-grade glioma, 45.4 mL."}, headers=jones)
     assert same.json()["version"] == 2  # no change, no version
     edited = client.put(f"{url}/sections/diagnosis", json={"text": "High-grade glioma.\nSecond line."}, headers=radiologist)
     assert edited.json()["version"] == 3
@@ -70,8 +74,9 @@ def test_edit_versions_diff_sign_addenda(post_report, payload_factory, key_image
     assert client.post(f"{url}/addenda", json={"text": "early"}, headers=radiologist).status_code == 409
     forbidden = client.post(f"{url}/sign", json={"name": "Dr Jones"}, headers=clinician)
     assert forbidden.status_code == 403 and forbidden.json()["error"] == "forbidden"
-    assert client.post(f"{url}/sign", headers=auth).status_code == 400  # no identity
-    assert client.post(f"{url}/sign", headers={**auth, "X-Glioscope-Role": "radiologist"}).status_code == 400
+    assert client.post(f"{url}/sign", headers=auth).status_code == 403  # the worker's identity
+    # Identity headers claim nothing: only the signed token counts.
+    assert client.post(f"{url}/sign", headers={**auth, "X-Glioscope-User": "x", "X-Glioscope-Role": "radiologist"}).status_code == 403
     assert client.post(f"{url}/sign", headers={"X-Glioscope-User": "x", "X-Glioscope-Role": "radiologist"}).status_code == 401
 
     signed = client.post(f"{url}/sign", json={"name": "Dr Anna Smith"}, headers=radiologist)

@@ -35,6 +35,8 @@ class AuditAction(str, enum.Enum):
     signed_in = "signed_in"
     failed_sign_in = "failed_sign_in"
     administered = "administered"  # users and API keys created by an admin
+    created = "created"  # a report drafted, a NIfTI file stored (by the service that writes it)
+    deleted = "deleted"
 
 
 class User(RecordsBase):

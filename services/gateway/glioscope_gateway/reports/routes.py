@@ -1,8 +1,8 @@
 """Report editing, sign-off and export, forwarded to the reporting service.
 
-The gateway authenticates the caller and tells the reporting service who it is through
-`X-Glioscope-User` / `X-Glioscope-Role` (trusted there only together with the service token); any
-such header sent by the client is dropped. Status codes and error bodies pass through unchanged.
+The gateway authenticates the caller and tells the reporting service who it is with a token signed
+for this one request (glioscope_common.internal_identity); nothing the client sends is forwarded
+as identity. Status codes and error bodies pass through unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from glioscope_common.records.models import JobState
 from glioscope_gateway.auth.deps import audited, require
 from glioscope_gateway.auth.principal import IDENTIFIED, Principal, Role
 from glioscope_gateway.deps import Container, container
+from glioscope_gateway.internal_calls import identity_headers
 
 router = APIRouter(prefix="/api/studies/{study_instance_uid}/report", tags=["reports"])
 
@@ -40,7 +41,7 @@ async def _forward(
     request: Request, c: Container, principal: Principal, study_instance_uid: str, method: str, path: str
 ) -> Response:
     report_id = await run_in_threadpool(_report_id, c, study_instance_uid, principal)
-    headers = {"x-glioscope-user": principal.subject, "x-glioscope-role": principal.role.value}
+    headers = identity_headers(c.settings, principal, "reporting")
     content_type = request.headers.get("content-type")
     if content_type:
         headers["content-type"] = content_type

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pydicom
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -19,6 +19,7 @@ from glioscope_gateway.auth.errors import Forbidden
 from glioscope_gateway.auth.principal import EXPORT, IDENTIFIED, READ, WRITE, Principal
 from glioscope_gateway.auth.service import PROJECT
 from glioscope_gateway.deps import Container, container
+from glioscope_gateway.internal_calls import identity_headers
 from glioscope_gateway.segmentations.routes import segmentation_versions
 from glioscope_gateway.segmentations.service import SegmentationVersions, Version
 from glioscope_gateway.studies.admission import LengthRequired, UploadAdmission, declared_length
@@ -212,9 +213,10 @@ async def get_segmentation(study_instance_uid: str,
     )
 
 
-async def _proxy_service(c: Container, url: str, media_type: str, filename: str) -> Response:
+async def _proxy_service(c: Container, principal: Principal, audience: Literal["reporting", "nifti"], url: str,
+                         media_type: str, filename: str) -> Response:
     try:
-        response = await c.services_http.get(url)
+        response = await c.services_http.get(url, headers=identity_headers(c.settings, principal, audience))
     except Exception as exc:
         raise UpstreamUnavailable("a Glioscope service is unreachable") from exc
     if response.status_code == 404:
@@ -236,7 +238,7 @@ async def get_mask(study_instance_uid: str, principal: Principal = Depends(requi
     path = found.nifti_path
     if not path:
         raise NotFound("no mask was stored for this job")
-    return await _proxy_service(c, f"{c.settings.nifti_url}/api/nifti/files/{path}", "application/gzip", "mask.nii.gz")
+    return await _proxy_service(c, principal, "nifti", f"{c.settings.nifti_url}/api/nifti/files/{path}", "application/gzip", "mask.nii.gz")
 
 
 @router.get("/{study_instance_uid}/report.pdf", response_class=Response, summary="The report as PDF",
@@ -247,7 +249,7 @@ async def get_report_pdf(study_instance_uid: str, principal: Principal = Depends
     if not job.report_id:
         raise NotFound("no report was drafted for this job")
     return await _proxy_service(
-        c, f"{c.settings.reporting_url}/api/reports/{job.report_id}/pdf", "application/pdf", "report.pdf"
+        c, principal, "reporting", f"{c.settings.reporting_url}/api/reports/{job.report_id}/pdf", "application/pdf", "report.pdf"
     )
 
 
@@ -258,7 +260,7 @@ async def get_report(study_instance_uid: str, principal: Principal = Depends(req
     job = await run_in_threadpool(_finished_job, c, study_instance_uid, principal)
     if not job.report_id:
         raise NotFound("no report was drafted for this job")
-    response = await _proxy_service(c, f"{c.settings.reporting_url}/api/reports/{job.report_id}", "application/json", "report.json")
+    response = await _proxy_service(c, principal, "reporting", f"{c.settings.reporting_url}/api/reports/{job.report_id}", "application/json", "report.json")
     del response.headers["content-disposition"]
     return response
 

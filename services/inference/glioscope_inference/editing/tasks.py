@@ -26,8 +26,8 @@ def _service() -> tuple[EditService, JobRepository, InferenceSettings]:
     service = EditService(
         jobs,
         VersionRepository(sessions),
-        HttpDicomWeb(settings.dicomweb_url),
-        NiftiClient(settings.nifti_url, settings.service_token.get_secret_value()),
+        HttpDicomWeb(settings.dicomweb_url, auth=settings.orthanc_auth),
+        NiftiClient(settings.nifti_url, settings.internal_key),
         ModelMetadata.load(settings.model_repository / settings.model_name),
         progress_publisher(settings),
     )

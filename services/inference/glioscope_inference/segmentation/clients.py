@@ -1,4 +1,4 @@
-"""HTTP clients for the NIfTI and reporting services (service token, retries, one error type)."""
+"""HTTP clients for the NIfTI and reporting services (a signed identity per request, retries, one error type)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from glioscope_common.errors import UnprocessableInput, UpstreamUnavailable
+from glioscope_common.internal_identity import IdentityAuth
+
+WORKER_SUBJECT = "inference-worker"
 
 _retry = retry(
     retry=retry_if_exception_type(UpstreamUnavailable),
@@ -27,10 +30,11 @@ def _check(response: httpx.Response, what: str) -> httpx.Response:
 
 
 class ServiceClient:
-    def __init__(self, base_url: str, token: str, timeout_s: float = 120) -> None:
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"), timeout=timeout_s, headers={"authorization": f"Bearer {token}"}
-        )
+    audience: str = ""
+
+    def __init__(self, base_url: str, key: str, timeout_s: float = 120) -> None:
+        auth = IdentityAuth(key, audience=self.audience, subject=WORKER_SUBJECT, role="service", issuer="worker")
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, auth=auth)
 
     def _send(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -44,6 +48,8 @@ class ServiceClient:
 
 
 class NiftiClient(ServiceClient):
+    audience = "nifti"
+
     @_retry
     def put_file(self, path: str, content: bytes) -> dict[str, Any]:
         response = self._send(
@@ -54,6 +60,8 @@ class NiftiClient(ServiceClient):
 
 
 class ReportingClient(ServiceClient):
+    audience = "reporting"
+
     @_retry
     def create_report(self, payload: dict[str, Any], key_images: dict[str, bytes]) -> dict[str, Any]:
         files = [("key_images", (f"{name}.png", png, "image/png")) for name, png in key_images.items()]

@@ -49,7 +49,7 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
     jobs = JobRepository(sessions)
     model_dir = settings.model_repository / settings.model_name
     metadata = ModelMetadata.load(model_dir)
-    token = settings.service_token.get_secret_value()
+    token = settings.internal_key
 
     @functools.cache
     def backend() -> InferenceBackend:
@@ -61,7 +61,7 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
 
     service = SegmentationService(
         jobs,
-        HttpDicomWeb(settings.dicomweb_url),
+        HttpDicomWeb(settings.dicomweb_url, auth=settings.orthanc_auth),
         NiftiClient(settings.nifti_url, token),
         ReportingClient(settings.reporting_url, token),
         backend,

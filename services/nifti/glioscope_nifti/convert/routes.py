@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
+from glioscope_common.records.access import AuditAction
 from glioscope_nifti.convert.service import ConvertService
-from glioscope_nifti.deps import require_service_token
+from glioscope_nifti.deps import audit, require_writer
 from glioscope_nifti.files.schemas import ConvertedSeries
 
-router = APIRouter(prefix="/api/nifti", tags=["convert"], dependencies=[Depends(require_service_token)])
+router = APIRouter(prefix="/api/nifti", tags=["convert"], dependencies=[Depends(require_writer)])
 
 
 def get_service(request: Request) -> ConvertService:
@@ -34,4 +36,5 @@ async def convert(
     result = await service.convert(
         subject, session, suffix, entities, request.stream(), int(length) if length and length.isdigit() else None
     )
+    await run_in_threadpool(audit, request, AuditAction.created)
     return ConvertedSeries.model_validate(result)

@@ -1,9 +1,23 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from glioscope_reporting.deps import identity, require_service_token
+from glioscope_common.errors import Forbidden
+from glioscope_common.records.access import AuditAction
+from glioscope_reporting.deps import (
+    EDITING_ROLES,
+    EXPORT_ROLES,
+    SCREENSHOT_ROLES,
+    audit,
+    identity,
+    require_drafting_role,
+    require_role,
+    verified_identity,
+)
 from glioscope_reporting.reports.schemas import (
     AddendumIn,
     DiffOut,
@@ -16,12 +30,24 @@ from glioscope_reporting.reports.schemas import (
 )
 from glioscope_reporting.reports.service import Identity, ReportService
 
-router = APIRouter(prefix="/api/reports", tags=["reports"], dependencies=[Depends(require_service_token)])
+router = APIRouter(prefix="/api/reports", tags=["reports"], dependencies=[Depends(verified_identity)])
 
 IDENTITY_DOC = (
-    " The end user comes in the headers X-Glioscope-User and X-Glioscope-Role, set by the gateway and trusted "
-    "only together with the service token."
+    " The caller is the identity in the bearer token the gateway signs for this request "
+    "(glioscope_common.internal_identity); every change is audited here."
 )
+
+
+async def _write(request: Request, action: AuditAction, change: Callable[..., Any], *args: Any) -> Any:
+    """Run a change and audit it (a refused sign-off or edit is audited as denied)."""
+    try:
+        result = await run_in_threadpool(change, *args)
+    except Forbidden:
+        await run_in_threadpool(audit, request, action, None, "denied")
+        raise
+    report = result[0] if isinstance(result, tuple) else result
+    await run_in_threadpool(audit, request, action, report.study_instance_uid)
+    return result
 
 
 def get_service(request: Request) -> ReportService:
@@ -36,14 +62,16 @@ def get_service(request: Request) -> ReportService:
     responses={200: {"model": ReportOut, "description": "the report already existed for this study and job"}},
 )
 async def create_report(
+    request: Request,
     response: Response,
     payload: str = Form(..., description="JSON: {study_instance_uid, job_id, patient, study, measurements, model}"),
     key_images: list[UploadFile] | None = File(None, description="PNG files named axial.png, coronal.png, sagittal.png"),
     service: ReportService = Depends(get_service),
+    _: object = Depends(require_drafting_role),
 ) -> ReportOut:
     limit = service.settings.max_key_image_bytes
     images = [(upload.filename or "", await upload.read(limit + 1)) for upload in key_images or []]
-    report, created = await run_in_threadpool(service.create, payload, images)
+    report, created = await _write(request, AuditAction.created, service.create, payload, images)
     response.status_code = 201 if created else 200
     return report
 
@@ -79,15 +107,17 @@ def get_report_pdf(report_id: str, service: ReportService = Depends(get_service)
     "/{report_id}/sections/{section}",
     response_model=ReportOut,
     summary="Replace one section's text (a new version); 409 once the report is signed." + IDENTITY_DOC,
+    dependencies=[Depends(require_role(EDITING_ROLES, "edit reports"))],
 )
-def edit_section(
+async def edit_section(
+    request: Request,
     report_id: str,
     section: SectionName = Path(...),
     body: SectionEdit = Body(...),
     who: Identity = Depends(identity),
     service: ReportService = Depends(get_service),
 ) -> ReportOut:
-    return service.edit_section(report_id, section, body.text, who)
+    return await _write(request, AuditAction.edited, service.edit_section, report_id, section, body.text, who)
 
 
 @router.get("/{report_id}/versions", response_model=VersionList, summary="Every version: sections, author, time, action")
@@ -112,12 +142,13 @@ def diff_versions(
     "PDF and SR in the PACS." + IDENTITY_DOC,
 )
 async def sign_report(
+    request: Request,
     report_id: str,
     body: SignRequest | None = Body(None),
     who: Identity = Depends(identity),
     service: ReportService = Depends(get_service),
 ) -> ReportOut:
-    return await run_in_threadpool(service.sign, report_id, who, body.name if body else None)
+    return await _write(request, AuditAction.signed, service.sign, report_id, who, body.name if body else None)
 
 
 @router.post(
@@ -128,9 +159,9 @@ async def sign_report(
     + IDENTITY_DOC,
 )
 async def add_addendum(
-    report_id: str, body: AddendumIn, who: Identity = Depends(identity), service: ReportService = Depends(get_service)
+    request: Request, report_id: str, body: AddendumIn, who: Identity = Depends(identity), service: ReportService = Depends(get_service)
 ) -> ReportOut:
-    return await run_in_threadpool(service.add_addendum, report_id, body.text, who)
+    return await _write(request, AuditAction.edited, service.add_addendum, report_id, body.text, who)
 
 
 @router.post(
@@ -138,8 +169,10 @@ async def add_addendum(
     response_model=ReportOut,
     status_code=201,
     summary="Add viewer screenshots (multipart `screenshots`: PNG files; optional `captions`, one per file)",
+    dependencies=[Depends(require_role(SCREENSHOT_ROLES, "attach screenshots"))],
 )
 async def add_screenshots(
+    request: Request,
     report_id: str,
     screenshots: list[UploadFile] = File(..., description="PNG files"),
     captions: list[str] | None = Form(None, description="one caption per screenshot, in order"),
@@ -148,13 +181,14 @@ async def add_screenshots(
 ) -> ReportOut:
     limit = service.settings.max_key_image_bytes
     images = [(upload.filename or "", await upload.read(limit + 1)) for upload in screenshots]
-    return await run_in_threadpool(service.add_screenshots, report_id, images, captions or [], who)
+    return await _write(request, AuditAction.edited, service.add_screenshots, report_id, images, captions or [], who)
 
 
 @router.post(
     "/{report_id}/export",
     response_model=ReportOut,
     summary="Store the Encapsulated PDF and the TID 1500 SR of the current version in the PACS (idempotent per version)",
+    dependencies=[Depends(require_role(EXPORT_ROLES, "export reports"))],
 )
-async def export_report(report_id: str, service: ReportService = Depends(get_service)) -> ReportOut:
-    return await run_in_threadpool(service.export, report_id)
+async def export_report(request: Request, report_id: str, service: ReportService = Depends(get_service)) -> ReportOut:
+    return await _write(request, AuditAction.exported, service.export, report_id)

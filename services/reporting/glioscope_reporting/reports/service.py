@@ -48,14 +48,14 @@ SIGNING_ROLE = "radiologist"
 
 @dataclass(frozen=True)
 class Identity:
-    """The end user on whose behalf the gateway calls (headers X-Glioscope-User / X-Glioscope-Role)."""
+    """The end user on whose behalf the gateway calls, from the verified internal identity token."""
 
     user: str | None
     role: str | None
 
     def require_user(self) -> str:
         if not self.user:
-            raise InvalidInput("the X-Glioscope-User header is required for this change")
+            raise InvalidInput("a user identity is required for this change")
         return self.user
 
 
@@ -454,7 +454,7 @@ class ReportService:
 
     def export(self, report_id: str) -> ReportOut:
         """Store the Encapsulated PDF and the SR of the current version in the PACS (STOW-RS). Same version,
-        same SOP Instance UIDs: a retry overwrites instead of duplicating."""
+        same SOP Instance UIDs: a retry adds nothing (the PACS keeps the first copy, OverwriteInstances false)."""
         pdf_dcm, sr_dcm, uids, version = self.dicom_objects(report_id)
         record: dict[str, object] = {
             "version": version,
@@ -467,7 +467,7 @@ class ReportService:
         }
         study_uid = self.get(report_id).study_instance_uid
         error: UpstreamUnavailable | None = None
-        client = make_dicomweb(self.settings.dicomweb_url)
+        client = make_dicomweb(self.settings.dicomweb_url, auth=self.settings.orthanc_auth)
         try:
             result = client.store_instances([pdf_dcm, sr_dcm], study_uid)
             if result.failed_sop_instance_uids:
