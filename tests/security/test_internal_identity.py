@@ -186,3 +186,18 @@ def test_make_run_generates_its_own_secrets(tmp_path: Path) -> None:
 
     settings = GatewaySettings(jwt_secret=first["GLIOSCOPE_JWT_SECRET"], service_token=first["GLIOSCOPE_SERVICE_TOKEN"])
     assert settings.jwt_key == first["GLIOSCOPE_JWT_SECRET"]
+
+
+def test_the_gateway_refuses_tokens_minted_with_a_published_key(secure_gateway: TestClient) -> None:
+    """The original finding: an admin token minted on the host with the shipped default secret."""
+    from glioscope_common.records.access import Role
+    from glioscope_gateway.auth.tokens import ACCESS, LocalTokens
+
+    from .conftest import gw
+
+    admin = gw.bearer(gw.sign_in(secure_gateway, gw.ADMIN_USERNAME, gw.ADMIN_PASSWORD)["access_token"])
+    assert secure_gateway.get("/api/admin/users", headers=admin).status_code == 200
+    for published in (DEVELOPMENT_SECRET, "jwt-secret-0123456789abcdef0123456789", KEY):
+        forged = LocalTokens(published, 900, 3600).issue(ACCESS, gw.ADMIN_USERNAME, Role.admin, None).token
+        response = secure_gateway.get("/api/admin/users", headers=gw.bearer(forged))
+        assert response.status_code == 401, response.text
