@@ -55,8 +55,7 @@ def production_env(database: str, orthanc: LocalOrthanc, work: Path, api_key: st
         "GLIOSCOPE_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
         "GLIOSCOPE_REDIS_URL": "redis://127.0.0.1:6379/13",
         "GLIOSCOPE_INFERENCE_URL": "onnxruntime",
-        "GLIOSCOPE_DICOMWEB_URL": orthanc.dicomweb_url,
-        "GLIOSCOPE_ORTHANC_URL": orthanc.url,
+        **orthanc.settings_env,  # URLs and credentials
         "GLIOSCOPE_NIFTI_ROOT": str(work / "nifti"),
         "GLIOSCOPE_MODEL_REPOSITORY": os.environ.get("GLIOSCOPE_MODEL_REPOSITORY", str(ROOT / "model_repository")),
         "GLIOSCOPE_BOOTSTRAP_API_KEY": api_key,

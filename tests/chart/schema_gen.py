@@ -31,6 +31,11 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "gateway.uploadBudgetBytes": {"type": "integer", "minimum": 1},
     "gateway.trustedProxies": {"type": "array", "items": {"type": "string", "minLength": 1}},
     "monitoring.release": {"type": "string", "minLength": 1},
+    "orthanc.dicomModalities": {"type": "object", "additionalProperties": {
+        "type": "object", "additionalProperties": False, "required": ["aet", "host"],
+        "properties": {"aet": {"type": "string", "minLength": 1, "maxLength": 16}, "host": {"type": "string", "minLength": 1},
+                       "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                       **{k: {"type": "boolean"} for k in ("allowStore", "allowEcho", "allowFind", "allowMove", "allowGet")}}}},
 }
 QUANTITY = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "number"}]}
 

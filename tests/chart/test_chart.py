@@ -472,5 +472,62 @@ def test_upgrade_renders_the_same_objects() -> None:
     assert [(o["kind"], o["metadata"]["name"]) for o in install] == [(o["kind"], o["metadata"]["name"]) for o in upgrade]
 
 
+def _orthanc_config(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
+    configmap = next(o for o in objects if o["kind"] == "ConfigMap" and component(o) == "orthanc")
+    return json.loads(configmap["data"]["orthanc.json"]), configmap["data"]
+
+
+def test_orthanc_is_locked_down() -> None:
+    """Finding 4 (docs/security.md, "Orthanc"): credentials, DICOM from the configured modalities only
+    (AET and address), no overwrite, duplicates logged."""
+    objects = render_scenario("default")
+    config, data = _orthanc_config(objects)
+    assert config["AuthenticationEnabled"] is True
+    assert config["RegisteredUsers"] == {"${ORTHANC_USERNAME}": "${ORTHANC_PASSWORD}"}
+    assert config["OverwriteInstances"] is False
+    assert config["DicomCheckModalityHost"] is True and config["DicomCheckCalledAet"] is True
+    for option in ("Store", "Echo", "Find", "FindWorklist", "Get", "Move"):
+        assert config[f"DicomAlwaysAllow{option}"] is False, option
+    assert config["DicomModalities"] == {} and config["DicomModalitiesInDatabase"] is False
+    assert config["ExecuteLuaEnabled"] is False and config["RestApiWriteToFileSystemEnabled"] is False
+    assert config["LuaScripts"] == ["/etc/orthanc/duplicate-audit.lua"]
+    assert data["duplicate-audit.lua"].strip() == (CHART / "files/orthanc/duplicate-audit.lua").read_text().strip()
+    orthanc = next(o for o in objects if o["kind"] == "StatefulSet" and component(o) == "orthanc")
+    mounts = {m["mountPath"]: m.get("subPath") for _, c in containers(orthanc) for m in c.get("volumeMounts", [])}
+    assert mounts["/etc/orthanc/duplicate-audit.lua"] == "duplicate-audit.lua"
+    # The services authenticate with settings of their own; no password in any URL.
+    gateway = next(o for o in objects if o["kind"] == "Deployment" and component(o) == "gateway")
+    env = {e["name"]: e for _, c in containers(gateway) for e in c.get("env", [])}
+    assert env["GLIOSCOPE_ORTHANC_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "orthanc-password"
+    assert "@" not in env["GLIOSCOPE_ORTHANC_URL"]["value"] and "@" not in env["GLIOSCOPE_DICOMWEB_URL"]["value"]
+
+
+def test_orthanc_dicom_modalities_come_from_values() -> None:
+    import helm_python as helm
+    from render import chart
+
+    values = copy.deepcopy(scenario_values("default"))
+    values.setdefault("orthanc", {})["dicomModalities"] = {
+        "mr-3t": {"aet": "MR3T", "host": "10.20.0.15"},
+        "pacs": {"aet": "HOSPITALPACS", "host": "10.20.0.2", "port": 11112, "allowFind": True, "allowStore": False},
+    }
+    chart().validate_schema(values)
+    config, _ = _orthanc_config(render(values))
+    assert config["DicomModalities"] == {
+        "mr-3t": {"AET": "MR3T", "Host": "10.20.0.15", "Port": 104, "AllowStore": True, "AllowEcho": True,
+                  "AllowFind": False, "AllowFindWorklist": False, "AllowMove": False, "AllowGet": False,
+                  "AllowStorageCommitment": False},
+        "pacs": {"AET": "HOSPITALPACS", "Host": "10.20.0.2", "Port": 11112, "AllowStore": False, "AllowEcho": True,
+                 "AllowFind": True, "AllowFindWorklist": False, "AllowMove": False, "AllowGet": False,
+                 "AllowStorageCommitment": False},
+    }
+    for bad in ({"aet": "MR3T", "host": "mr.hospital.example"}, {"aet": "MR3T"}, {"aet": "A" * 17, "host": "10.0.0.1"},
+                {"aet": "MR3T", "host": "10.0.0.1", "allowEverything": True}):
+        values["orthanc"]["dicomModalities"] = {"bad": bad}
+        with pytest.raises(helm.HelmError):
+            chart().validate_schema(values)
+            render(values)
+
+
 if os.environ.get("GLIOSCOPE_CHART_DUMP"):  # debugging aid: GLIOSCOPE_CHART_DUMP=1 pytest -s
     print(yaml.safe_dump_all(render_scenario("default")))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -27,7 +26,8 @@ def test_the_corpus_is_big_enough_and_small() -> None:
 
 
 def orthanc_studies(orthanc: LocalOrthanc) -> set[str]:
-    return set(httpx.get(f"{orthanc.url}/studies", timeout=10).json())
+    with orthanc.client(timeout=10) as client:
+        return set(client.get("/studies").json())
 
 
 def nifti_files(root: Path) -> set[str]:

@@ -116,8 +116,7 @@ def platform_env(configuration: str, tmp: Path, request: pytest.FixtureRequest, 
 def start_platform(tmp: Path, env: dict[str, str], orthanc: LocalOrthanc) -> Iterator[Platform]:
     env = {
         "GLIOSCOPE_ENVIRONMENT": "test",
-        "GLIOSCOPE_DICOMWEB_URL": orthanc.dicomweb_url,
-        "GLIOSCOPE_ORTHANC_URL": orthanc.url,
+        **orthanc.settings_env,  # URLs and credentials
         "GLIOSCOPE_NIFTI_ROOT": str(tmp / "nifti"),
         "GLIOSCOPE_DATA_DIR": str(tmp),
         "GLIOSCOPE_MODEL_REPOSITORY": str(MODEL_REPOSITORY),

@@ -24,8 +24,7 @@ import redis
 from pypdf import PdfReader
 
 from glioscope_common.dicom_volume import write_study
-from glioscope_common.dicomweb import HttpDicomWeb
-from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.local_services import LOCAL_SCU_AET, LocalOrthanc
 from glioscope_common.testing import require_service
 from glioscope_common.volume import Volume
 
@@ -165,12 +164,14 @@ def send_directly(platform: Platform, files: list[Path]) -> None:
         if shutil.which("storescu") is None:
             require_service("storescu", "install the Debian package dcmtk")
         sent = subprocess.run(
-            ["storescu", "-aec", platform.orthanc.aet, "127.0.0.1", str(platform.orthanc.dicom_port), *map(str, files)],
+            # from the modality the embedded Orthanc knows (calling AET and address)
+            ["storescu", "-aet", LOCAL_SCU_AET, "-aec", platform.orthanc.aet, "127.0.0.1", str(platform.orthanc.dicom_port),
+             *map(str, files)],
             capture_output=True, text=True,
         )
         assert sent.returncode == 0, sent.stderr
     else:
-        HttpDicomWeb(platform.orthanc.dicomweb_url).store_instances([f.read_bytes() for f in files])
+        platform.orthanc.dicomweb().store_instances([f.read_bytes() for f in files])
 
 
 def wait_for_registration(platform: Platform, study_uid: str) -> dict:
@@ -226,8 +227,9 @@ def test_secrets_never_reach_the_logs(platform: Platform, segmented: dict, e2e_c
                 headers={"x-api-key": ""})
     logs = "".join(p.read_text(errors="replace") for p in (Path(platform.env["GLIOSCOPE_DATA_DIR"]) / "logs").glob("*.log"))
     assert logs  # the services' log files were found
+    logs += platform.orthanc.log_path.read_text(errors="replace")
     for secret in (E2E_ADMIN[1], tokens["access_token"], tokens["refresh_token"], E2E_API_KEY, E2E_JWT_SECRET,
-                   platform.env["GLIOSCOPE_SERVICE_TOKEN"]):
+                   platform.env["GLIOSCOPE_SERVICE_TOKEN"], platform.env["GLIOSCOPE_ORTHANC_PASSWORD"]):
         assert secret not in logs
 
 

@@ -28,7 +28,6 @@ import pytest
 from kombu import Connection
 
 from glioscope_common.dicom_volume import LPS_TO_RAS, read_series
-from glioscope_common.dicomweb import HttpDicomWeb
 from glioscope_common.labelmap import encode_labels
 from glioscope_common.local_services import LocalOrthanc
 from glioscope_common.testing import cornerstone_geometry, fresh_postgres_database, require_service
@@ -102,7 +101,7 @@ def edit(platform: Platform, e2e_case: E2ECase) -> Edit:
     headers = bearer(platform, *CLINICIAN[:2])
 
     # What the viewer has: the T1c instances and the model's SEG, rasterised onto the T1c grid.
-    sources = HttpDicomWeb(platform.orthanc.dicomweb_url).retrieve_series(uid, t1c_uid)
+    sources = platform.orthanc.dicomweb().retrieve_series(uid, t1c_uid)
     seg = platform.client.get(f"/api/studies/{uid}/segmentation", headers=headers)
     assert seg.status_code == 200, seg.text
     before = read_segmentation(pydicom.dcmread(io.BytesIO(seg.content)), sources)
@@ -191,7 +190,7 @@ def test_the_previous_version_is_kept(platform: Platform, edit: Edit) -> None:
     old = pydicom.dcmread(io.BytesIO(response.content))
     np.testing.assert_array_equal(read_segmentation(old, edit.sources), edit.before)
     # both series are in the PACS
-    series = HttpDicomWeb(platform.orthanc.dicomweb_url).search_series(edit.uid)
+    series = platform.orthanc.dicomweb().search_series(edit.uid)
     seg_series = {item["0020000E"]["Value"][0] for item in series if item["00080060"]["Value"][0] == "SEG"}
     assert seg_series == {str(old.SeriesInstanceUID), edit.job["seg_series_instance_uid"]}
     assert platform.client.get(f"/api/studies/{edit.uid}/segmentation", params={"version": 3},

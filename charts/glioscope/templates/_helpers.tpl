@@ -115,10 +115,10 @@ seccompProfile:
 {{- end -}}
 {{- define "glioscope.orthanc.base" -}}
 {{- if .Values.orthanc.enabled -}}
-{{- printf "http://$(ORTHANC_USERNAME):$(ORTHANC_PASSWORD)@%s:8042" (include "glioscope.componentName" (dict "root" . "component" "orthanc")) -}}
+{{- printf "http://%s:8042" (include "glioscope.componentName" (dict "root" . "component" "orthanc")) -}}
 {{- else -}}
 {{- $u := urlParse (required "externalOrthanc.url is required when orthanc.enabled=false" .Values.externalOrthanc.url) -}}
-{{- printf "%s://$(ORTHANC_USERNAME):$(ORTHANC_PASSWORD)@%s%s" $u.scheme $u.host (trimSuffix "/" $u.path) -}}
+{{- printf "%s://%s%s" $u.scheme $u.host (trimSuffix "/" $u.path) -}}
 {{- end -}}
 {{- end -}}
 
@@ -126,7 +126,7 @@ seccompProfile:
 Environment of every Python service (gateway, watcher, workers, reporting, nifti): the settings of
 glioscope_common.settings.CommonSettings whose defaults are development-only. Passwords come from
 the existing Secret and are spliced into the URLs with Kubernetes' $(VAR) expansion, so they must be
-URL-safe (see docs/deploy.md).
+URL-safe (see docs/deploy.md); Orthanc's credentials are settings of their own (never in its URLs).
 */}}
 {{- define "glioscope.pythonEnv" -}}
 {{- $root := . -}}
@@ -137,9 +137,9 @@ URL-safe (see docs/deploy.md).
   valueFrom: {secretKeyRef: {name: {{ $secret }}, key: {{ .Values.secrets.keys.rabbitmqPassword }}}}
 - name: REDIS_PASSWORD
   valueFrom: {secretKeyRef: {name: {{ $secret }}, key: {{ .Values.secrets.keys.redisPassword }}}}
-- name: ORTHANC_USERNAME
+- name: GLIOSCOPE_ORTHANC_USERNAME
   valueFrom: {secretKeyRef: {name: {{ $secret }}, key: {{ .Values.secrets.keys.orthancUsername }}}}
-- name: ORTHANC_PASSWORD
+- name: GLIOSCOPE_ORTHANC_PASSWORD
   valueFrom: {secretKeyRef: {name: {{ $secret }}, key: {{ .Values.secrets.keys.orthancPassword }}}}
 - name: GLIOSCOPE_SERVICE_TOKEN
   valueFrom: {secretKeyRef: {name: {{ $secret }}, key: {{ .Values.secrets.keys.serviceToken }}}}

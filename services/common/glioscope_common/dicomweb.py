@@ -188,8 +188,14 @@ def _is_retryable(exc: BaseException) -> bool:
 T = TypeVar("T")
 
 
+OrthancAuth = tuple[str, str] | httpx.Auth | None
+
+
 class _HttpBase:
-    """A persistent httpx client, retries (tenacity) on transport errors and 5xx, error mapping."""
+    """A persistent httpx client, retries (tenacity) on transport errors and 5xx, error mapping.
+
+    `auth`: the server's credentials ((username, password) for HTTP basic authentication, as Orthanc
+    wants them; `CommonSettings.orthanc_auth`). Never put them in `base_url`: URLs end up in messages."""
 
     service = "upstream"
 
@@ -202,6 +208,7 @@ class _HttpBase:
         client: httpx.Client | None = None,
         attempts: int = 3,
         retry_wait: float = 0.2,
+        auth: OrthancAuth = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._own_client = client is None
@@ -212,6 +219,8 @@ class _HttpBase:
         )
         if client is not None and headers:
             self.client.headers.update(headers)
+        if auth is not None:
+            self.client.auth = auth
         self.attempts = attempts
         self.retry_wait = retry_wait
 
@@ -249,6 +258,12 @@ class _HttpBase:
             ) from e
         except httpx.TransportError as e:
             raise UpstreamUnavailable(f"{self.service} unreachable at {self.base_url}: {type(e).__name__}: {e}") from e
+        if response.status_code in (401, 403):
+            # Our own credentials (or address) refused: a configuration fault, not the caller's.
+            raise UpstreamUnavailable(
+                f"{self.service} {method} {path}: HTTP {response.status_code}, access refused "
+                "(check GLIOSCOPE_ORTHANC_USERNAME and GLIOSCOPE_ORTHANC_PASSWORD)"
+            )
         if response.status_code >= 400:
             detail = f"{self.service} {method} {path}: HTTP {response.status_code} {response.text[:300]}"
             error: type[GlioscopeError] = {
@@ -278,8 +293,11 @@ class HttpDicomWeb(_HttpBase):
         max_instances_per_request: int = STOW_MAX_INSTANCES,
         max_bytes_per_request: int = STOW_MAX_BYTES,
         stow_concurrency: int = 1,
+        auth: OrthancAuth = None,
     ) -> None:
-        super().__init__(base_url, timeout=timeout, headers=headers, client=client, attempts=attempts, retry_wait=retry_wait)
+        super().__init__(
+            base_url, timeout=timeout, headers=headers, client=client, attempts=attempts, retry_wait=retry_wait, auth=auth
+        )
         self.max_instances_per_request = max_instances_per_request
         self.max_bytes_per_request = max_bytes_per_request
         # STOW-RS requests in flight at once: the PACS stores one batch while the next is sent.

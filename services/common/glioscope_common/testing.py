@@ -53,7 +53,10 @@ def _tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
 
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOrthanc]:
-    """A local Orthanc with DICOMweb, StableAge 2 s, storage in a temp dir; shared by the session."""
+    """A local Orthanc with DICOMweb, StableAge 2 s, storage in a temp dir; shared by the session. Locked down
+    as the product runs it (HTTP needs credentials): talk to it with `orthanc.client()` (httpx),
+    `orthanc.rest()`, `orthanc.dicomweb()`, point services at it with `orthanc.settings_values` /
+    `orthanc.settings_env`, and C-STORE to it as `storescu -aet LOCAL_SCU_AET -aec orthanc.aet`."""
     server = LocalOrthanc(tmp_path_factory.mktemp("orthanc"), stable_age=2)
     try:
         server.start()

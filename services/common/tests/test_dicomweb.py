@@ -115,9 +115,19 @@ def test_http_dicomweb_raises_upstream_unavailable_quickly_on_a_closed_port() ->
 # --------------------------------------------------------------------------------------------- Orthanc
 
 
+@pytest.mark.services
+def test_refused_credentials_are_an_upstream_fault_that_names_the_settings(orthanc) -> None:
+    for auth in (None, (orthanc.username, "wrong-password")):
+        with pytest.raises(UpstreamUnavailable, match="GLIOSCOPE_ORTHANC_PASSWORD") as caught:
+            HttpDicomWeb(orthanc.dicomweb_url, auth=auth, attempts=1).search_studies()
+        assert orthanc.auth[1] not in str(caught.value)
+        with pytest.raises(UpstreamUnavailable, match="401"):
+            OrthancRest(orthanc.url, auth=auth, attempts=1).statistics()
+
+
 @pytest.fixture()
 def dicomweb(orthanc) -> HttpDicomWeb:
-    client = HttpDicomWeb(orthanc.dicomweb_url, timeout=30)
+    client = orthanc.dicomweb(timeout=30)
     yield client
     client.close()
 
@@ -154,7 +164,7 @@ def test_stow_qido_wado_against_orthanc(dicomweb: HttpDicomWeb, orthanc) -> None
     with pytest.raises(NotFound):
         dicomweb.retrieve_series(study, "1.2.3.999")
 
-    rest = OrthancRest(orthanc.url)
+    rest = orthanc.rest()
     orthanc_id = rest.find_study(study)
     assert orthanc_id and rest.study_dicom_uid(orthanc_id) == study
     assert rest.statistics()["CountInstances"] >= 4
@@ -163,14 +173,14 @@ def test_stow_qido_wado_against_orthanc(dicomweb: HttpDicomWeb, orthanc) -> None
 
 @pytest.mark.services
 def test_stow_batches_and_study_scoped_store(orthanc) -> None:
-    client = HttpDicomWeb(orthanc.dicomweb_url, max_instances_per_request=3)
+    client = orthanc.dicomweb(max_instances_per_request=3)
     study = generate_uid()
     instances = make_mr_series(7, study_uid=study, patient_id="BATCH-1", seed=2)
     result = client.store_instances(instances, study_instance_uid=study)
     assert len(result.stored_sop_instance_uids) == 7
     _, series, _ = _uids(instances[0])
     assert len(client.retrieve_series(study, series)) == 7
-    rest = OrthancRest(orthanc.url)
+    rest = orthanc.rest()
     rest.delete_study(rest.find_study(study))
     assert rest.find_study(study) is None
     with pytest.raises(NotFound):
@@ -191,5 +201,5 @@ def test_retrieve_155_instance_series_is_fast(dicomweb: HttpDicomWeb, orthanc) -
     assert len(datasets) == 155
     print(f"STOW 155 x 240x240: {stow_s:.2f} s, WADO-RS series: {wado_s:.2f} s")
     assert wado_s < 10
-    rest = OrthancRest(orthanc.url)
+    rest = orthanc.rest()
     rest.delete_study(rest.find_study(study))

@@ -14,8 +14,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from glioscope_common.dicomweb import HttpDicomWeb, OrthancRest
-from glioscope_common.local_services import LocalOrthanc, ServiceStartError, free_port, tritonserver_binary
+from glioscope_common.local_services import (
+    LOCAL_SCU_AET,
+    LocalOrthanc,
+    ServiceStartError,
+    free_port,
+    tritonserver_binary,
+)
 
 from glioscope_common.testing import make_mr_series
 
@@ -39,11 +44,14 @@ def test_free_port_is_bindable() -> None:
 def test_orthanc_serves_dicomweb(orthanc) -> None:
     assert orthanc.url.startswith("http://127.0.0.1:")
     assert orthanc.dicomweb_url == orthanc.url + "/dicom-web"
-    assert "dicom-web" in httpx.get(orthanc.url + "/plugins").json()
-    system = httpx.get(orthanc.url + "/system").json()
+    assert "dicom-web" in httpx.get(orthanc.url + "/plugins", auth=orthanc.auth).json()
+    system = httpx.get(orthanc.url + "/system", auth=orthanc.auth).json()
     assert system["DicomAet"] == orthanc.aet == "GLIOSCOPE"
     assert system["DicomPort"] == orthanc.dicom_port
-    assert httpx.get(orthanc.dicomweb_url + "/studies", headers={"Accept": "application/dicom+json"}).status_code in (200, 204)
+    assert httpx.get(orthanc.dicomweb_url + "/studies", headers={"Accept": "application/dicom+json"},
+                     auth=orthanc.auth).status_code in (200, 204)
+    # locked down: nothing without the credentials (the rest is in tests/security/test_orthanc_lockdown.py)
+    assert httpx.get(orthanc.url + "/system").status_code == 401
 
 
 @pytest.mark.services
@@ -62,7 +70,7 @@ def test_cstore_with_storescu_reaches_orthanc_and_study_becomes_stable(orthanc, 
     storescu = shutil.which("storescu")
     if storescu is None:
         pytest.skip("dcmtk's storescu is not installed")
-    rest = OrthancRest(orthanc.url)
+    rest = orthanc.rest()
     _, since, _ = rest.changes(since=0, limit=0)
     changes, last, _ = rest.changes(since=0, limit=1000)
     while changes:
@@ -77,7 +85,7 @@ def test_cstore_with_storescu_reaches_orthanc_and_study_becomes_stable(orthanc, 
         f.write_bytes(data)
         files.append(str(f))
     proc = subprocess.run(
-        [storescu, "-aet", "MODALITY", "-aec", orthanc.aet, "127.0.0.1", str(orthanc.dicom_port), *files],
+        [storescu, "-aet", LOCAL_SCU_AET, "-aec", orthanc.aet, "127.0.0.1", str(orthanc.dicom_port), *files],
         capture_output=True,
         text=True,
         timeout=30,
@@ -85,7 +93,7 @@ def test_cstore_with_storescu_reaches_orthanc_and_study_becomes_stable(orthanc, 
     assert proc.returncode == 0, proc.stderr
     study_id = rest.find_study(study)
     assert study_id is not None
-    assert len(HttpDicomWeb(orthanc.dicomweb_url).search_instances(study, series)) == 3
+    assert len(orthanc.dicomweb().search_instances(study, series)) == 3
 
     deadline = time.monotonic() + 15  # StableAge is 2 s in the fixture; Orthanc checks about every second
     stable = False

@@ -25,8 +25,7 @@ def gateway_settings(tmp_path: Path, orthanc: LocalOrthanc, **overrides: object)
         environment="test",
         database_url=f"sqlite:///{tmp_path}/gateway.db",
         broker_url=f"sqla+sqlite:///{tmp_path}/broker.db",
-        dicomweb_url=orthanc.dicomweb_url,
-        orthanc_url=orthanc.url,
+        **orthanc.settings_values,  # URLs and credentials
         orthanc_watcher=False,
         max_upload_bytes=64 * 1024 * 1024,
         max_zip_uncompressed_bytes=32 * 1024 * 1024,

@@ -8,7 +8,6 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -30,7 +29,8 @@ def gateway_app(tmp_path: Path, orthanc: LocalOrthanc):  # type: ignore[no-untyp
 
 
 def orthanc_study_count(orthanc: LocalOrthanc) -> int:
-    return len(httpx.get(f"{orthanc.url}/studies", timeout=10).json())
+    with orthanc.client(timeout=10) as client:
+        return len(client.get("/studies").json())
 
 
 def assert_nothing_stored(gateway: TestClient, orthanc: LocalOrthanc, before: int) -> None:
@@ -215,9 +215,7 @@ def _claim(tmp_path: Path, paths: list[Path], project: str = "default", age_s: f
 
 
 def _store_directly(orthanc: LocalOrthanc, paths: list[Path]) -> None:
-    from glioscope_common.dicomweb import HttpDicomWeb
-
-    HttpDicomWeb(orthanc.dicomweb_url).store_instances([p.read_bytes() for p in paths])
+    orthanc.dicomweb().store_instances([p.read_bytes() for p in paths])
 
 
 def test_a_study_being_uploaded_is_not_uploaded_twice_at_once(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:

@@ -70,8 +70,8 @@ def _start(settings: GatewaySettings, nice: int) -> None:
     _service = study_service(
         settings,
         make_session_factory(make_engine(settings.database_url)),
-        HttpDicomWeb(settings.dicomweb_url, stow_concurrency=settings.stow_concurrency),
-        OrthancRest(settings.orthanc_url),
+        HttpDicomWeb(settings.dicomweb_url, stow_concurrency=settings.stow_concurrency, auth=settings.orthanc_auth),
+        OrthancRest(settings.orthanc_url, auth=settings.orthanc_auth),
         CeleryJobQueue(settings.broker_url, settings.job_queue),
     )
 
