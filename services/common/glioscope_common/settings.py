@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,12 @@ class CommonSettings(BaseSettings):
     inference_url: str = "onnxruntime"
     dicomweb_url: str = "http://127.0.0.1:8042/dicom-web"
     orthanc_url: str = "http://127.0.0.1:8042"
+    # Orthanc's HTTP credentials (basic authentication: Orthanc answers 401 without them, in every mode).
+    # No default password: `make run` generates one (var/orthanc-password), the tests' LocalOrthanc makes a
+    # random one, the chart reads it from its Secret. A SecretStr, never logged; keep it out of the two URLs
+    # above (user:password@ found there is moved here).
+    orthanc_username: str = "glioscope"
+    orthanc_password: SecretStr = SecretStr("")
     nifti_url: str = "http://127.0.0.1:8003"
     reporting_url: str = "http://127.0.0.1:8002"
     model_repository: Path = Path(__file__).resolve().parents[3] / "model_repository"
@@ -46,3 +53,25 @@ class CommonSettings(BaseSettings):
     @property
     def uses_triton(self) -> bool:
         return self.inference_url.startswith(("grpc://", "http://", "https://"))
+
+    @model_validator(mode="after")
+    def _orthanc_credentials_out_of_urls(self) -> "CommonSettings":
+        """Credentials in GLIOSCOPE_ORTHANC_URL/DICOMWEB_URL (older deployments) become orthanc_username /
+        orthanc_password (unless those are set) and leave the URLs, which appear in messages."""
+        for name in ("orthanc_url", "dicomweb_url"):
+            parts = urlsplit(getattr(self, name))
+            if "@" not in parts.netloc:
+                continue
+            userinfo, _, hostport = parts.netloc.rpartition("@")
+            user, _, password = userinfo.partition(":")
+            if not self.orthanc_password.get_secret_value() and password:
+                self.orthanc_username = unquote(user) or self.orthanc_username
+                self.orthanc_password = SecretStr(unquote(password))
+            setattr(self, name, urlunsplit(parts._replace(netloc=hostport)))
+        return self
+
+    @property
+    def orthanc_auth(self) -> tuple[str, str] | None:
+        """(username, password) for Orthanc's HTTP basic authentication (httpx `auth=`); None when unset."""
+        password = self.orthanc_password.get_secret_value()
+        return (self.orthanc_username, password) if password else None
