@@ -200,3 +200,34 @@ def test_stow_parser_refuses_what_it_cannot_check(tmp_path: Path) -> None:
     ]:
         with pytest.raises(InvalidInput):
             parse_stow(bad_body, bad_type)
+
+
+def test_another_projects_series_is_not_reachable_below_ones_own_study(secure_gateway: TestClient, tmp_path: Path) -> None:
+    """WADO-RS names a study and a series: a series of another project's study, put below one's own
+    study UID, must not be answered."""
+    gateway = secure_gateway
+    own_files = gw.small_study(tmp_path / "a", seed=51)
+    other_files = gw.small_study(tmp_path / "b", seed=52)
+    for files, project in ((own_files, "alpha"), (other_files, "beta")):
+        assert gateway.post("/api/studies", files=gw.as_files(files), data={"project": project}).status_code == 201
+    own_uid = str(pydicom.dcmread(own_files[0]).StudyInstanceUID)
+    other = pydicom.dcmread(other_files[0])
+    admin = gw.bearer(gw.sign_in(gateway, gw.ADMIN_USERNAME, gw.ADMIN_PASSWORD)["access_token"])
+    assert gateway.post("/api/admin/users", headers=admin, json={
+        "username": "bob", "password": "bob-password-0123456789", "role": "radiologist", "projects": ["alpha"]}).status_code == 201
+    bob = gw.bearer(gw.sign_in(gateway, "bob", "bob-password-0123456789")["access_token"])
+    series, instance = str(other.SeriesInstanceUID), str(other.SOPInstanceUID)
+    for path in (f"studies/{own_uid}/series/{series}", f"studies/{own_uid}/series/{series}/metadata",
+                 f"studies/{own_uid}/series/{series}/instances", f"studies/{own_uid}/series/{series}/instances/{instance}",
+                 f"studies/{own_uid}/series/{series}/instances/{instance}/metadata",
+                 f"studies/{own_uid}/series/{series}/instances/{instance}/frames/1"):
+        response = gateway.get(f"/dicom-web/{path}", headers=bob)
+        if path.endswith("/instances") and response.status_code == 200:  # a QIDO-RS search: nothing found
+            assert response.json() == [], (path, response.text[:300])
+        else:
+            assert response.status_code in (204, 400, 404), (path, response.status_code)
+        assert other.PatientID.encode() not in response.content and b"Small^Study" not in response.content, path
+    # QIDO-RS with the other study's UID as a filter: filtered out.
+    for root in ("series", "instances"):
+        found = gateway.get(f"/dicom-web/{root}", params={"StudyInstanceUID": str(other.StudyInstanceUID)}, headers=bob)
+        assert found.status_code in (200, 204) and (found.status_code == 204 or found.json() == []), found.text
