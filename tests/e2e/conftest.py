@@ -121,7 +121,7 @@ def start_platform(tmp: Path, env: dict[str, str], orthanc: LocalOrthanc) -> Ite
         "GLIOSCOPE_DATA_DIR": str(tmp),
         "GLIOSCOPE_MODEL_REPOSITORY": str(MODEL_REPOSITORY),
         "GLIOSCOPE_ORTHANC_WATCH_INTERVAL_S": "1",
-        "GLIOSCOPE_SERVICE_TOKEN": "e2e-service-token-not-a-secret",
+        "GLIOSCOPE_SERVICE_TOKEN": "e2e-service-key-not-a-secret-0123456789abcdef",
         "GLIOSCOPE_JWT_SECRET": E2E_JWT_SECRET,
         "GLIOSCOPE_BOOTSTRAP_API_KEY": E2E_API_KEY,
         "GLIOSCOPE_BOOTSTRAP_ADMIN_USERNAME": E2E_ADMIN[0],

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The default this project once shipped, and other values published in its docs and charts: refused
+# in every mode, like any secret shorter than MIN_SECRET_LENGTH.
 DEVELOPMENT_SECRET = "development-only-secret-change-me"
+KNOWN_SECRETS = frozenset({DEVELOPMENT_SECRET, "service-token", "jwt-secret", "change-me", "changeme", "secret"})
+MIN_SECRET_LENGTH = 32
+
+
+def check_secret(name: str, value: SecretStr | None) -> None:
+    """Refuse a missing, short or published secret (every mode: there is no default to fall back on)."""
+    text = value.get_secret_value() if value is not None else ""
+    if not text:
+        raise ValueError(f"{name} must be set: at least {MIN_SECRET_LENGTH} random characters "
+                         "(`make run` generates one in var/; the chart reads it from its Secret)")
+    if text in KNOWN_SECRETS or text.lower().startswith("development-only"):
+        raise ValueError(f"{name} is a published default; generate a random one")
+    if len(text) < MIN_SECRET_LENGTH:
+        raise ValueError(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
 
 
 class CommonSettings(BaseSettings):
@@ -39,16 +55,26 @@ class CommonSettings(BaseSettings):
     reporting_url: str = "http://127.0.0.1:8002"
     model_repository: Path = Path(__file__).resolve().parents[3] / "model_repository"
     model_name: str = "glioscope_unet"
-    service_token: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    # The key that signs the per-request identities between services (glioscope_common.internal_identity):
+    # held by the gateway, the worker, reporting and NIfTI only. Required, at least 32 random characters.
+    service_token: SecretStr | None = None
     log_json: bool = False
     otel_endpoint: str = ""  # OTLP/HTTP collector URL (glioscope_common.tracing); empty: no tracing
     metrics_port: int = 0  # the worker's /metrics port (glioscope_common.metrics); 0: none
 
+    # False only for tools that call no other service (the `glioscope segment` command).
+    needs_internal_key: ClassVar[bool] = True
+
     @model_validator(mode="after")
-    def _refuse_default_secret_outside_development(self) -> "CommonSettings":
-        if self.environment == "production" and self.service_token.get_secret_value() == DEVELOPMENT_SECRET:
-            raise ValueError("GLIOSCOPE_SERVICE_TOKEN must be set outside development")
+    def _refuse_missing_or_known_service_token(self) -> "CommonSettings":
+        if self.needs_internal_key:
+            check_secret("GLIOSCOPE_SERVICE_TOKEN", self.service_token)
         return self
+
+    @property
+    def internal_key(self) -> str:
+        assert self.service_token is not None  # checked by the validator
+        return self.service_token.get_secret_value()
 
     @property
     def uses_triton(self) -> bool:
