@@ -231,3 +231,14 @@ def test_another_projects_series_is_not_reachable_below_ones_own_study(secure_ga
     for root in ("series", "instances"):
         found = gateway.get(f"/dicom-web/{root}", params={"StudyInstanceUID": str(other.StudyInstanceUID)}, headers=bob)
         assert found.status_code in (200, 204) and (found.status_code == 204 or found.json() == []), found.text
+
+
+def test_a_pacs_that_refuses_the_gateway_is_a_503_not_an_expired_session(tmp_path: Path, orthanc: LocalOrthanc) -> None:
+    from pydantic import SecretStr
+
+    settings = gw.gateway_settings(tmp_path, orthanc, orthanc_password=SecretStr("not-the-orthanc-password-0123"))
+    with TestClient(create_app(settings), headers={"x-api-key": gw.SERVICE_KEY}) as client:
+        response = client.get("/dicom-web/studies")
+        assert response.status_code == 503, response.text
+        assert "GLIOSCOPE_ORTHANC_PASSWORD" in response.json()["detail"]
+        assert "not-the-orthanc-password" not in response.text

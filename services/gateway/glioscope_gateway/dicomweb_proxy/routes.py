@@ -83,6 +83,11 @@ async def proxy(path: str, request: Request, principal: Principal = Depends(curr
         upstream = await c.orthanc_http.send(upstream_request, stream=True)
     except Exception as exc:
         raise UpstreamUnavailable("the PACS is unreachable") from exc
+    if upstream.status_code in (401, 403):
+        # Orthanc refused the gateway itself, not the caller: a configuration error, not a session to renew.
+        await upstream.aclose()
+        raise UpstreamUnavailable("the PACS refused the gateway's credentials "
+                                  "(GLIOSCOPE_ORTHANC_USERNAME / GLIOSCOPE_ORTHANC_PASSWORD)")
     response_headers = {k: v for k, v in upstream.headers.items() if k.lower() in FORWARDED_RESPONSE_HEADERS}
     if allowed is not None and study_uid is None and request.method == "GET":
         # A QIDO-RS search across studies: keep the caller's studies only.
