@@ -99,7 +99,7 @@ def test_production_settings_load_from_the_rendered_env(monkeypatch: pytest.Monk
     objects = render_scenario("default")
     gateway = next(o for o in objects if o["kind"] == "Deployment" and component(o) == "gateway")
     secrets = {"DATABASE_PASSWORD": "pw", "RABBITMQ_PASSWORD": "pw", "REDIS_PASSWORD": "pw", "GLIOSCOPE_ORTHANC_USERNAME": "u",
-               "GLIOSCOPE_ORTHANC_PASSWORD": "pw", "GLIOSCOPE_SERVICE_TOKEN": "t" * 40, "GLIOSCOPE_JWT_SECRET": "j" * 40}
+               "GLIOSCOPE_ORTHANC_PASSWORD": "pw", "GLIOSCOPE_SERVICE_TOKEN": "t-0123456789abcdefghijklmnopqrstuvwxyz", "GLIOSCOPE_JWT_SECRET": "j-0123456789abcdefghijklmnopqrstuvwxyz"}
     resolved: dict[str, str] = {}
     for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]:
         value = secrets.get(e["name"], e.get("value", ""))

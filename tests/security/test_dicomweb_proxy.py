@@ -13,7 +13,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from fastapi.testclient import TestClient
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from glioscope_common.local_services import LocalOrthanc
 from glioscope_gateway.dicomweb_proxy.paths import NotARoute, parse_route
@@ -126,6 +126,23 @@ def _instance_of(path: Path, **changes: str) -> bytes:
     return buffer.getvalue()
 
 
+def _with_two_study_uids(instance: bytes, first: str, second: str) -> bytes:
+    """The instance with StudyInstanceUID `first`, followed by a second (0020,000D) element `second`."""
+    def element(uid: str) -> bytes:
+        value = uid.encode() + (b"\0" if len(uid) % 2 else b"")
+        return b"\x20\x00\x0d\x00UI" + len(value).to_bytes(2, "little") + value
+
+    dataset = pydicom.dcmread(io.BytesIO(instance))
+    dataset.StudyInstanceUID = first
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    data = buffer.getvalue()
+    start = data.index(element(first))
+    end = start + len(element(first))
+    return data[:end] + element(second) + data[end:]
+
+
 def _stow_body(*instances: bytes, boundary: str = "b0undary") -> tuple[bytes, str]:
     body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + i + b"\r\n" for i in instances)
     return body + f"--{boundary}--\r\n".encode(), f'multipart/related; type="application/dicom"; boundary={boundary}'
@@ -136,28 +153,48 @@ def _count(client: TestClient, uid: str) -> int:
     return len(response.json()) if response.status_code == 200 else 0
 
 
-def test_stow_into_another_projects_study_is_refused(secure_gateway: TestClient, tmp_path: Path) -> None:
-    gateway = secure_gateway
-    own_files = gw.small_study(tmp_path / "a", seed=41)
-    other_files = gw.small_study(tmp_path / "b", seed=42)
+def two_projects(gateway: TestClient, tmp_path: Path, seed: int) -> tuple[list[Path], list[Path], dict[str, str]]:
+    """A study in project alpha, one in beta, and a radiologist of alpha only (her headers)."""
+    own_files = gw.small_study(tmp_path / "a", seed=seed)
+    other_files = gw.small_study(tmp_path / "b", seed=seed + 1)
     for files, project in ((own_files, "alpha"), (other_files, "beta")):
         assert gateway.post("/api/studies", files=gw.as_files(files), data={"project": project}).status_code == 201
-    own_uid = str(pydicom.dcmread(own_files[0]).StudyInstanceUID)
-    other_uid = str(pydicom.dcmread(other_files[0]).StudyInstanceUID)
     admin = gw.bearer(gw.sign_in(gateway, gw.ADMIN_USERNAME, gw.ADMIN_PASSWORD)["access_token"])
     created = gateway.post("/api/admin/users", headers=admin, json={
-        "username": "alice", "password": "alice-password-0123456", "role": "radiologist", "projects": ["alpha"]})
+        "username": f"alice{seed}", "password": "alice-password-0123456", "role": "radiologist", "projects": ["alpha"]})
     assert created.status_code == 201, created.text
-    alice = gw.bearer(gw.sign_in(gateway, "alice", "alice-password-0123456")["access_token"])
+    return own_files, other_files, gw.bearer(gw.sign_in(gateway, f"alice{seed}", "alice-password-0123456")["access_token"])
+
+
+def test_stow_into_another_projects_study_is_refused(secure_gateway: TestClient, tmp_path: Path) -> None:
+    gateway = secure_gateway
+    own_files, other_files, alice = two_projects(gateway, tmp_path, 41)
+    own_uid = str(pydicom.dcmread(own_files[0]).StudyInstanceUID)
+    other_uid = str(pydicom.dcmread(other_files[0]).StudyInstanceUID)
     before = _count(gateway, other_uid)
     tampered = _instance_of(other_files[0], PatientName="Tampered^Name")
     for path in ("/dicom-web/studies", f"/dicom-web/studies/{other_uid}"):
         body, content_type = _stow_body(tampered)
         response = gateway.post(path, content=body, headers={**alice, "content-type": content_type})
         assert response.status_code == 404, (path, response.text)
-    # A body mixing her own study with another project's is refused as a whole.
+    # A body mixing her own study with another project's is refused as a whole (one study per request).
     body, content_type = _stow_body(_instance_of(own_files[0]), tampered)
-    assert gateway.post("/dicom-web/studies", content=body, headers={**alice, "content-type": content_type}).status_code == 404
+    assert gateway.post("/dicom-web/studies", content=body, headers={**alice, "content-type": content_type}).status_code == 400
+    # pydicom keeps the last of two StudyInstanceUID elements, DCMTK (Orthanc) the first: the gateway sends
+    # the part to /studies/{the UID it read}, where Orthanc compares with its own reading and refuses it.
+    smuggled = _with_two_study_uids(_instance_of(other_files[0], PatientName="Tampered^Name"), other_uid, own_uid)
+    assert pydicom.dcmread(io.BytesIO(smuggled)).StudyInstanceUID == own_uid
+    own_before = _count(gateway, own_uid)
+    body, content_type = _stow_body(smuggled)
+    response = gateway.post("/dicom-web/studies", content=body, headers={**alice, "content-type": content_type})
+    assert response.status_code != 200, response.text
+    assert _count(gateway, own_uid) == own_before
+    # A UID with a space in it (DCMTK drops it and would store into another study), or two values: 400.
+    for bad_uid in (other_uid[:6] + " " + other_uid[6:], f"{own_uid}\\{other_uid}"):
+        body, content_type = _stow_body(_instance_of(own_files[0], StudyInstanceUID=bad_uid))
+        assert gateway.post("/dicom-web/studies", content=body, headers={**alice, "content-type": content_type}).status_code == 400
+    # Orthanc's `_method=` override is no DICOMweb parameter.
+    assert gateway.get(f"/dicom-web/studies/{own_uid}/series", params={"_method": "DELETE"}, headers=alice).status_code == 400
     # A body whose boundary hides a second part from a naive parser is parsed the same way here.
     body, content_type = _stow_body(_instance_of(own_files[0]))
     assert gateway.post(f"/dicom-web/studies/{own_uid}", content=body + b"--b0undary\r\n\r\n" + tampered,
@@ -206,16 +243,9 @@ def test_another_projects_series_is_not_reachable_below_ones_own_study(secure_ga
     """WADO-RS names a study and a series: a series of another project's study, put below one's own
     study UID, must not be answered."""
     gateway = secure_gateway
-    own_files = gw.small_study(tmp_path / "a", seed=51)
-    other_files = gw.small_study(tmp_path / "b", seed=52)
-    for files, project in ((own_files, "alpha"), (other_files, "beta")):
-        assert gateway.post("/api/studies", files=gw.as_files(files), data={"project": project}).status_code == 201
+    own_files, other_files, bob = two_projects(gateway, tmp_path, 51)
     own_uid = str(pydicom.dcmread(own_files[0]).StudyInstanceUID)
     other = pydicom.dcmread(other_files[0])
-    admin = gw.bearer(gw.sign_in(gateway, gw.ADMIN_USERNAME, gw.ADMIN_PASSWORD)["access_token"])
-    assert gateway.post("/api/admin/users", headers=admin, json={
-        "username": "bob", "password": "bob-password-0123456789", "role": "radiologist", "projects": ["alpha"]}).status_code == 201
-    bob = gw.bearer(gw.sign_in(gateway, "bob", "bob-password-0123456789")["access_token"])
     series, instance = str(other.SeriesInstanceUID), str(other.SOPInstanceUID)
     for path in (f"studies/{own_uid}/series/{series}", f"studies/{own_uid}/series/{series}/metadata",
                  f"studies/{own_uid}/series/{series}/instances", f"studies/{own_uid}/series/{series}/instances/{instance}",

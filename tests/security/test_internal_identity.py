@@ -99,13 +99,14 @@ def test_reporting_believes_only_a_signed_identity(reporting) -> None:  # type: 
     spoofed = {**worker, "x-glioscope-user": "dr.mallory", "x-glioscope-role": "radiologist"}
     assert client.post(f"{report}/sign", headers=spoofed, json={}).status_code == 403
     assert client.put(f"{report}/sections/impression", headers=spoofed, json={"text": "x"}).status_code == 403
-    # Users may not draft reports (only the worker does); clinicians may not sign.
+    # Researchers read no identified report; users may not draft reports (only the worker does); clinicians may not sign.
+    assert client.get(report, headers=signed("reporting", "res", "researcher")).status_code == 403
     assert client.post("/api/reports", data={"payload": _payload()}, headers=signed("reporting", "dr.smith", "radiologist")).status_code == 403
     assert client.post(f"{report}/sign", headers=signed("reporting", "dr.jones", "clinician"), json={}).status_code == 403
     # A real radiologist signs; the signature names the verified subject.
     done = client.post(f"{report}/sign", headers=signed("reporting", "dr.smith", "radiologist"), json={})
     assert done.status_code == 200, done.text
-    assert done.json()["signature"]["signed_by"] and done.json()["status"] == "final"
+    assert done.json()["signature"]["signed_by"] == "dr.smith" and done.json()["status"] == "final"
     assert client.get(report, headers=signed("reporting", "dr.smith", "radiologist")).json()["status"] == "final"
     rows = audit_rows(url)
     assert ("inference-worker", "service", AuditAction.created.value, STUDY, "ok") in rows

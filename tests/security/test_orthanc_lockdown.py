@@ -135,15 +135,15 @@ def test_the_password_is_random_and_stays_out_of_files_others_can_read(locked: L
 
 
 def test_settings_keep_credentials_out_of_the_urls() -> None:
-    settings = CommonSettings(service_token="t" * 40, orthanc_url="http://glioscope:s3cret%2Fpw@orthanc:8042",
+    settings = CommonSettings(service_token="t-0123456789abcdefghijklmnopqrstuvwxyz", orthanc_url="http://glioscope:s3cret%2Fpw@orthanc:8042",
                               dicomweb_url="http://glioscope:s3cret%2Fpw@orthanc:8042/dicom-web")
     assert settings.orthanc_url == "http://orthanc:8042" and settings.dicomweb_url == "http://orthanc:8042/dicom-web"
     assert settings.orthanc_auth == ("glioscope", "s3cret/pw")
     assert "s3cret" not in repr(settings)
-    explicit = CommonSettings(service_token="t" * 40, orthanc_url="http://u:old@orthanc:8042", orthanc_username="svc",
+    explicit = CommonSettings(service_token="t-0123456789abcdefghijklmnopqrstuvwxyz", orthanc_url="http://u:old@orthanc:8042", orthanc_username="svc",
                               orthanc_password="new")
     assert explicit.orthanc_auth == ("svc", "new") and explicit.orthanc_url == "http://orthanc:8042"
-    assert CommonSettings(service_token="t" * 40).orthanc_auth is None  # no default password
+    assert CommonSettings(service_token="t-0123456789abcdefghijklmnopqrstuvwxyz").orthanc_auth is None  # no default password
 
 
 # --------------------------------------------------------------------------------------------- DICOM
@@ -192,8 +192,11 @@ def test_the_configuration_is_the_locked_down_one(locked: LocalOrthanc) -> None:
         "AET": LOCAL_SCU_AET, "Host": "127.0.0.1", "Port": 104, "AllowEcho": True, "AllowStore": True,
         "AllowFind": False, "AllowFindWorklist": False, "AllowGet": False, "AllowMove": False, "AllowStorageCommitment": False,
     }
-    # The chart ships the same duplicate audit script.
-    assert (ROOT / "charts/glioscope/files/orthanc/duplicate-audit.lua").read_text() == ORTHANC_DUPLICATE_AUDIT_LUA
+    # The running Orthanc has the chart's duplicate audit script (one file for both).
+    chart_script = (ROOT / "charts/glioscope/files/orthanc/duplicate-audit.lua").read_text()
+    assert ORTHANC_DUPLICATE_AUDIT_LUA.read_text() == chart_script
+    assert config["LuaScripts"] == [str(locked.work_dir / "duplicate-audit.lua")]
+    assert (locked.work_dir / "duplicate-audit.lua").read_text() == chart_script
 
 
 @pytest.mark.parametrize("spec", [

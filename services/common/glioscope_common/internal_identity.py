@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from jose import JWTError, jwt
@@ -70,6 +71,15 @@ def verify(key: str, authorization: str | None, audience: str) -> InternalIdenti
     if int(claims["exp"]) - int(claims["iat"]) > MAX_TTL_S:
         raise Unauthorized("token lifetime too long")
     return InternalIdentity(subject=subject, role=str(role), issuer=issuer)
+
+
+def request_identity(state: Any, key: str, authorization: str | None, audience: str) -> InternalIdentity:
+    """The verified identity of a request, kept on its `state` (FastAPI's request.state) once verified."""
+    found = getattr(state, "identity", None)
+    if found is None:
+        found = verify(key, authorization, audience)
+        state.identity = found
+    return found
 
 
 class IdentityAuth(httpx.Auth):

@@ -263,39 +263,10 @@ def orthanc_modalities(spec: dict[str, object]) -> dict[str, dict[str, object]]:
 
 
 # Orthanc keeps the stored instance when a second copy of a stored SOP Instance UID arrives
-# (OverwriteInstances false) and answers success to the sender, silently. This Lua filter (the chart ships the
-# same file: charts/glioscope/files/orthanc/duplicate-audit.lua) logs every such copy with its origin; UIDs
-# and addresses only, no patient data, each value reduced to safe characters (no forged log lines).
-ORTHANC_DUPLICATE_AUDIT_LUA = """\
--- Glioscope: log every second copy of a stored SOP Instance UID (Orthanc keeps the stored one).
-local function safe(value)
-  if value == nil or value == '' then
-    return '-'
-  end
-  return (string.gsub(tostring(value), '[^%w%.%-_]', '?'))
-end
-
--- Best effort: a failed lookup never refuses an instance.
-function ReceivedInstanceFilter(dicom, origin, info)
-  local uid = dicom['SOPInstanceUID']
-  if type(uid) ~= 'string' or uid == '' then
-    return true
-  end
-  local ok, answer = pcall(RestApiPost, '/tools/lookup', uid, true)
-  if ok then
-    for _, item in ipairs(ParseJson(answer)) do
-      if item['Type'] == 'Instance' then
-        print('GLIOSCOPE-AUDIT duplicate-instance discarded, stored copy kept: id=' .. safe(item['ID']) ..
-              ' sop=' .. safe(uid) .. ' study=' .. safe(dicom['StudyInstanceUID']) ..
-              ' origin=' .. safe(origin['RequestOrigin']) .. ' remote_aet=' .. safe(origin['RemoteAet']) ..
-              ' remote_ip=' .. safe(origin['RemoteIp']) .. ' called_aet=' .. safe(origin['CalledAet']) ..
-              ' user=' .. safe(origin['Username']))
-      end
-    end
-  end
-  return true
-end
-"""
+# (OverwriteInstances false) and answers success to the sender, silently. This Lua filter, the chart's own
+# file (one copy for both), logs every such copy with its origin; UIDs and addresses only, no patient data,
+# each value reduced to safe characters (no forged log lines). LocalOrthanc runs from a checkout.
+ORTHANC_DUPLICATE_AUDIT_LUA = Path(__file__).resolve().parents[3] / "charts/glioscope/files/orthanc/duplicate-audit.lua"
 
 
 class LocalOrthanc(_Process):
@@ -438,7 +409,7 @@ class LocalOrthanc(_Process):
             self.work_dir.mkdir(parents=True, exist_ok=True)
         (self.work_dir / "storage").mkdir(exist_ok=True)
         (self.work_dir / "index").mkdir(exist_ok=True)
-        (self.work_dir / "duplicate-audit.lua").write_text(ORTHANC_DUPLICATE_AUDIT_LUA)
+        (self.work_dir / "duplicate-audit.lua").write_text(ORTHANC_DUPLICATE_AUDIT_LUA.read_text())
         config_path = self.work_dir / "orthanc.json"
         # The file holds the password: readable by this user only.
         config_path.unlink(missing_ok=True)

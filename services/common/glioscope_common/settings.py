@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEVELOPMENT_SECRET = "development-only-secret-change-me"
 KNOWN_SECRETS = frozenset({DEVELOPMENT_SECRET, "service-token", "jwt-secret", "change-me", "changeme", "secret"})
 MIN_SECRET_LENGTH = 32
+MIN_DISTINCT_CHARACTERS = 10  # "x" * 40 is long, not random
 
 
 def check_secret(name: str, value: SecretStr | None) -> None:
@@ -26,6 +27,8 @@ def check_secret(name: str, value: SecretStr | None) -> None:
         raise ValueError(f"{name} is a published default; generate a random one")
     if len(text) < MIN_SECRET_LENGTH:
         raise ValueError(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
+    if len(set(text)) < MIN_DISTINCT_CHARACTERS:
+        raise ValueError(f"{name} is not random (too few distinct characters); generate one, e.g. `openssl rand -hex 32`")
 
 
 class CommonSettings(BaseSettings):

@@ -230,16 +230,18 @@ def test_hsts_in_production_and_cors_when_configured(tmp_path: Path, orthanc: Lo
 def test_no_mode_accepts_a_missing_or_published_secret() -> None:
     for environment in ("development", "test", "production"):
         with pytest.raises(ValidationError, match="JWT_SECRET must be set"):
-            GatewaySettings(environment=environment, jwt_secret=None, service_token="x" * 40)
+            GatewaySettings(environment=environment, jwt_secret=None, service_token="x-0123456789abcdefghijklmnopqrstuvwxyz")
         with pytest.raises(ValidationError, match="SERVICE_TOKEN must be set"):
-            GatewaySettings(environment=environment, jwt_secret="j" * 40, service_token=None)
+            GatewaySettings(environment=environment, jwt_secret="j-0123456789abcdefghijklmnopqrstuvwxyz", service_token=None)
         for published in (DEVELOPMENT_SECRET, "jwt-secret", "development-only-secret-change-me-please-0123456789"):
             with pytest.raises(ValidationError, match="published default|at least 32"):
-                GatewaySettings(environment=environment, jwt_secret=published, service_token="x" * 40)
+                GatewaySettings(environment=environment, jwt_secret=published, service_token="x-0123456789abcdefghijklmnopqrstuvwxyz")
             with pytest.raises(ValidationError, match="published default|at least 32"):
-                GatewaySettings(environment=environment, jwt_secret="j" * 40, service_token=published)
+                GatewaySettings(environment=environment, jwt_secret="j-0123456789abcdefghijklmnopqrstuvwxyz", service_token=published)
+        with pytest.raises(ValidationError, match="not random"):
+            GatewaySettings(environment=environment, jwt_secret="a" * 64, service_token="x-0123456789abcdefghijklmnopqrstuvwxyz")
         with pytest.raises(ValidationError, match="at least 32"):
-            GatewaySettings(environment=environment, jwt_secret="short", service_token="x" * 40)
+            GatewaySettings(environment=environment, jwt_secret="short", service_token="x-0123456789abcdefghijklmnopqrstuvwxyz")
         with pytest.raises(ValidationError, match="must differ"):
-            GatewaySettings(environment=environment, jwt_secret="x" * 40, service_token="x" * 40)
-    assert GatewaySettings(environment="development", jwt_secret="j" * 40, service_token="x" * 40).jwt_key == "j" * 40
+            GatewaySettings(environment=environment, jwt_secret="x-0123456789abcdefghijklmnopqrstuvwxyz", service_token="x-0123456789abcdefghijklmnopqrstuvwxyz")
+    assert GatewaySettings(environment="development", jwt_secret="j-0123456789abcdefghijklmnopqrstuvwxyz", service_token="x-0123456789abcdefghijklmnopqrstuvwxyz").jwt_key == "j-0123456789abcdefghijklmnopqrstuvwxyz"

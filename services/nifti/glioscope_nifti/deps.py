@@ -6,7 +6,7 @@ from fastapi import Request
 
 from glioscope_common.audit_trail import AuditTrail
 from glioscope_common.errors import Forbidden
-from glioscope_common.internal_identity import InternalIdentity, verify
+from glioscope_common.internal_identity import InternalIdentity, request_identity
 from glioscope_common.records.access import AuditAction
 from glioscope_nifti.settings import Settings
 
@@ -18,12 +18,8 @@ WRITING_ROLES = frozenset({"service", "admin"})
 
 def verified_identity(request: Request) -> InternalIdentity:
     """The caller, from a token signed for this service (glioscope_common.internal_identity); 401 otherwise."""
-    found = getattr(request.state, "identity", None)
-    if found is None:
-        settings: Settings = request.app.state.settings
-        found = verify(settings.internal_key, request.headers.get("authorization"), AUDIENCE)
-        request.state.identity = found
-    return found
+    settings: Settings = request.app.state.settings
+    return request_identity(request.state, settings.internal_key, request.headers.get("authorization"), AUDIENCE)
 
 
 def require_writer(request: Request) -> InternalIdentity:

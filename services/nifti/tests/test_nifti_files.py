@@ -236,6 +236,6 @@ def test_readyz_fails_when_root_not_writable(tmp_path: Path) -> None:
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    app = create_app(Settings(environment="test", nifti_root=blocker / "root", service_token="t" * 40))
+    app = create_app(Settings(environment="test", nifti_root=blocker / "root", service_token="t-0123456789abcdefghijklmnopqrstuvwxyz"))
     response = TestClient(app).get("/readyz")  # no lifespan: the root cannot even be created
     assert response.status_code == 503

@@ -8,7 +8,7 @@ from fastapi import Request
 
 from glioscope_common.audit_trail import AuditTrail
 from glioscope_common.errors import Forbidden
-from glioscope_common.internal_identity import InternalIdentity, verify
+from glioscope_common.internal_identity import InternalIdentity, request_identity
 from glioscope_common.records.access import AuditAction
 from glioscope_reporting.settings import Settings
 
@@ -18,12 +18,8 @@ DRAFTING_ROLES = frozenset({"service"})  # the worker drafts reports
 
 def verified_identity(request: Request) -> InternalIdentity:
     """The caller, from a token signed for this service (glioscope_common.internal_identity); 401 otherwise."""
-    found = getattr(request.state, "identity", None)
-    if found is None:
-        settings: Settings = request.app.state.settings
-        found = verify(settings.internal_key, request.headers.get("authorization"), AUDIENCE)
-        request.state.identity = found
-    return found
+    settings: Settings = request.app.state.settings
+    return request_identity(request.state, settings.internal_key, request.headers.get("authorization"), AUDIENCE)
 
 
 def identity(request: Request) -> "Identity":
@@ -33,6 +29,7 @@ def identity(request: Request) -> "Identity":
     return Identity(user=who.subject, role=who.role)
 
 
+READING_ROLES = frozenset({"admin", "radiologist", "clinician", "service"})  # reports are identified data
 EDITING_ROLES = frozenset({"admin", "radiologist"})
 SCREENSHOT_ROLES = frozenset({"admin", "radiologist", "clinician"})
 EXPORT_ROLES = frozenset({"admin", "radiologist", "service"})
@@ -51,6 +48,7 @@ def require_role(roles: frozenset[str], what: str) -> Callable[[Request], Intern
 
 
 require_drafting_role = require_role(DRAFTING_ROLES, "draft reports (the inference worker does)")
+require_reading_role = require_role(READING_ROLES, "read identified reports")
 
 
 def audit(request: Request, action: AuditAction, study_instance_uid: str | None, outcome: str = "ok") -> None:

@@ -130,7 +130,7 @@ def test_sign_stores_pdf_and_sr_in_orthanc(orthanc, pacs_client: TestClient, pay
             assert dciodvfy_errors(buffer.getvalue(), tmp_path, f"orthanc-{name}") == [], name
         assert pdf_ds.EncapsulatedDocument.startswith(b"%PDF") and str(pdf_ds.PatientName) == "Doe^Jane"
         assert _volumes(sr_ds)["WT whole tumour"] == pytest.approx(45.44)
-        assert sr_ds.VerifyingObserverSequence[0].VerifyingObserverName == "Dr Anna Smith^"
+        assert sr_ds.VerifyingObserverSequence[0].VerifyingObserverName == "Dr Anna Smith (dr.smith)^"
 
         # A retry (POST /export) of the same version overwrites: still one instance per series.
         again = pacs_client.post(f"/api/reports/{rid}/export", headers=auth)

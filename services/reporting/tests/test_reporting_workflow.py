@@ -83,7 +83,8 @@ def test_edit_versions_diff_sign_addenda(post_report, payload_factory, key_image
     assert signed.status_code == 200, signed.text
     body = signed.json()
     assert body["status"] == "final" and body["version"] == 4
-    assert body["signature"]["signed_by"] == "Dr Anna Smith" and body["signature"]["role"] == "radiologist"
+    # The display name precedes the verified user name: nobody signs as someone else.
+    assert body["signature"]["signed_by"] == "Dr Anna Smith (dr.smith)" and body["signature"]["role"] == "radiologist"
     assert body["export"] is None  # store_on_sign is off in these tests
     assert client.post(f"{url}/sign", headers=radiologist).status_code == 409
 

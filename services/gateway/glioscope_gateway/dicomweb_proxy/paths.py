@@ -96,6 +96,11 @@ def _study_tail(rest: list[str], method: str) -> None:
     raise NotARoute("unknown study resource")
 
 
+def stow_route(study_instance_uid: str) -> DicomwebRoute:
+    """`POST studies/{uid}` for a UID already checked by the caller (see parse_route's patterns)."""
+    return DicomwebRoute(("studies", _uid(study_instance_uid)), study_instance_uid, is_stow=True)
+
+
 def parse_route(path: str, method: str) -> DicomwebRoute:
     """The route for `path` (below /dicom-web/, as Starlette decoded it once) and `method`, or NotARoute.
 

@@ -23,7 +23,7 @@ from glioscope_gateway.auth.errors import Forbidden
 from glioscope_gateway.auth.principal import IDENTIFIED, WRITE, Principal
 from glioscope_gateway.audit.service import AuditNote
 from glioscope_gateway.deps import Container, container
-from glioscope_gateway.dicomweb_proxy.paths import DicomwebRoute, NotARoute, parse_route
+from glioscope_gateway.dicomweb_proxy.paths import DicomwebRoute, NotARoute, parse_route, stow_route
 from glioscope_gateway.dicomweb_proxy.stow import parse_stow
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
@@ -44,8 +44,10 @@ def _audit(request: Request) -> None:
     """Listed before authentication so that refused requests are recorded too (one per caller, study, minutes).
     A path that is not a DICOMweb route is recorded as a view of no study."""
     route = _route(request)
-    action = AuditAction.uploaded if route is not None and route.is_stow else AuditAction.viewed
-    request.state.audit = AuditNote(action, route.study_instance_uid if route else None, dedupe=True)
+    stow = route is not None and route.is_stow
+    # Every STOW-RS is recorded (no deduplication); a restricted caller's names its study once checked.
+    request.state.audit = AuditNote(AuditAction.uploaded if stow else AuditAction.viewed,
+                                    route.study_instance_uid if route else None, dedupe=not stow)
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST"], summary="DICOMweb (QIDO-RS, WADO-RS, STOW-RS) proxy",
@@ -67,15 +69,23 @@ async def proxy(path: str, request: Request, principal: Principal = Depends(curr
         allowed = await run_in_threadpool(c.studies.visible_study_uids, list(principal.projects))
         if study_uid is not None and study_uid not in allowed and not route.is_stow:
             raise NotFound("no such study")  # outside the caller's projects: as if it did not exist
+    params = list(request.query_params.multi_items())
+    if any(name.startswith("_") for name, _ in params):
+        # Orthanc reads `_method=DELETE` on any request as that method: no such parameter is DICOMweb.
+        raise InvalidInput("unsupported DICOMweb query parameter")
     if route.is_stow:
         content = request.stream()
         if allowed is not None:
-            content, headers["content-type"] = await _checked_stow(request, c, route, allowed)
+            target, content, headers["content-type"] = await _checked_stow(request, c, route, allowed)
+            # Stored to /studies/{uid}: Orthanc then checks every part against that study with its own
+            # DICOM parser, so no difference between pydicom's reading and DCMTK's can redirect a part.
+            route = stow_route(target)
+            request.state.audit.study_instance_uid = target
     url = f"{c.settings.dicomweb_url.rstrip('/')}/{route.path}"
     upstream_request = c.orthanc_http.build_request(
         request.method,
         url,
-        params=list(request.query_params.multi_items()),
+        params=params,
         headers=headers,
         content=content,
     )
@@ -113,9 +123,11 @@ async def proxy(path: str, request: Request, principal: Principal = Depends(curr
     )
 
 
-async def _checked_stow(request: Request, c: Container, route: DicomwebRoute, allowed: set[str]) -> tuple[bytes, str]:
-    """A restricted caller's STOW-RS: every instance must belong to one of the caller's studies or to a
-    study no project has yet (a new one). The checked parts are what the PACS receives."""
+async def _checked_stow(request: Request, c: Container, route: DicomwebRoute,
+                        allowed: set[str]) -> tuple[str, bytes, str]:
+    """A restricted caller's STOW-RS: one study per request, which must be one of the caller's studies or
+    a study neither a project nor the PACS has yet (a new one). Returns the study and the body, re-encoded
+    from the checked parts, that the PACS receives."""
     limit = c.settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -129,10 +141,16 @@ async def _checked_stow(request: Request, c: Container, route: DicomwebRoute, al
     targets = stow.study_instance_uids
     if route.study_instance_uid is not None and targets != {route.study_instance_uid}:
         raise InvalidInput("every instance of a STOW-RS to /studies/{uid} must belong to that study")
-    for uid in sorted(targets - allowed):
-        if await run_in_threadpool(_registered, c, uid):
-            raise NotFound("no such study")  # another project's study: as if it did not exist
-    return stow.encode()
+    if len(targets) != 1:
+        raise InvalidInput("a STOW-RS request may hold the instances of one study; send each study separately")
+    (target,) = targets
+    if target not in allowed:
+        # Another project's study, or one in the PACS that no project holds yet (still arriving, or
+        # never registered): as if it did not exist.
+        if await run_in_threadpool(_registered, c, target) or await run_in_threadpool(c.orthanc.find_study, target):
+            raise NotFound("no such study")
+    body, content_type = stow.encode()
+    return target, body, content_type
 
 
 def _registered(c: Container, study_uid: str) -> bool:

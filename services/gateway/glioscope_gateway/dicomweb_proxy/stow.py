@@ -17,6 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from glioscope_common.errors import InvalidInput
+from glioscope_gateway.dicomweb_proxy.paths import MAX_UID_LENGTH, UID
 
 DICOM_PART = "application/dicom"
 _PARAM = re.compile(r';\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
@@ -61,12 +62,14 @@ def _params(content_type: str) -> tuple[str, dict[str, str]]:
 def _part_study_uid(content: bytes, index: int) -> str:
     try:
         dataset = pydicom.dcmread(io.BytesIO(content), stop_before_pixels=True, defer_size=1024)
-        uid = str(dataset.StudyInstanceUID)
-    except (InvalidDicomError, AttributeError, ValueError, EOFError, KeyError, TypeError) as exc:
+        value = dataset["StudyInstanceUID"].value
+    except (InvalidDicomError, AttributeError, ValueError, EOFError, KeyError, TypeError, RecursionError,
+            MemoryError, OverflowError, IndexError, UnicodeError, NotImplementedError) as exc:
         raise InvalidInput(f"STOW-RS part {index + 1} is not a DICOM instance with a StudyInstanceUID") from exc
-    if not uid or len(uid) > 64:
+    # One value, digits and dots, as DCMTK would read it too (no padding, spaces or second value).
+    if not isinstance(value, str) or len(value) > MAX_UID_LENGTH or not UID.fullmatch(value):
         raise InvalidInput(f"STOW-RS part {index + 1} has an invalid StudyInstanceUID")
-    return uid
+    return value
 
 
 def parse_stow(body: bytes, content_type: str) -> StowBody:

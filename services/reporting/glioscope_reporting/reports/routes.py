@@ -15,8 +15,8 @@ from glioscope_reporting.deps import (
     audit,
     identity,
     require_drafting_role,
+    require_reading_role,
     require_role,
-    verified_identity,
 )
 from glioscope_reporting.reports.schemas import (
     AddendumIn,
@@ -30,7 +30,7 @@ from glioscope_reporting.reports.schemas import (
 )
 from glioscope_reporting.reports.service import Identity, ReportService
 
-router = APIRouter(prefix="/api/reports", tags=["reports"], dependencies=[Depends(verified_identity)])
+router = APIRouter(prefix="/api/reports", tags=["reports"], dependencies=[Depends(require_reading_role)])
 
 IDENTITY_DOC = (
     " The caller is the identity in the bearer token the gateway signs for this request "

@@ -126,7 +126,8 @@ class SectionEdit(BaseModel):
 class SignRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Display name for the signature block; defaults to X-Glioscope-User. The role always comes from the header.
+    # Display name for the signature block, shown before the verified user name ("Dr A Smith (asmith)");
+    # the signer and the role always come from the verified identity.
     name: str | None = Field(None, min_length=1, max_length=128)
 
 

@@ -347,7 +347,9 @@ class ReportService:
             if report.status == "final":
                 raise Conflict(f"report already signed by {report.signed_by} at {report.signed_at:%Y-%m-%d %H:%M} UTC")
             report.status = "final"
-            report.signed_by = (display_name or user)[:128]
+            # The signer is the verified user; a display name the radiologist gives only precedes it.
+            shown = (display_name or "").strip()
+            report.signed_by = (f"{shown} ({user})" if shown and shown != user else user)[:128]
             report.signed_role = identity.role
             report.signed_at = utcnow()
             self._new_version(repo, report, "signed", identity)
