@@ -30,6 +30,7 @@ from glioscope_inference.preprocess import (
     reference_grid,
     resample,
     should_coregister,
+    without_constant_background,
 )
 from glioscope_inference.sliding_window import sliding_window_inference
 
@@ -101,6 +102,9 @@ def segment_study(
     `preprocess.should_coregister` (same grid, or same FrameOfReferenceUID with agreeing geometry,
     -> skip)."""
     _validate(volumes, metadata, reference)
+    # A constant background other than 0 (a rescaled or z-scored skull-stripped image) is moved to 0.
+    volumes = {name: without_constant_background(volume) if volume is not None else volume
+               for name, volume in volumes.items()}
     timings: dict[str, float] = {}
 
     def report(stage: str, fraction: float) -> None:

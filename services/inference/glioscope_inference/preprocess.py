@@ -287,6 +287,30 @@ def should_coregister(
 # ---------------------------------------------------------------------------------------------
 # intensity normalisation
 # ---------------------------------------------------------------------------------------------
+# Share of an image's border voxels that must hold one value for it to be the image's constant background.
+CONSTANT_BACKGROUND_SHARE = 0.5
+
+
+def constant_background(data: np.ndarray) -> float:
+    """The value that fills the image's border when one value does (a skull-stripped image: 0, or any
+    constant after a linear rescale or a z-scoring), else 0.0 (raw images: noise, or zero-filled)."""
+    faces = np.concatenate([data[0].ravel(), data[-1].ravel(), data[:, 0].ravel(), data[:, -1].ravel(),
+                            data[:, :, 0].ravel(), data[:, :, -1].ravel()])
+    values, counts = np.unique(faces, return_counts=True)
+    best = int(np.argmax(counts))
+    return float(values[best]) if counts[best] >= CONSTANT_BACKGROUND_SHARE * faces.size else 0.0
+
+
+def without_constant_background(volume: Volume) -> Volume:
+    """The volume shifted so that its constant background is 0: "brain = non-zero voxels" (the
+    training convention) then holds for any linear rescale or offset of the intensities, and the
+    z-score over that mask makes the model's input the same."""
+    background = constant_background(np.asarray(volume.data))
+    if background == 0.0:
+        return volume
+    return Volume(np.asarray(volume.data, dtype=np.float32) - np.float32(background), volume.affine)
+
+
 def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     hist, edges = np.histogram(values, bins=bins)
     centres = (edges[:-1] + edges[1:]) / 2

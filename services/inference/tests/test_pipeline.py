@@ -144,9 +144,12 @@ def test_an_input_that_is_not_skull_stripped_is_flagged(synthetic_study, tiny_me
     # the tiny phantom is a brain on a zero background: no warning from the pipeline
     result = segment_study(synthetic_study, tiny_metadata, tiny_backend, coregister=False)
     assert result.measurements.input_warnings == []
-    # a raw head: non-zero over a 16 cm field of view (4.1 L), segmented on a coarse grid
+    # a raw head: non-zero (tissue and noise, no constant background) over a 16 cm field of view
+    # (4.1 L), segmented on a coarse grid
     affine = np.diag([4.0, 4.0, 4.0, 1.0])
-    head = {role: Volume(np.full((40, 40, 40), 50.0 + 10 * n, np.float32), affine) for n, role in enumerate(synthetic_study)}
+    rng = np.random.default_rng(7)
+    head = {role: Volume(rng.normal(50.0 + 10 * n, 5.0, (40, 40, 40)).astype(np.float32), affine)
+            for n, role in enumerate(synthetic_study)}
     coarse = tiny_metadata.model_copy(update={"spacing_mm": (8.0, 8.0, 8.0)})
     flagged_result = segment_study(head, coarse, tiny_backend, coregister=False)
     assert len(flagged_result.measurements.input_warnings) == 1
