@@ -96,3 +96,21 @@ def test_an_unhandled_error_in_a_route_is_audited(gateway: TestClient, monkeypat
     # The gateway still answers.
     monkeypatch.undo()
     assert gateway.get(f"/api/studies/{uid}").status_code == 404
+
+
+def test_flooding_the_limiter_with_new_keys_does_not_reset_a_limited_one() -> None:
+    """The in-process bucket bounds its memory; it used to forget every bucket at the bound, so
+    cycling through new usernames or addresses gave a limited account its burst back."""
+    from glioscope_gateway.auth.errors import RateLimited
+    from glioscope_gateway.auth.ratelimit import TokenBucket
+
+    bucket = TokenBucket("sign-in", rate_per_min=0.001, burst=3, max_keys=100)
+    for _ in range(3):
+        bucket.hit("victim")
+    with pytest.raises(RateLimited):
+        bucket.hit("victim")
+    for n in range(1000):
+        bucket.hit(f"flood-{n}")
+    with pytest.raises(RateLimited):
+        bucket.hit("victim")
+    assert len(bucket._buckets) <= 100

@@ -38,9 +38,17 @@ class TokenBucket:
             if tokens < 1.0:
                 self._buckets[key] = (tokens, now)
                 raise RateLimited(f"too many {self.name} requests; retry later", (1.0 - tokens) / self.rate)
-            if len(self._buckets) >= self._max_keys:
-                self._buckets.clear()  # crude bound on memory; a full bucket is the default anyway
+            if key not in self._buckets and len(self._buckets) >= self._max_keys:
+                self._evict(now)
             self._buckets[key] = (tokens - 1.0, now)
+
+    def _evict(self, now: float) -> None:
+        """Bound memory by forgetting the fullest half of the buckets (a full bucket is the default
+        anyway). Limited keys, the emptiest, are forgotten last: flooding the limiter with new keys
+        cannot reset an account or address that is being held back."""
+        level = {k: min(self.burst, t + (now - last) * self.rate) for k, (t, last) in self._buckets.items()}
+        for k in sorted(level, key=level.__getitem__, reverse=True)[: max(1, len(level) // 2)]:
+            del self._buckets[k]
 
     def refund(self, key: str) -> None:
         """Give back the token a `hit` took (the attempt turned out not to count)."""
