@@ -272,3 +272,19 @@ def test_a_pacs_that_refuses_the_gateway_is_a_503_not_an_expired_session(tmp_pat
         assert response.status_code == 503, response.text
         assert "GLIOSCOPE_ORTHANC_PASSWORD" in response.json()["detail"]
         assert "not-the-orthanc-password" not in response.text
+
+
+def test_a_restricted_search_pages_after_the_project_filter(secure_gateway: TestClient, tmp_path: Path) -> None:
+    """limit/offset count the caller's studies only (Orthanc's would count every project's)."""
+    gateway = secure_gateway
+    own_files, other_files, carol = two_projects(gateway, tmp_path, 61)
+    extra = gw.small_study(tmp_path / "c", seed=63)
+    assert gateway.post("/api/studies", files=gw.as_files(extra), data={"project": "alpha"}).status_code == 201
+    mine = {str(pydicom.dcmread(f[0]).StudyInstanceUID) for f in (own_files, extra)}
+    pages = []
+    for offset in (0, 1, 2):
+        response = gateway.get("/dicom-web/studies", params={"limit": 1, "offset": offset}, headers=carol)
+        assert response.status_code == 200, response.text
+        pages.append([item["0020000D"]["Value"][0] for item in response.json()])
+    assert [len(p) for p in pages] == [1, 1, 0] and {p[0] for p in pages[:2]} == mine
+    assert gateway.get("/dicom-web/studies", params={"limit": "x"}, headers=carol).status_code == 400

@@ -73,6 +73,11 @@ async def proxy(path: str, request: Request, principal: Principal = Depends(curr
     if any(name.startswith("_") for name, _ in params):
         # Orthanc reads `_method=DELETE` on any request as that method: no such parameter is DICOMweb.
         raise InvalidInput("unsupported DICOMweb query parameter")
+    page: tuple[int, int | None] | None = None
+    if allowed is not None and study_uid is None and not route.is_stow:
+        # A restricted search across studies is filtered here, so the page is cut here too, after the
+        # filter: Orthanc's limit/offset would count other projects' studies.
+        page, params = _page(params)
     if route.is_stow:
         content = request.stream()
         if allowed is not None:
@@ -113,6 +118,9 @@ async def proxy(path: str, request: Request, principal: Principal = Depends(curr
         except ValueError as exc:
             raise UpstreamUnavailable("the PACS answered a search with something other than JSON") from exc
         kept = [item for item in items if _study_uid_of(item) in allowed]
+        if page is not None:
+            offset, limit = page
+            kept = kept[offset:] if limit is None else kept[offset:offset + limit]
         return Response(json.dumps(kept), status_code=200, media_type=response_headers.pop("content-type", "application/dicom+json"),
                         headers=response_headers)
     return StreamingResponse(
@@ -151,6 +159,19 @@ async def _checked_stow(request: Request, c: Container, route: DicomwebRoute,
             raise NotFound("no such study")
     body, content_type = stow.encode()
     return target, body, content_type
+
+
+def _page(params: list[tuple[str, str]]) -> tuple[tuple[int, int | None], list[tuple[str, str]]]:
+    """(offset, limit) of a QIDO-RS request, and its other parameters."""
+    values = {name.lower(): value for name, value in params if name.lower() in ("offset", "limit")}
+    try:
+        offset = int(values.get("offset", "0"))
+        limit = int(values["limit"]) if "limit" in values else None
+    except ValueError as exc:
+        raise InvalidInput("offset and limit must be integers") from exc
+    if offset < 0 or (limit is not None and limit < 0):
+        raise InvalidInput("offset and limit may not be negative")
+    return (offset, limit), [(n, v) for n, v in params if n.lower() not in ("offset", "limit")]
 
 
 def _registered(c: Container, study_uid: str) -> bool:
