@@ -288,3 +288,17 @@ def test_a_restricted_search_pages_after_the_project_filter(secure_gateway: Test
         pages.append([item["0020000D"]["Value"][0] for item in response.json()])
     assert [len(p) for p in pages] == [1, 1, 0] and {p[0] for p in pages[:2]} == mine
     assert gateway.get("/dicom-web/studies", params={"limit": "x"}, headers=carol).status_code == 400
+
+
+def test_metadata_links_point_at_the_gateway_not_the_pacs(secure_gateway: TestClient, tmp_path: Path, orthanc: LocalOrthanc) -> None:
+    """Orthanc writes BulkDataURI from the Forwarded header the gateway sends: a viewer following the
+    links stays on the gateway (and its access control) and never learns the PACS's address."""
+    files = gw.small_study(tmp_path / "m", seed=71)
+    assert secure_gateway.post("/api/studies", files=gw.as_files(files)).status_code == 201
+    first = pydicom.dcmread(files[0])
+    path = f"/dicom-web/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}/metadata"
+    body = secure_gateway.get(path, headers={"host": "viewer.hospital.example"}).text
+    assert "http://viewer.hospital.example/dicom-web/studies/" in body, body[:500]
+    assert orthanc.url.split("//", 1)[1] not in body
+    # A Host header that is not a host name is not passed on.
+    assert secure_gateway.get(path, headers={"host": "evil;proto=x"}).status_code == 200

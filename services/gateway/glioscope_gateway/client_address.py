@@ -63,6 +63,17 @@ def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequ
     return str(nearest)
 
 
+def request_scheme(request: Request) -> str:
+    """The scheme the client used: X-Forwarded-Proto from a trusted proxy (TLS ends at the ingress),
+    else the connection's own."""
+    trusted = getattr(request.app.state, "trusted_proxies", ())
+    peer = _address(request.client.host) if request.client else None
+    forwarded = (request.headers.get("x-forwarded-proto") or "").split(",")[-1].strip().lower()
+    if peer is not None and _trusted(peer, trusted) and forwarded in ("http", "https"):
+        return forwarded
+    return request.url.scheme
+
+
 def request_client_address(request: Request) -> str | None:
     """The client's address for this request (computed once; the trusted proxies are the app's
     `state.trusted_proxies`, set by create_app)."""

@@ -9,6 +9,7 @@ rebuilt from their parsed segments; a restricted caller's STOW-RS is checked ins
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
@@ -21,6 +22,7 @@ from glioscope_common.records.access import AuditAction
 from glioscope_gateway.auth.deps import current_principal
 from glioscope_gateway.auth.errors import Forbidden
 from glioscope_gateway.auth.principal import IDENTIFIED, WRITE, Principal
+from glioscope_gateway.client_address import request_scheme
 from glioscope_gateway.audit.service import AuditNote
 from glioscope_gateway.deps import Container, container
 from glioscope_gateway.dicomweb_proxy.paths import DicomwebRoute, NotARoute, parse_route, stow_route
@@ -31,6 +33,7 @@ router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 FORWARDED_REQUEST_HEADERS = ("accept", "content-type", "range")
 FORWARDED_RESPONSE_HEADERS = ("content-type", "content-length", "content-range", "etag", "last-modified")
 STUDY_UID_TAG = "0020000D"
+PUBLIC_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 
 def _route(request: Request) -> DicomwebRoute | None:
@@ -86,6 +89,11 @@ async def proxy(path: str, request: Request, principal: Principal = Depends(curr
             # DICOM parser, so no difference between pydicom's reading and DCMTK's can redirect a part.
             route = stow_route(target)
             request.state.audit.study_instance_uid = target
+    public_host = request.headers.get("host", "")
+    if PUBLIC_HOST.fullmatch(public_host):
+        # Orthanc writes BulkDataURI / RetrieveURL from this (RFC 7239): links in metadata then point
+        # at the gateway's /dicom-web, which has the same paths, not at the PACS behind it.
+        headers["forwarded"] = f"host={public_host};proto={request_scheme(request)}"
     url = f"{c.settings.dicomweb_url.rstrip('/')}/{route.path}"
     upstream_request = c.orthanc_http.build_request(
         request.method,
