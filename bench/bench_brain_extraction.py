@@ -11,14 +11,18 @@ is compared with it too; target Dice >= 0.93); for skull-stripped BraTS images t
 voxels (the mask should cover the brain, Dice near 1), and where a BraTS 2018 label is there the
 share of tumour voxels inside the mask.
 
-Backends: `onnx` (onnxruntime, the exported model folders: --model ROOT holding
-glioscope_brain_bbox/ and glioscope_brain_mask/, as written by
-`python -m glioscope_training.brain_extraction_export --out ROOT`; without --model the export is
+Backends: `onnx` (onnxruntime: by default the worker's folder model_repository/glioscope_brainmask/,
+or --model ROOT holding glioscope_brain_bbox/ and glioscope_brain_mask/ as written by
+`python -m glioscope_training.brain_extraction_export --out ROOT`; without either the export is
 made into a temporary folder when torch and deepbet are installed) and `torch` (deepbet's own
 BrainExtraction, when torch and deepbet are installed). Target on this 2-core machine: <= 5 s.
 
     python bench/bench_brain_extraction.py [--model ROOT] [--threads 2] [--repeat 2] [--brats18 3]
         [--backend onnx --backend torch] [--json var/bench/brain_extraction.json]
+
+`--pipeline` instead runs the raw study through the worker's pipeline (`glioscope segment`'s code path,
+the shipped tumour model, onnxruntime) and prints the brain-extraction stage's time, the other
+stages', the share of labelled voxels inside the case's brain mask (+1 voxel) and the brain mask's Dice.
 
 Skips with a message (exit 0) when ../shared/data is missing.
 """
@@ -78,7 +82,13 @@ def run_worker(backend: str, case: dict, model: str | None, threads: int, repeat
     if backend == "onnx":
         from glioscope_training.brain_extraction_export import extract_brain, ort_predictors
 
-        bbox, fine = ort_predictors(model, threads)
+        if (Path(model) / "metadata.json").exists():  # the worker's single folder
+            from glioscope_inference.brain_extraction import BrainExtractor
+
+            extractor = BrainExtractor(model, threads)
+            bbox, fine = extractor.predict_bbox, extractor.predict_mask
+        else:
+            bbox, fine = ort_predictors(model, threads)
 
         def timed(name, fn):
             def predict(x):
@@ -135,6 +145,48 @@ def run_worker(backend: str, case: dict, model: str | None, threads: int, repeat
     return result
 
 
+# ----------------------------------------------------------------------------------------- pipeline
+def run_pipeline(threads: int) -> None:
+    """The raw study through segment_study as `glioscope segment` runs it; the stages' seconds."""
+    import nibabel as nib
+    from glioscope_common.inference_backend import make_backend
+    from glioscope_common.model_metadata import ModelMetadata
+    from glioscope_inference.brain_extraction import BRAIN_MODEL, load_brain_extractor
+    from glioscope_inference.cli import load_nifti
+    from glioscope_inference.pipeline import segment_study
+    from scipy import ndimage
+
+    raw = DATA / "real" / "tcga-fg-6692-raw"
+    if not raw.is_dir():
+        print(f"skipped: {raw} not found")
+        return
+    model_dir = ROOT / "model_repository" / "glioscope_unet"
+    metadata = ModelMetadata.load(model_dir)
+    backend = make_backend("onnxruntime", model_dir, metadata, threads=threads)
+    t = time.perf_counter()
+    extractor = load_brain_extractor(ROOT / "model_repository" / BRAIN_MODEL, threads)
+    load_s = time.perf_counter() - t
+    volumes = {role: load_nifti(raw / f"{name}.nii.gz")
+               for role, name in (("T1", "t1"), ("T1c", "t1c"), ("T2", "t2"), ("FLAIR", "flair"))}
+    t = time.perf_counter()
+    result = segment_study(volumes, metadata, backend, brain_extractor=extractor)  # co-registration decided as in the CLI
+    total = time.perf_counter() - t
+    reference = np.asanyarray(nib.load(str(raw / "t1c_brainmask.nii.gz")).dataobj) > 0
+    slack = ndimage.binary_dilation(reference, structure=ndimage.generate_binary_structure(3, 3))
+    labelled = int((result.label_map > 0).sum())
+    inside = float((result.label_map[slack] > 0).sum()) / max(1, labelled)
+    mask = result.brain_mask
+    dice = float("nan")
+    if mask is not None:
+        dice = 2 * float((mask & reference).sum()) / float(mask.sum() + reference.sum())
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings_s.items())
+    print(f"raw study through the pipeline ({threads} threads): brain extraction "
+          f"{result.timings_s.get('brain_extraction', float('nan')):.2f} s (loading the two networks {load_s:.2f} s, "
+          f"once per worker process); stages: {stages}; total {total:.1f} s; brain {result.brain_ml or 0:.0f} mL, "
+          f"Dice {dice:.4f}; {labelled} labelled voxels, {inside:.1%} inside the case's brain mask (+1 voxel); "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0:.0f} MiB")
+
+
 # --------------------------------------------------------------------------------------------- main
 def have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
@@ -143,8 +195,8 @@ def have(module: str) -> bool:
 def model_root(arg: str | None, tmp: Path) -> str | None:
     if arg:
         return arg
-    default = ROOT / "model_repository"
-    if (default / "glioscope_brain_mask" / "1" / "model.onnx").exists():
+    default = ROOT / "model_repository" / "glioscope_brainmask"
+    if (default / "metadata.json").exists():
         return str(default)
     if have("torch") and have("deepbet") and have("onnx"):
         print(f"exporting deepbet to ONNX in {tmp} (no --model given) ...", flush=True)
@@ -156,14 +208,19 @@ def model_root(arg: str | None, tmp: Path) -> str | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="folder holding glioscope_brain_bbox/ and glioscope_brain_mask/")
+    ap.add_argument("--model", help="the worker's folder (glioscope_brainmask/), or a folder holding "
+                                    "glioscope_brain_bbox/ and glioscope_brain_mask/")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--brats18", type=int, default=3, help="how many ../shared/data/brats18-labelled cases")
     ap.add_argument("--backend", action="append", choices=["onnx", "torch"])
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--pipeline", action="store_true", help="time the brain-extraction stage in the pipeline")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.pipeline:
+        run_pipeline(args.threads)
+        return
 
     if args.worker:
         case = json.loads(args.worker)
@@ -193,8 +250,7 @@ def main() -> None:
                 print("onnx: skipped (no exported model folder; give --model or install torch, deepbet and onnx)")
                 backends.remove("onnx")
             else:
-                size = sum((Path(model) / m / "1" / "model.onnx").stat().st_size
-                           for m in ("glioscope_brain_bbox", "glioscope_brain_mask"))
+                size = sum(f.stat().st_size for f in Path(model).rglob("*.onnx"))
                 print(f"onnx model: {model} (two files, {size / 1e6:.1f} MB together)")
         print(f"{'case':<28} {'backend':<7} {'Dice':>7} {'ref in':>7} {'mask in':>7} {'mL':>6} "
               f"{'s':>6} {'coarse':>6} {'fine':>6} {'RSS MiB':>8} {'tumour in':>9}")

@@ -1,6 +1,7 @@
 """Export deepbet's brain-extraction networks to ONNX model folders, with the preprocessing that
-deepbet's own pipeline applies written down in metadata.json, and a numpy + onnxruntime copy of that
-pipeline (no torch, no cc3d, no fill_voids) that the bench and, later, the inference worker use.
+deepbet's own pipeline applies written down in metadata.json, and check the exported networks and the
+worker's numpy + onnxruntime copy of that pipeline (glioscope_inference.brain_extraction: no torch,
+no cc3d, no fill_voids) against deepbet's own.
 
 deepbet (Fisch et al. 2024, Computers in Biology and Medicine 179:108845; PyPI `deepbet`, MIT
 licence) ships two TorchScript networks inside its wheel (`<site-packages>/data/models/`): a coarse
@@ -9,13 +10,15 @@ fine LinkNet3d run on that box resized to 256³. Both are fully convolutional (i
 fixed-size layer); every spatial size must be a multiple of 32.
 
     pip install torch==2.13.0 && pip install deepbet onnx onnxruntime   # export only
-    python -m glioscope_training.brain_extraction_export --out /tmp/bet-models [--check IMAGE.nii.gz]
+    PYTHONPATH=training:services/inference python -m glioscope_training.brain_extraction_export \
+        --out /tmp/bet-models [--bundle model_repository/glioscope_brainmask] [--check IMAGE.nii.gz]
 
 writes
 
     <out>/glioscope_brain_bbox/1/model.onnx   config.pbtxt  configs/cpu.pbtxt  metadata.json
     <out>/glioscope_brain_mask/1/model.onnx   config.pbtxt  configs/cpu.pbtxt  metadata.json
-    (+ LICENSE-deepbet in both)
+    (+ LICENSE-deepbet in both); with --bundle DIR also the worker's single folder (bundle()):
+    DIR/bbox.onnx  mask.onnx  metadata.json  LICENSE-deepbet
 
 Each ONNX graph takes `image` float32 [1, 1, X, Y, Z] and gives `brain` float32 [1, 1, X, Y, Z], the
 softmax probability of the brain class (deepbet's output channel 1; channel 0 is 1 - brain and is
@@ -34,26 +37,40 @@ import argparse
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import numpy as np
+from glioscope_inference.brain_extraction import (  # noqa: F401  (re-exported for the bench and tests)
+    BBOX_MARGIN,
+    BBOX_PLANE_FRACTION,
+    BRAIN_MODEL,
+    BRAIN_ML_RANGE,
+    DILATE_MM,
+    NORM_SCALE,
+    NORM_SHIFT,
+    QUANTILES,
+    SHAPE,
+    SMALL_SHAPE,
+    THRESHOLD,
+    BrainExtractionResult,
+    Predict,
+    bbox_with_margin,
+    extract_brain,
+    extract_brain_ras,
+    fill_holes,
+    largest_component,
+    nearest_exact_index,
+    normalize,
+    ort_session_predictor,
+    resize_nearest_exact,
+)
 from scipy import ndimage
 
 OPSET = 17
 TOLERANCE = 1e-3  # max |brain probability difference| allowed between onnxruntime and torch (3e-5 seen)
 BBOX_MODEL = "glioscope_brain_bbox"
 MASK_MODEL = "glioscope_brain_mask"
-# deepbet 1.0.2, deepbet/bet.py BrainExtraction.run_model / postprocess and utils.normalize
-SMALL_SHAPE = (128, 128, 128)
-SHAPE = (256, 256, 256)
-BBOX_MARGIN = 0.1
-BBOX_PLANE_FRACTION = 0.02
-QUANTILES = (0.005, 0.995)
-NORM_SCALE, NORM_SHIFT = 0.226, 0.449
-THRESHOLD = 0.5
 
 CITATION = (
     "Fisch L, Zumdick S, Barkhau C, Emden D, Ernsting J, Leenings R, Sarink K, Winter NR, Risse B, "
@@ -61,152 +78,14 @@ CITATION = (
     "Networks. Computers in Biology and Medicine 179 (2024) 108845. doi:10.1016/j.compbiomed.2024.108845"
 )
 
-Predict = Callable[[np.ndarray], np.ndarray]  # float32 [X, Y, Z] -> brain probability float32 [X, Y, Z]
-
-
 # --------------------------------------------------------------------------------------------- pipeline
-def nearest_exact_index(n_in: int, n_out: int) -> np.ndarray:
-    """Source index of each output index for torch's `F.interpolate(mode="nearest-exact")` with a
-    given output size: floor((i + 0.5) * n_in / n_out), in float32 as torch's CPU kernel computes it."""
-    scale = np.float32(n_in) / np.float32(n_out)
-    idx = np.floor((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale).astype(np.int64)
-    return np.minimum(idx, n_in - 1)
-
-
-def resize_nearest_exact(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    for axis, (n_in, n_out) in enumerate(zip(x.shape, shape)):
-        if n_in != n_out:
-            x = np.take(x, nearest_exact_index(n_in, n_out), axis=axis)
-    return np.ascontiguousarray(x)
-
-
-def normalize(x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """deepbet.utils.normalize: rescale [low, high] to [0, 1], clip, standardise over the whole
-    array (torch's unbiased std), then map to mean 0.449 and std 0.226 (ImageNet grey)."""
-    y = np.subtract(x, np.float32(low), dtype=np.float32)
-    y /= np.float32(high) - np.float32(low)
-    np.maximum(y, np.float32(0), out=y)
-    np.minimum(y, np.float32(1), out=y)
-    flat = y.reshape(-1)
-    mean = np.float32(flat.mean(dtype=np.float64))
-    y -= mean
-    chunk = 1 << 20
-    square_sum = 0.0
-    for i in range(0, flat.size, chunk):
-        part = flat[i:i + chunk].astype(np.float64)
-        square_sum += float(np.dot(part, part))
-    y /= np.float32(np.sqrt(square_sum / max(1, flat.size - 1)))
-    y *= np.float32(NORM_SCALE)  # in deepbet's order of operations, so that its mask is reproduced
-    y += np.float32(NORM_SHIFT)
-    return y
-
-
-_CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """cc3d.connected_components (26-connectivity, its default) + keep the largest label."""
-    labels, n = ndimage.label(mask, structure=_CONNECTIVITY_26)
-    if n <= 1:
-        return labels > 0
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(np.argmax(sizes))
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Background components (6-connected) that do not touch the array's border become foreground:
-    scipy.ndimage.binary_fill_holes / fill_voids.fill, in one labelling pass."""
-    labels, n = ndimage.label(~mask)
-    border = np.zeros(n + 1, dtype=bool)
-    for axis in range(mask.ndim):
-        for index in (0, -1):
-            border[np.take(labels, index, axis=axis)] = True
-    border[0] = False
-    return ~border[labels]
-
-
-def bbox_with_margin(mask_small: np.ndarray, shape: tuple[int, ...], margin: float = BBOX_MARGIN) -> tuple[slice, ...]:
-    """deepbet's BrainExtraction.get_bbox_with_margin: planes where more than 2 % of the coarse mask
-    is brain, centre and size scaled to the full grid, size × (1 + 2 margin), rounded half to even."""
-    centre, size = [], []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        r = np.flatnonzero(mask_small.mean(axis=others, dtype=np.float32) > BBOX_PLANE_FRACTION)
-        if r.size == 0:
-            raise ValueError("Not enough foreground to calculate bounding box")
-        centre.append(np.float32(r.max() + 1 + r.min()) / np.float32(2))
-        size.append(np.float32((r.max() + 1) - r.min()))
-    scale = np.asarray(shape, dtype=np.float32) / np.asarray(mask_small.shape, dtype=np.float32)
-    c = np.round(scale * np.asarray(centre, dtype=np.float32))
-    s = np.round(np.float32(1 + 2 * margin) * (scale * np.asarray(size, dtype=np.float32)))
-    box = [(int(ci - si / 2), int(ci + si / 2)) for ci, si in zip(c, s)]
-    return tuple(slice(max(0, lo), min(n, hi), 1) for (lo, hi), n in zip(box, shape))
-
-
-@dataclass
-class BrainExtractionResult:
-    mask: np.ndarray  # bool, on the input's (RAS-canonical) grid
-    probability: np.ndarray  # float32, fine network's brain probability, 0 outside the box
-    bbox: tuple[slice, ...]
-    low: float
-    high: float
-
-
-def extract_brain_ras(x: np.ndarray, predict_bbox: Predict, predict_mask: Predict,
-                      threshold: float = THRESHOLD, fine_shape: tuple[int, int, int] = SHAPE) -> BrainExtractionResult:
-    """deepbet's run_model + postprocess on an array already in closest-canonical RAS order
-    (nibabel.as_closest_canonical: axis permutation and flips only, no resampling). `fine_shape`
-    other than deepbet's 256³ (multiples of 32) trades accuracy for speed: see docs/brain-extraction.md."""
-    x = np.nan_to_num(np.asarray(x, dtype=np.float32))
-    x_small = resize_nearest_exact(x, SMALL_SHAPE)
-    low, high = (float(q) for q in np.quantile(x_small, QUANTILES))
-    prob_small = predict_bbox(normalize(x_small, low, high))
-    mask_small = largest_component(prob_small > 0.5).astype(np.float32)
-    bbox = bbox_with_margin(mask_small, x.shape)
-    crop = x[bbox]
-    prob_crop = predict_mask(normalize(resize_nearest_exact(crop, fine_shape), low, high))
-    probability = np.zeros_like(x)
-    probability[bbox] = resize_nearest_exact(prob_crop, crop.shape)
-    mask = probability > threshold
-    inside = largest_component(mask[bbox])
-    mask[bbox] = fill_holes(inside)  # fill_voids.fill: holes not reaching the border
-    return BrainExtractionResult(mask, probability, bbox, low, high)
-
-
-def extract_brain(data: np.ndarray, affine: np.ndarray, predict_bbox: Predict, predict_mask: Predict,
-                  threshold: float = THRESHOLD, fine_shape: tuple[int, int, int] = SHAPE) -> BrainExtractionResult:
-    """Brain mask of a 3-D image on its own grid: reorient to closest canonical RAS as deepbet
-    does, run the pipeline, reorient the mask (and probability) back."""
-    import nibabel as nib
-
-    ornt = nib.io_orientation(affine)
-    to_ras = nib.orientations.ornt_transform(ornt, [[0, 1], [1, 1], [2, 1]])
-    back = nib.orientations.ornt_transform([[0, 1], [1, 1], [2, 1]], ornt)
-    res = extract_brain_ras(nib.apply_orientation(np.asarray(data), to_ras), predict_bbox, predict_mask, threshold,
-                            fine_shape)
-    res.mask = np.ascontiguousarray(nib.apply_orientation(res.mask, back))
-    res.probability = np.ascontiguousarray(nib.apply_orientation(res.probability, back))
-    return res
-
-
+# The numpy pipeline lives in the worker (glioscope_inference.brain_extraction; run the export with
+# PYTHONPATH=training:services/inference in the export virtualenv).
 def ort_predictors(model_root: str | Path, threads: int = 2) -> tuple[Predict, Predict]:
-    """(bbox, mask) predictors on the two ONNX files under model_root with onnxruntime (CPU)."""
-    import onnxruntime as ort
-
-    def make(path: Path) -> Predict:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-        def predict(x: np.ndarray) -> np.ndarray:
-            return sess.run(["brain"], {"image": np.ascontiguousarray(x, dtype=np.float32)[None, None]})[0][0, 0]
-
-        return predict
-
+    """(bbox, mask) predictors on the two exported folders under model_root (onnxruntime, CPU)."""
     root = Path(model_root)
-    return make(root / BBOX_MODEL / "1" / "model.onnx"), make(root / MASK_MODEL / "1" / "model.onnx")
+    return (ort_session_predictor(root / BBOX_MODEL / "1" / "model.onnx", threads),
+            ort_session_predictor(root / MASK_MODEL / "1" / "model.onnx", threads))
 
 
 # ----------------------------------------------------------------------------------------------- export
@@ -478,6 +357,53 @@ def export_all(out_root: str | Path, two_pass_norm: bool = True) -> dict[str, fl
     return checks
 
 
+def bundle(out_root: str | Path, dest: str | Path) -> Path:
+    """The worker's model folder (`model_repository/glioscope_brainmask/`) from the two exported
+    folders: bbox.onnx, mask.onnx, LICENSE-deepbet and one metadata.json (the pipeline constants, both
+    networks' sources, and how the platform uses the mask: dilation, plausible brain volume). No
+    config.pbtxt: the worker runs these networks with onnxruntime (Triton serving is a next step)."""
+    out_root, dest = Path(out_root), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    metas = {}
+    for role, model_name in (("bbox", BBOX_MODEL), ("mask", MASK_MODEL)):
+        shutil.copyfile(out_root / model_name / "1" / "model.onnx", dest / f"{role}.onnx")
+        metas[role] = json.loads((out_root / model_name / "metadata.json").read_text())
+    shutil.copyfile(out_root / MASK_MODEL / "LICENSE-deepbet", dest / "LICENSE-deepbet")
+    mask = metas["mask"]
+    meta = {
+        "name": BRAIN_MODEL,
+        "pipeline": "deepbet",
+        "version": mask["version"],
+        "files": {"bbox": "bbox.onnx", "mask": "mask.onnx"},
+        "files_sha256": {role: _sha256(dest / f"{role}.onnx") for role in ("bbox", "mask")},
+        "input_name": mask["input_name"],
+        "output_name": mask["output_name"],
+        "input_shapes": {role: metas[role]["input_shape"] for role in ("bbox", "mask")},
+        "fine_shape": list(SHAPE),
+        "spatial_size_multiple": mask["spatial_size_multiple"],
+        "instance_norm": mask.get("instance_norm"),
+        "onnx_vs_torch_max_abs_diff": mask["onnx_vs_torch_max_abs_diff"],
+        "intended_input": mask["intended_input"],
+        "preprocessing": mask["preprocessing"],
+        "postprocessing": mask["postprocessing"],
+        "use": {
+            "sequence": "T1c (the reference), on its native grid, only when the study is not skull-stripped",
+            "dilate_mm": DILATE_MM,
+            "brain_ml_range": list(BRAIN_ML_RANGE),
+            "outside_mask": "every channel set to 0 on the model grid before normalisation; labels removed",
+        },
+        "serving": "onnxruntime in the worker process (also with Triton for the tumour model); "
+                   "Triton serving of the brain model: next step",
+        "source": {**{k: v for k, v in mask["source"].items() if k not in ("weights_file", "weights_sha256")},
+                   "weights": {role: {"file": metas[role]["source"]["weights_file"],
+                                      "sha256": metas[role]["source"]["weights_sha256"]} for role in ("bbox", "mask")}},
+        "licence": mask["licence"],
+        "intended_use": mask["intended_use"],
+    }
+    (dest / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    return dest
+
+
 def torch_predictors(threads: int = 2) -> tuple[Predict, Predict]:
     """(bbox, mask) predictors on deepbet's own TorchScript networks (needs torch and deepbet)."""
     import torch
@@ -550,8 +476,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--onnx-instance-norm", action="store_true",
                     help="keep ONNX InstanceNormalization nodes (faster, but less exact in onnxruntime)")
+    ap.add_argument("--bundle", default=None,
+                    help="also write the worker's single model folder here (model_repository/glioscope_brainmask)")
     args = ap.parse_args(argv)
     checks = export_all(args.out, two_pass_norm=not args.onnx_instance_norm)
+    if args.bundle:
+        print(f"worker model folder: {bundle(args.out, args.bundle)}")
     for name in (BBOX_MODEL, MASK_MODEL):
         f = Path(args.out) / name / "1" / "model.onnx"
         print(f"exported {f} ({f.stat().st_size / 1e6:.2f} MB)")

@@ -171,8 +171,12 @@ def segment(args: argparse.Namespace) -> int:
         if not args.quiet and fraction >= 1.0:
             print(f"  {stage} done", file=sys.stderr)
 
+    from glioscope_inference.brain_extraction import BRAIN_MODEL, load_brain_extractor
+
+    # the brain-extraction folder beside the tumour model's (used only for images not skull-stripped)
+    brain_extractor = load_brain_extractor(model_dir.parent / BRAIN_MODEL, args.threads or 0)
     result = segment_study(volumes, metadata, backend, coregister=args.coregister, progress=progress,
-                           frame_of_reference_uids=frames)
+                           frame_of_reference_uids=frames, brain_extractor=brain_extractor)
 
     import nibabel as nib
 
@@ -183,6 +187,11 @@ def segment(args: argparse.Namespace) -> int:
     image.set_sform(result.reference.affine, code=1)
     image.header.set_data_dtype(np.uint8)
     nib.save(image, str(out / "segmentation.nii.gz"))
+    if result.brain_mask is not None:
+        brain = nib.Nifti1Image(result.brain_mask.astype(np.uint8), result.reference.affine)
+        brain.set_qform(result.reference.affine, code=1)
+        brain.set_sform(result.reference.affine, code=1)
+        nib.save(brain, str(out / "brain_mask.nii.gz"))
     (out / "measurements.json").write_text(result.measurements.model_dump_json(indent=2))
     for view, png in result.key_images.items():
         (out / f"key_{view}.png").write_bytes(png)

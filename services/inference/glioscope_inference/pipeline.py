@@ -4,6 +4,12 @@ volumes (T1, T1c, T2, FLAIR as Volume) -> co-registration to the reference (T1c)
 the model grid (axis-aligned RAS at the model spacing over the T1c extent) -> normalisation ->
 sliding-window inference -> probabilities resampled back to the T1c grid (linear) -> argmax ->
 connected-component clean-up -> measurements (model grid) -> key images (model grid).
+
+A study that is not skull-stripped (image foreground of the T1c over SKULL_STRIPPED_MAX_ML) gets brain
+extraction when a BrainExtractor is given (deepbet's networks, `glioscope_inference.brain_extraction`):
+on the T1c's native grid, within the "normalise" stage (its own time in timings_s["brain_extraction"]);
+the mask, dilated by a few mm, zeroes every channel outside it on the model grid before the z-score
+(the model sees BraTS-like input) and removes labels outside it on the T1c grid.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from glioscope_common.measurements import Measurements
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.volume import Volume
 
+from glioscope_inference.brain_extraction import BrainExtractor, dilate_mm
 from glioscope_inference.keyimages import render_key_images
 from glioscope_inference.measure import measure
 from glioscope_inference.postprocess import clean_labels, probabilities_to_labels
 from glioscope_inference.preprocess import (
     coregister_rigid,
+    foreground_mask,
     normalise,
     reference_grid,
     resample,
@@ -41,11 +49,21 @@ __all__ = ["SegmentationResult", "segment_study", "STAGES"]
 # TCGA example in ../shared/data/real).
 SKULL_STRIPPED_MAX_ML = 3000.0
 
+BRAIN_EXTRACTION_NOTE = ("Skull and neck removed automatically (deepbet brain extraction: the images were not "
+                         "skull-stripped); review the brain boundary.")
 
-def input_warnings(brain_mask: np.ndarray, voxel_mm3: float) -> list[str]:
-    """Plain-language reasons why the model may mislabel this input."""
+
+def looks_skull_stripped(foreground_ml: float) -> bool:
+    return foreground_ml <= SKULL_STRIPPED_MAX_ML
+
+
+def input_warnings(brain_mask: np.ndarray, voxel_mm3: float, brain_extraction: bool = False) -> list[str]:
+    """Plain-language reasons why the model may mislabel this input (`brain_extraction`: the brain
+    was extracted automatically, which is said instead of "not skull-stripped")."""
+    if brain_extraction:
+        return [BRAIN_EXTRACTION_NOTE]
     foreground_ml = float(brain_mask.sum()) * voxel_mm3 / 1000.0
-    if foreground_ml > SKULL_STRIPPED_MAX_ML:
+    if not looks_skull_stripped(foreground_ml):
         return [
             f"The images do not look skull-stripped ({foreground_ml / 1000:.1f} L of image foreground; a "
             f"skull-stripped brain is under {SKULL_STRIPPED_MAX_ML / 1000:.0f} L). The model was trained on skull-stripped images "
@@ -68,6 +86,8 @@ class SegmentationResult:
     model_grid_affine: np.ndarray
     transforms: dict[str, np.ndarray] = field(default_factory=dict)  # series -> world transform applied
     coregistration_note: str = ""
+    brain_mask: np.ndarray | None = None  # bool on the T1c grid (deepbet's, not dilated), when brain extraction ran
+    brain_ml: float | None = None  # extracted brain volume (before dilation), when brain extraction ran
 
 
 def _validate(volumes: Mapping[str, Volume], metadata: ModelMetadata, reference: str) -> None:
@@ -97,10 +117,12 @@ def segment_study(
     batch_size: int = 2,
     requests_in_flight: int = 1,
     key_image_channel: str | None = None,
+    brain_extractor: BrainExtractor | None = None,
 ) -> SegmentationResult:
     """Segment one study. `coregister`: True always, False never, None decides with
     `preprocess.should_coregister` (same grid, or same FrameOfReferenceUID with agreeing geometry,
-    -> skip)."""
+    -> skip). `brain_extractor`: used only when the reference does not look skull-stripped; None
+    keeps the input as it is (and warns when it is not skull-stripped)."""
     _validate(volumes, metadata, reference)
     # A constant background other than 0 (a rescaled or z-scored skull-stripped image) is moved to 0.
     volumes = {name: without_constant_background(volume) if volume is not None else volume
@@ -122,6 +144,14 @@ def segment_study(
     ref = volumes[reference]
     ref = Volume(np.asarray(ref.data), np.asarray(ref.affine, dtype=float))
     channels = list(metadata.channels)
+    ref_voxel_mm3 = abs(float(np.linalg.det(ref.affine[:3, :3])))
+    # "skull-stripped or not", as the input check decides it, on the reference's native grid (cheap)
+    extract = brain_extractor is not None and not looks_skull_stripped(
+        float(np.count_nonzero(foreground_mask(ref.data[np.newaxis], metadata.normalisation.mask)))
+        * ref_voxel_mm3 / 1000.0)
+    native_brain: np.ndarray | None = None  # dilated: what cuts channels and labels
+    extracted: np.ndarray | None = None
+    brain_ml: float | None = None
 
     # 1. co-registration of every other channel onto the reference (world transforms)
     aligned: dict[str, Volume] = {}
@@ -156,7 +186,25 @@ def segment_study(
     with stage("normalise"):
         display = key_image_channel or ("FLAIR" if "FLAIR" in channels else reference)
         raw_for_display = image[channels.index(display)].copy() if display in channels else None
-        image, brain_mask = normalise(image, metadata.normalisation)
+        spec = metadata.normalisation
+        if extract:
+            assert brain_extractor is not None
+            started = time.perf_counter()
+            extracted = brain_extractor.extract(ref.data, ref.affine).mask
+            brain_ml = float(extracted.sum()) * ref_voxel_mm3 / 1000.0
+            low, high = brain_extractor.brain_ml_range
+            if not low <= brain_ml <= high:
+                raise UnprocessableInput(
+                    f"brain extraction failed: {brain_ml:.0f} mL of brain found on the {reference} (plausible: "
+                    f"{low:.0f}-{high:.0f} mL); the images are not skull-stripped, so no segmentation is made")
+            native_brain = dilate_mm(extracted, ref.affine, brain_extractor.dilate_mm)
+            grid_brain = resample(Volume(native_brain.astype(np.float32), ref.affine), grid_affine, grid_shape,
+                                  order=0) > 0.5
+            image[:, ~grid_brain] = 0.0  # BraTS-like input: the z-score is taken inside the brain
+            spec = spec.model_copy(update={"mask": "nonzero"})
+            timings["brain_extraction"] = round(time.perf_counter() - started, 4)
+            report("normalise", 0.8)
+        image, brain_mask = normalise(image, spec)
         if not brain_mask.any():
             raise UnprocessableInput("no foreground voxels found after resampling (empty images?)")
 
@@ -195,14 +243,16 @@ def segment_study(
                 cval=1.0 if c == 0 else 0.0,
             )
         del probabilities
-        ref_voxel_mm3 = abs(float(np.linalg.det(ref.affine[:3, :3])))
         label_map = clean_labels(probabilities_to_labels(back, metadata), ref_voxel_mm3)
         del back
+        if native_brain is not None:
+            label_map[~native_brain] = 0
 
     # 6. measurements on the model grid (axis-aligned RAS: axial is clean there)
     with stage("measure"):
         measurements = measure(model_labels, grid_affine, metadata, brain_mask=brain_mask)
-        measurements = measurements.model_copy(update={"input_warnings": input_warnings(brain_mask, grid_voxel_mm3)})
+        warnings = input_warnings(brain_mask, grid_voxel_mm3, brain_extraction=native_brain is not None)
+        measurements = measurements.model_copy(update={"input_warnings": warnings})
         if measurements.axial_slice_index is not None:
             # report the slice in the T1c grid: the k index of the WT centroid on the measured slice
             k = measurements.axial_slice_index
@@ -231,4 +281,6 @@ def segment_study(
         model_grid_affine=grid_affine,
         transforms=transforms,
         coregistration_note=note,
+        brain_mask=extracted,
+        brain_ml=brain_ml,
     )

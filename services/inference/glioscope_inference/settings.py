@@ -12,6 +12,9 @@ class InferenceSettings(CommonSettings):
 
     # Threads for onnxruntime in-process; 0 lets onnxruntime choose.
     inference_threads: int = Field(0, ge=0)
+    # Brain extraction (deepbet, onnxruntime in this process) for studies that are not skull-stripped:
+    # the folder under model_repository; empty, or a missing folder, turns it off (a warning instead).
+    brain_model_name: str = "glioscope_brainmask"
     # Patches one job keeps in flight to Triton, one per request (Triton's dynamic batcher merges them).
     triton_requests_in_flight: int = Field(2, ge=1, le=64)
     # "system": tensors to Triton through POSIX shared memory instead of the gRPC message; only for a

@@ -33,6 +33,7 @@ from glioscope_common.records.models import JobState
 from glioscope_common.volume import Volume
 from glioscope_inference.dicom_seg import build_segmentation
 from glioscope_inference.dicom_seg import warm_up as warm_up_highdicom
+from glioscope_inference.brain_extraction import BrainExtractor
 from glioscope_inference.pipeline import SegmentationResult, segment_study
 from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
 from glioscope_inference.segmentation.repository import JobRepository
@@ -118,6 +119,7 @@ class SegmentationService:
         backend_factory: Callable[[], InferenceBackend],
         metadata: ModelMetadata,
         publish: ProgressSink | None = None,
+        brain_extractor_factory: Callable[[], BrainExtractor | None] | None = None,
     ) -> None:
         self._jobs = jobs
         self._dicomweb = dicomweb
@@ -126,6 +128,7 @@ class SegmentationService:
         self._backend_factory = backend_factory
         self._metadata = metadata
         self._publish = publish
+        self._brain_extractor_factory = brain_extractor_factory or (lambda: None)
 
     def _progress(self, job_id: str, stage: str, fraction: float) -> None:
         self._jobs.progress(job_id, stage, fraction)
@@ -139,6 +142,7 @@ class SegmentationService:
         """One-time costs paid at worker start instead of by the first job: the inference backend
         (an onnxruntime session, or the Triton client) and highdicom's standard tables."""
         self._backend_factory()
+        self._brain_extractor_factory()
         warm_up_highdicom(self._metadata)
 
     def run(self, job_id: str) -> str:
@@ -172,6 +176,7 @@ class SegmentationService:
                 volumes, self._metadata, backend, progress=on_progress,
                 batch_size=getattr(backend, "preferred_batch_size", 1),
                 requests_in_flight=getattr(backend, "requests_in_flight", 1),
+                brain_extractor=self._brain_extractor_factory(),
             )
             timings.update(result.timings_s)
 

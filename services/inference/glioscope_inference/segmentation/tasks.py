@@ -17,6 +17,7 @@ from glioscope_common.inference_backend import InferenceBackend, make_backend
 from glioscope_common.metrics import count_job, observe_job
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.records.models import JobKind
+from glioscope_inference.brain_extraction import BrainExtractor, load_brain_extractor
 from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
 from glioscope_inference.segmentation.repository import JobRepository
 from glioscope_inference.segmentation.service import ProgressSink, SegmentationService
@@ -59,6 +60,13 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
             triton_shared_memory=settings.triton_shared_memory,
         )
 
+    def brain_extractor() -> BrainExtractor | None:
+        # loaded once per worker process (load_brain_extractor is cached); onnxruntime here even when
+        # the tumour model is on Triton
+        if not settings.brain_model_name:
+            return None
+        return load_brain_extractor(settings.model_repository / settings.brain_model_name, settings.inference_threads)
+
     service = SegmentationService(
         jobs,
         HttpDicomWeb(settings.dicomweb_url, auth=settings.orthanc_auth),
@@ -67,6 +75,7 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
         backend,
         metadata,
         progress_publisher(settings),
+        brain_extractor_factory=brain_extractor,
     )
     return service, jobs, settings
 
