@@ -302,3 +302,37 @@ def test_metadata_links_point_at_the_gateway_not_the_pacs(secure_gateway: TestCl
     assert orthanc.url.split("//", 1)[1] not in body
     # A Host header that is not a host name is not passed on.
     assert secure_gateway.get(path, headers={"host": "evil;proto=x"}).status_code == 200
+
+
+def test_a_get_is_sent_again_when_the_pacs_drops_the_connection(tmp_path: Path, orthanc: LocalOrthanc) -> None:
+    """A connection the PACS closes without an answer (a stale keep-alive connection) costs the viewer
+    a frame unless the idempotent GET is sent again; a STOW-RS body is never sent twice."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    seen: list[str] = []
+
+    def serve() -> None:
+        for n in range(3):
+            connection, _ = listener.accept()
+            with connection:
+                request = connection.recv(65536).decode("latin-1")
+                seen.append(request.split(" ", 2)[0])
+                if n == 0:
+                    continue  # closed without an answer
+                body = b"[]"
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nConnection: close\r\n"
+                                   + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    settings = gw.gateway_settings(tmp_path, orthanc, dicomweb_url=f"http://127.0.0.1:{port}/dicom-web")
+    with TestClient(create_app(settings), headers={"x-api-key": gw.SERVICE_KEY}) as client:
+        response = client.get("/dicom-web/studies")
+        assert response.status_code == 200 and response.json() == [], response.text
+        assert seen == ["GET", "GET"]
+    listener.close()

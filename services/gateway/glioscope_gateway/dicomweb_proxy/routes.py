@@ -9,9 +9,11 @@ rebuilt from their parsed segments; a restricted caller's STOW-RS is checked ins
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 
+import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
@@ -28,6 +30,7 @@ from glioscope_gateway.deps import Container, container
 from glioscope_gateway.dicomweb_proxy.paths import DicomwebRoute, NotARoute, parse_route, stow_route
 from glioscope_gateway.dicomweb_proxy.stow import parse_stow
 
+logger = logging.getLogger("glioscope.gateway.dicomweb")
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 
 FORWARDED_REQUEST_HEADERS = ("accept", "content-type", "range")
@@ -95,20 +98,26 @@ async def proxy(path: str, request: Request, principal: Principal = Depends(curr
         # at the gateway's /dicom-web, which has the same paths, not at the PACS behind it.
         headers["forwarded"] = f"host={public_host};proto={request_scheme(request)}"
     url = f"{c.settings.dicomweb_url.rstrip('/')}/{route.path}"
-    upstream_request = c.orthanc_http.build_request(
-        request.method,
-        url,
-        params=params,
-        headers=headers,
-        content=content,
-    )
-    try:
-        upstream = await c.orthanc_http.send(upstream_request, stream=True)
-    except Exception as exc:
-        raise UpstreamUnavailable("the PACS is unreachable") from exc
+    # A GET is sent again once if the connection fails (a pooled keep-alive connection the PACS has
+    # just closed fails the first request sent on it); a STOW-RS body is sent once.
+    attempts = 2 if request.method == "GET" else 1
+    for attempt in range(1, attempts + 1):
+        upstream_request = c.orthanc_http.build_request(
+            request.method, url, params=params, headers=headers, content=content,
+        )
+        try:
+            upstream = await c.orthanc_http.send(upstream_request, stream=True)
+            break
+        except httpx.TransportError as exc:
+            logger.warning("DICOMweb request to the PACS failed (%s, attempt %d of %d)", type(exc).__name__,
+                           attempt, attempts)
+            if attempt == attempts:
+                raise UpstreamUnavailable("the PACS is unreachable") from exc
     if upstream.status_code in (401, 403):
         # Orthanc refused the gateway itself, not the caller: a configuration error, not a session to renew.
         await upstream.aclose()
+        logger.error("the PACS answered %d to the gateway: check GLIOSCOPE_ORTHANC_USERNAME / _PASSWORD",
+                     upstream.status_code)
         raise UpstreamUnavailable("the PACS refused the gateway's credentials "
                                   "(GLIOSCOPE_ORTHANC_USERNAME / GLIOSCOPE_ORTHANC_PASSWORD)")
     response_headers = {k: v for k, v in upstream.headers.items() if k.lower() in FORWARDED_RESPONSE_HEADERS}
