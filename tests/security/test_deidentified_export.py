@@ -14,7 +14,6 @@ import io
 import shutil
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +29,9 @@ from reportlab.pdfgen import canvas
 from glioscope_common.dicom_volume import read_series, write_study
 from glioscope_common.measurements import LabelVolume, Measurements
 from glioscope_common.model_metadata import ModelMetadata
-from glioscope_common.testing import REPO_ROOT
+from glioscope_common.testing import REPO_ROOT, require_service
 from glioscope_common.volume import Volume
+from glioscope_gateway.studies.export import iter_elements
 from glioscope_inference.dicom_seg import build_segmentation
 from glioscope_reporting.reports import dicom_export
 from glioscope_reporting.reports.schemas import ModelInfo, Patient, Study
@@ -184,18 +184,9 @@ def build_source(folder: Path) -> Source:
 # ------------------------------------------------------------------------------------------ scanning
 
 
-def iter_elements(ds: Dataset) -> Iterator[pydicom.DataElement]:
-    """Every element at any depth of nested sequences (pydicom's walk, as a generator)."""
-    for element in ds:
-        yield element
-        if element.VR == "SQ":
-            for item in element.value:
-                yield from iter_elements(item)
-
-
 def pdf_text(document: bytes, folder: Path) -> str:
     if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext (poppler-utils) is not installed")
+        require_service("pdftotext", "poppler-utils is not installed")  # fails in CI, skips elsewhere
     path = folder / "document.pdf"
     path.write_bytes(document)
     result = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, check=True)

@@ -28,11 +28,10 @@ from glioscope_common.local_services import (
     LOCAL_SCU_AET,
     ORTHANC_DUPLICATE_AUDIT_LUA,
     LocalOrthanc,
-    ServiceStartError,
     orthanc_modalities,
 )
 from glioscope_common.settings import CommonSettings
-from glioscope_common.testing import make_mr_series, require_service
+from glioscope_common.testing import make_mr_series, require_service, serving
 
 pytestmark = pytest.mark.services
 
@@ -44,14 +43,8 @@ ELSEWHERE = {"ct-elsewhere": {"AET": "CT-ELSEWHERE", "Host": "127.0.0.2", "Port"
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOrthanc]:
     """An Orthanc as `make run` starts it (its own password, the default modality plus one elsewhere)."""
-    server = LocalOrthanc(tmp_path_factory.mktemp("locked-orthanc"), stable_age=2, password="pw_" + "x" * 30,
-                          modalities={**DEFAULT_MODALITIES, **ELSEWHERE})
-    try:
-        server.start()
-    except ServiceStartError as e:
-        require_service("Orthanc", str(e))
-    yield server
-    server.stop()
+    yield from serving(LocalOrthanc(tmp_path_factory.mktemp("locked-orthanc"), stable_age=2,
+                                    password="pw_" + "x" * 30, modalities={**DEFAULT_MODALITIES, **ELSEWHERE}))
 
 
 def storescu(orthanc: LocalOrthanc, files: list[Path], calling: str,

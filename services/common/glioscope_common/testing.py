@@ -57,7 +57,11 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOrthanc]:
     as the product runs it (HTTP needs credentials): talk to it with `orthanc.client()` (httpx),
     `orthanc.rest()`, `orthanc.dicomweb()`, point services at it with `orthanc.settings_values` /
     `orthanc.settings_env`, and C-STORE to it as `storescu -aet LOCAL_SCU_AET -aec orthanc.aet`."""
-    server = LocalOrthanc(tmp_path_factory.mktemp("orthanc"), stable_age=2)
+    yield from serving(LocalOrthanc(tmp_path_factory.mktemp("orthanc"), stable_age=2))
+
+
+def serving(server: LocalOrthanc) -> Iterator[LocalOrthanc]:
+    """Start `server` for a fixture (a missing Orthanc skips, or fails with CI=true), stop it afterwards."""
     try:
         server.start()
     except ServiceStartError as e:

@@ -174,12 +174,13 @@ def _text(element: DataElement) -> str:
     return str(value)
 
 
-def _elements(ds: Dataset) -> Iterator[DataElement]:
+def iter_elements(ds: Dataset) -> Iterator[DataElement]:
+    """Every element at any depth of nested sequences."""
     for element in ds:
         yield element
         if element.VR == "SQ":
             for item in element.value:
-                yield from _elements(item)
+                yield from iter_elements(item)
 
 
 def source_identity(orthanc: OrthancRest, source: str) -> SourceIdentity:
@@ -293,7 +294,7 @@ class Deidentifier:
         ds.LongitudinalTemporalInformationModified = "REMOVED"
 
     def check(self, ds: Dataset) -> None:
-        for element in (*_elements(ds.file_meta), *_elements(ds)):
+        for element in (*iter_elements(ds.file_meta), *iter_elements(ds)):
             if self.identity.found_in(element):
                 raise DeidentificationFailed(
                     f"a source identifier survived de-identification in {element.keyword or element.tag}; nothing was exported")
