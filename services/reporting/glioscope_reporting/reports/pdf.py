@@ -13,6 +13,7 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from glioscope_common.measurements import Measurements
@@ -22,6 +23,10 @@ from glioscope_reporting.reports.schemas import ModelInfo, Patient, Sections, St
 NOTICE = "AI-assisted, research use only — not for clinical decisions"
 AI_MARK = "[AI-drafted]"
 PATTERN_NAMES = {"none": "none", "rim": "rim (around necrosis)", "solid": "solid"}
+FOOTER_FONT = "Helvetica"
+FOOTER_SIZE = 7
+FOOTER_GAP = 4 * mm  # between the footer's text and the page number
+ELLIPSIS = "…"
 SECTION_TITLES = (
     ("findings", "Findings"),
     ("impression", "Impression"),
@@ -66,6 +71,36 @@ def _date(value: str) -> str:
     if len(value) == 8 and value.isdigit():
         return f"{value[:4]}-{value[4:6]}-{value[6:]}"
     return value
+
+
+def _fit(text: str, max_width: float, font: str = FOOTER_FONT, size: float = FOOTER_SIZE) -> str:
+    """`text` if it fits `max_width` points, else its longest prefix that fits with "…" appended."""
+    if stringWidth(text, font, size) <= max_width:
+        return text
+    fits = 0
+    low, high = 1, len(text)
+    while low <= high:  # the longest prefix whose shortened form fits
+        middle = (low + high) // 2
+        if stringWidth(text[:middle].rstrip() + ELLIPSIS, font, size) <= max_width:
+            fits, low = middle, middle + 1
+        else:
+            high = middle - 1
+    if fits == 0:
+        return ELLIPSIS if stringWidth(ELLIPSIS, font, size) <= max_width else ""
+    return text[:fits].rstrip() + ELLIPSIS
+
+
+def footer_text(data: PdfInput, max_width: float) -> str:
+    """One footer line no wider than `max_width` points: the patient's name and ID are shortened
+    (with "…") first, so the report's identity and the research-use notice stay whole."""
+    separator = " · "
+    tail = (f"{separator}Report {data.report_id} v{data.version} ({'signed' if data.signed_by else 'not signed'})"
+            f"{separator}AI-assisted, research use only")
+    budget = max_width - stringWidth(tail + separator, FOOTER_FONT, FOOTER_SIZE)
+    patient_id = _fit(data.patient.patient_id or "—", budget / 3)
+    name_width = budget - stringWidth(patient_id, FOOTER_FONT, FOOTER_SIZE)
+    name = _fit(_person_name(data.patient.patient_name) or "—", name_width)
+    return _fit(f"{name}{separator}{patient_id}{tail}", max_width)
 
 
 def _thumbnail(png: bytes, max_px: int, width: float) -> Image:
@@ -209,9 +244,18 @@ def render_pdf(data: PdfInput, image_max_px: int = 512) -> bytes:
             [Paragraph("<b>Signed at</b>", small), Paragraph(_text(signed_at), small)],
         ],
         colWidths=[0.25 * width, 0.75 * width],
-        rowHeights=[7 * mm] * 3,
     )
-    signature.setStyle(TableStyle([("BOX", (0, 0), (-1, -1), 0.6, colors.grey), ("INNERGRID", (0, 0), (-1, -1), 0.3, colors.lightgrey)]))
+    signature.setStyle(  # no fixed row height: a row grows with a long name instead of spilling over
+        TableStyle(
+            [
+                ("BOX", (0, 0), (-1, -1), 0.6, colors.grey),
+                ("INNERGRID", (0, 0), (-1, -1), 0.3, colors.lightgrey),
+                ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+                ("TOPPADDING", (0, 0), (-1, -1), 5),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+            ]
+        )
+    )
     story += [KeepTogether([Paragraph("Sign-off", h2), signature])]
     for author, role, at, addendum in data.addenda:
         story += [
@@ -220,17 +264,14 @@ def render_pdf(data: PdfInput, image_max_px: int = 512) -> bytes:
         ]
     story += [Spacer(1, 3 * mm), Paragraph(escape(NOTICE) + f" · Report {escape(data.report_id)}", small)]
 
-    footer_text = (
-        f"{_person_name(p.patient_name) or '—'} · {p.patient_id or '—'} · Report {data.report_id} v{data.version} "
-        f"({'signed' if data.signed_by else 'not signed'}) · AI-assisted, research use only"
-    )
-
     def footer(canvas, document) -> None:  # type: ignore[no-untyped-def]
+        page_label = f"page {document.page}"
+        text_width = document.width - stringWidth(page_label, FOOTER_FONT, FOOTER_SIZE) - FOOTER_GAP
         canvas.saveState()
-        canvas.setFont("Helvetica", 7)
+        canvas.setFont(FOOTER_FONT, FOOTER_SIZE)
         canvas.setFillColor(colors.grey)
-        canvas.drawString(document.leftMargin, 8 * mm, footer_text)
-        canvas.drawRightString(document.leftMargin + document.width, 8 * mm, f"page {document.page}")
+        canvas.drawString(document.leftMargin, 8 * mm, footer_text(data, text_width))
+        canvas.drawRightString(document.leftMargin + document.width, 8 * mm, page_label)
         canvas.restoreState()
 
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
