@@ -1,54 +1,139 @@
 import { useEffect, useState } from 'react';
 import type { Api } from '../api/client';
+import { ml, mm, mm2 } from './measurementFormat';
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-
-const REGION_NAMES: Record<string, string> = { WT: 'Whole tumour', TC: 'Tumour core', ET: 'Enhancing tumour' };
-
-function fmt(value: Json): string {
-  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(1);
-  if (value === null) return '—';
-  if (Array.isArray(value)) return value.map(fmt).join(', ');
-  if (typeof value === 'object') return JSON.stringify(value);
-  return String(value);
+/** The part of the worker's measurements (glioscope_common.measurements.Measurements) the panel shows. */
+export interface MeasurementsData {
+  labelVolumes: { label: number; name: string; volumeMl: number }[];
+  regionVolumesMl: Partial<Record<Region, number>>;
+  maxAxialDiameterMm: number | null;
+  perpendicularDiameterMm: number | null;
+  bidimensionalProductMm2: number | null;
+  axialSliceIndex: number | null;
+  hemisphere: string | null;
+  tumourDetected: boolean | null; // null: not stated
+  inputWarnings: string[];
 }
 
-export function Measurements({ api, studyUid }: { api: Api; studyUid: string }) {
-  const [data, setData] = useState<Record<string, Json> | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    api.measurements(studyUid).then((m) => setData(m as Record<string, Json>), (e: Error) => setError(e.message));
-  }, [api, studyUid]);
-  if (error) return <p className="error">Measurements: {error}</p>;
-  if (!data) return <p className="muted">Loading measurements…</p>;
-  const regions = (data.region_volumes_ml ?? {}) as Record<string, number>;
-  const warnings = (Array.isArray(data.input_warnings) ? data.input_warnings : []).map(String);
-  const shown = new Set(['region_volumes_ml', 'label_volumes', 'input_warnings']);
-  const rest = Object.entries(data).filter(([k, v]) => !shown.has(k) && (typeof v !== 'object' || v === null || Array.isArray(v)));
+export interface Row {
+  name: string;
+  value: string;
+}
+
+export interface MeasurementTable {
+  regions: Row[];
+  labels: Row[];
+  diameters: Row[];
+  location: Row[];
+  notes: string[];
+}
+
+type Region = 'WT' | 'TC' | 'ET';
+
+const REGION_NAMES: Record<Region, string> = {
+  WT: 'Whole tumour (WT)',
+  TC: 'Tumour core (TC)',
+  ET: 'Enhancing tumour (ET)',
+};
+// The hemispheres the report names; "none" and "undetermined" are not a location.
+const HEMISPHERES = new Set(['left', 'right', 'bilateral', 'midline']);
+export const ROUNDING_NOTE = 'Each volume is rounded from its exact value, so rounded parts may not add up to the rounded total.';
+export const NO_TUMOUR = 'No tumour detected by the automated segmentation.';
+export const NO_MEASUREMENTS = 'No measurements for this segmentation.';
+
+const num = (value: unknown): number | null => (typeof value === 'number' && Number.isFinite(value) ? value : null);
+
+/** The measurements JSON from the gateway, typed; anything missing or malformed is left out. */
+export function parseMeasurements(json: Record<string, unknown>): MeasurementsData {
+  const labels = Array.isArray(json.label_volumes) ? json.label_volumes : [];
+  const regions = (json.region_volumes_ml ?? {}) as Record<string, unknown>;
+  const regionVolumesMl: Partial<Record<Region, number>> = {};
+  for (const key of Object.keys(REGION_NAMES) as Region[]) {
+    const value = num(regions[key]);
+    if (value !== null) regionVolumesMl[key] = value;
+  }
+  return {
+    labelVolumes: labels
+      .map((v: Record<string, unknown>) => ({ label: num(v?.label), name: String(v?.name ?? ''), volumeMl: num(v?.volume_ml) }))
+      .filter((v): v is { label: number; name: string; volumeMl: number } => v.label !== null && v.volumeMl !== null)
+      .sort((a, b) => a.label - b.label),
+    regionVolumesMl,
+    maxAxialDiameterMm: num(json.max_axial_diameter_mm),
+    perpendicularDiameterMm: num(json.perpendicular_diameter_mm),
+    bidimensionalProductMm2: num(json.bidimensional_product_mm2),
+    axialSliceIndex: num(json.axial_slice_index),
+    hemisphere: typeof json.hemisphere === 'string' && HEMISPHERES.has(json.hemisphere) ? json.hemisphere : null,
+    tumourDetected: typeof json.tumour_detected === 'boolean' ? json.tumour_detected : null,
+    inputWarnings: Array.isArray(json.input_warnings) ? json.input_warnings.map(String) : [],
+  };
+}
+
+/** The rows a clinician reads, worded and rounded as in the report's measurement table. */
+export function measurementTable(m: MeasurementsData): MeasurementTable {
+  const regions = (Object.keys(REGION_NAMES) as Region[])
+    .filter((key) => m.regionVolumesMl[key] !== undefined)
+    .map((key) => ({ name: REGION_NAMES[key], value: ml(m.regionVolumesMl[key] as number) }));
+  const labels = m.labelVolumes.map((v) => ({ name: v.name || `Label ${v.label}`, value: ml(v.volumeMl) }));
+  const diameters: Row[] = [];
+  if (m.maxAxialDiameterMm !== null) diameters.push({ name: 'Maximum axial diameter', value: mm(m.maxAxialDiameterMm) });
+  if (m.perpendicularDiameterMm !== null) diameters.push({ name: 'Perpendicular diameter', value: mm(m.perpendicularDiameterMm) });
+  if (m.bidimensionalProductMm2 !== null) diameters.push({ name: 'Bidimensional product', value: mm2(m.bidimensionalProductMm2) });
+  if (m.axialSliceIndex !== null) diameters.push({ name: 'Axial slice of measurement', value: String(m.axialSliceIndex) });
+  const location = m.hemisphere === null ? [] : [{ name: 'Hemisphere', value: m.hemisphere }];
+  const notes: string[] = [];
+  if (m.tumourDetected === false) notes.push(NO_TUMOUR);
+  if (regions.length > 0 && labels.length > 0) notes.push(ROUNDING_NOTE);
+  if (regions.length + labels.length + diameters.length === 0) notes.push(NO_MEASUREMENTS);
+  return { regions, labels, diameters, location, notes };
+}
+
+function Rows({ caption, rows }: { caption: string; rows: Row[] }) {
+  if (rows.length === 0) return null;
+  return (
+    <table>
+      <caption>{caption}</caption>
+      <tbody>
+        {rows.map((row, i) => (
+          <tr key={`${i}-${row.name}`}>
+            <th scope="row">{row.name}</th>
+            <td>{row.value}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+export function MeasurementsView({ data }: { data: MeasurementsData }) {
+  const table = measurementTable(data);
   return (
     <section className="measurements" aria-label="Measurements">
       <h3>Measurements</h3>
-      {warnings.map((w) => (
+      {data.inputWarnings.map((w) => (
         <p key={w} className="error" role="alert">
           {w}
         </p>
       ))}
-      <table>
-        <tbody>
-          {Object.entries(regions).map(([k, v]) => (
-            <tr key={k}>
-              <th>{REGION_NAMES[k] ?? k} ({k})</th>
-              <td>{fmt(v)} mL</td>
-            </tr>
-          ))}
-          {rest.map(([k, v]) => (
-            <tr key={k}>
-              <th>{k.replace(/_/g, ' ')}</th>
-              <td>{fmt(v)}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <Rows caption="Tumour regions" rows={table.regions} />
+      <Rows caption="Segmentation labels" rows={table.labels} />
+      <Rows caption="Axial measurement" rows={table.diameters} />
+      <Rows caption="Location" rows={table.location} />
+      {table.notes.map((note) => (
+        <p key={note} className="muted small">
+          {note}
+        </p>
+      ))}
     </section>
   );
+}
+
+export function Measurements({ api, studyUid }: { api: Api; studyUid: string }) {
+  const [data, setData] = useState<MeasurementsData | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    api.measurements(studyUid).then((m) => setData(parseMeasurements(m)), (e: Error) => setError(e.message));
+  }, [api, studyUid]);
+  if (error) return <p className="error">Measurements: {error}</p>;
+  if (!data) return <p className="muted">Loading measurements…</p>;
+  return <MeasurementsView data={data} />;
 }

@@ -1,0 +1,105 @@
+import { createElement } from 'react';
+import { renderToStaticMarkup } from 'react-dom/server';
+import { describe, expect, it } from 'vitest';
+import { MeasurementsView, NO_MEASUREMENTS, NO_TUMOUR, ROUNDING_NOTE, measurementTable, parseMeasurements } from './Measurements';
+import { fixed } from './measurementFormat';
+
+const LABEL_NAMES: Record<number, string> = {
+  1: 'Necrotic / non-enhancing tumour core',
+  2: 'Peritumoural oedema',
+  3: 'Enhancing tumour',
+};
+const REGIONS: Record<string, number[]> = { WT: [1, 2, 3], TC: [1, 3], ET: [3] };
+
+/** The worker's measurements JSON for a mask with these voxel counts (as measure.py computes it). */
+function measurementsFor(counts: Record<number, number>, voxelMl: number): Record<string, unknown> {
+  const volume = (labels: number[]) => labels.reduce((sum, label) => sum + (counts[label] ?? 0), 0) * voxelMl;
+  return {
+    label_volumes: [3, 1, 2].map((label) => ({ label, name: LABEL_NAMES[label], volume_ml: (counts[label] ?? 0) * voxelMl })),
+    region_volumes_ml: Object.fromEntries(Object.entries(REGIONS).map(([key, labels]) => [key, volume(labels)])),
+    max_axial_diameter_mm: 41.26,
+    perpendicular_diameter_mm: 30.04,
+    bidimensional_product_mm2: 41.26 * 30.04,
+    axial_slice_index: 60,
+    centroid_ras_mm: [25.0, -10.04, 15.55],
+    hemisphere: 'right',
+    location: { hemisphere: 'right', lobes: [{ name: 'frontal', fraction: 0.8 }], centroid_mni_mm: [31.5, 12.25, 40.75] },
+    tumour_detected: true,
+    input_warnings: [],
+  };
+}
+
+function rows(html: string): [string, string][] {
+  return [...html.matchAll(/<th scope="row">(.*?)<\/th><td>(.*?)<\/td>/g)].map((m) => [m[1], m[2]]);
+}
+
+const render = (json: Record<string, unknown>) => renderToStaticMarkup(createElement(MeasurementsView, { data: parseMeasurements(json) }));
+
+describe('the measurements panel', () => {
+  // 1 mm³ voxels: necrotic 1.76 mL, enhancing 1.16 mL, so TC = 2.92 mL shows 2.9 beside 1.8 and 1.2.
+  const counts = { 1: 1760, 2: 30040, 3: 1160 };
+  const voxelMl = 0.001;
+
+  it('names every row as a clinician reads it, with its unit, in the report rounding', () => {
+    const html = render(measurementsFor(counts, voxelMl));
+    expect(rows(html)).toEqual([
+      ['Whole tumour (WT)', '33.0 mL'],
+      ['Tumour core (TC)', '2.9 mL'],
+      ['Enhancing tumour (ET)', '1.2 mL'],
+      ['Necrotic / non-enhancing tumour core', '1.8 mL'],
+      ['Peritumoural oedema', '30.0 mL'],
+      ['Enhancing tumour', '1.2 mL'],
+      ['Maximum axial diameter', '41.3 mm'],
+      ['Perpendicular diameter', '30.0 mm'],
+      ['Bidimensional product', '1239.5 mm²'],
+      ['Axial slice of measurement', '60'],
+      ['Hemisphere', 'right'],
+    ]);
+    for (const caption of ['Tumour regions', 'Segmentation labels', 'Axial measurement', 'Location']) {
+      expect(html).toContain(`<caption>${caption}</caption>`);
+    }
+  });
+
+  it('each figure is its own exact volume rounded, and the panel says so', () => {
+    const json = measurementsFor(counts, voxelMl);
+    const html = render(json);
+    const shown = Object.fromEntries(rows(html));
+    for (const [key, labels] of Object.entries(REGIONS)) {
+      const exact = labels.reduce((sum, label) => sum + counts[label as 1 | 2 | 3], 0) * voxelMl;
+      const name = { WT: 'Whole tumour (WT)', TC: 'Tumour core (TC)', ET: 'Enhancing tumour (ET)' }[key] as string;
+      expect(shown[name]).toBe(`${fixed(exact)} mL`);
+    }
+    // the rounded parts do not add up to the rounded total here: 1.8 + 1.2 = 3.0, TC 2.9
+    expect(shown['Tumour core (TC)']).toBe('2.9 mL');
+    expect(html).toContain(ROUNDING_NOTE);
+  });
+
+  it('shows no raw key, no scanner coordinates and no atlas coordinates', () => {
+    const html = render(measurementsFor(counts, voxelMl));
+    expect(html).not.toMatch(/_|mm2\b|centroid|RAS|MNI|frontal/i);
+    for (const coordinate of ['25.0', '-10.0', '15.6', '31.5', '12.2', '40.8']) expect(html).not.toContain(coordinate);
+  });
+
+  it('orders labels by value and keeps input warnings', () => {
+    const json = { ...measurementsFor(counts, voxelMl), input_warnings: ['The images do not look skull-stripped.'] };
+    const table = measurementTable(parseMeasurements(json));
+    expect(table.labels.map((r) => r.name)).toEqual([LABEL_NAMES[1], LABEL_NAMES[2], LABEL_NAMES[3]]);
+    expect(render(json)).toContain('role="alert">The images do not look skull-stripped.</p>');
+  });
+
+  it('says when no tumour was detected and shows no location', () => {
+    const json = { ...measurementsFor({}, voxelMl), tumour_detected: false, hemisphere: 'none', max_axial_diameter_mm: 0 };
+    const html = render(json);
+    expect(html).toContain(NO_TUMOUR);
+    expect(html).not.toContain('Hemisphere');
+    expect(rows(html)[0]).toEqual(['Whole tumour (WT)', '0.0 mL']);
+  });
+
+  it('an undetermined location is left out; empty measurements say so and claim nothing', () => {
+    expect(render({ ...measurementsFor(counts, voxelMl), hemisphere: 'undetermined' })).not.toContain('Hemisphere');
+    const html = render({});
+    expect(rows(html)).toEqual([]);
+    expect(html).toContain(NO_MEASUREMENTS);
+    expect(html).not.toContain(NO_TUMOUR);
+  });
+});
