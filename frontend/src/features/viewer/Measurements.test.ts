@@ -52,7 +52,6 @@ describe('the measurements panel', () => {
       ['Maximum axial diameter', '41.3 mm'],
       ['Perpendicular diameter', '30.0 mm'],
       ['Bidimensional product', '1239.5 mm²'],
-      ['Axial slice of measurement', '60'],
       ['Hemisphere', 'right'],
     ]);
     for (const caption of ['Tumour regions', 'Segmentation labels', 'Axial measurement', 'Location']) {
@@ -76,7 +75,7 @@ describe('the measurements panel', () => {
 
   it('shows no raw key, no scanner coordinates and no atlas coordinates', () => {
     const html = render(measurementsFor(counts, voxelMl));
-    expect(html).not.toMatch(/_|mm2\b|centroid|RAS|MNI|frontal/i);
+    expect(html).not.toMatch(/_|mm2\b|centroid|RAS|MNI|frontal|slice/i);
     for (const coordinate of ['25.0', '-10.0', '15.6', '31.5', '12.2', '40.8']) expect(html).not.toContain(coordinate);
   });
 

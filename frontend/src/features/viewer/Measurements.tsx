@@ -9,7 +9,6 @@ export interface MeasurementsData {
   maxAxialDiameterMm: number | null;
   perpendicularDiameterMm: number | null;
   bidimensionalProductMm2: number | null;
-  axialSliceIndex: number | null;
   hemisphere: string | null;
   tumourDetected: boolean | null; // null: not stated
   inputWarnings: string[];
@@ -61,14 +60,14 @@ export function parseMeasurements(json: Record<string, unknown>): MeasurementsDa
     maxAxialDiameterMm: num(json.max_axial_diameter_mm),
     perpendicularDiameterMm: num(json.perpendicular_diameter_mm),
     bidimensionalProductMm2: num(json.bidimensional_product_mm2),
-    axialSliceIndex: num(json.axial_slice_index),
     hemisphere: typeof json.hemisphere === 'string' && HEMISPHERES.has(json.hemisphere) ? json.hemisphere : null,
     tumourDetected: typeof json.tumour_detected === 'boolean' ? json.tumour_detected : null,
     inputWarnings: Array.isArray(json.input_warnings) ? json.input_warnings.map(String) : [],
   };
 }
 
-/** The rows a clinician reads, worded and rounded as in the report's measurement table. */
+/** The rows a clinician reads, worded and rounded as in the report's measurement table. The slice the
+ * diameters were measured on is left to the slice naming (a grid index is not the viewer's image number). */
 export function measurementTable(m: MeasurementsData): MeasurementTable {
   const regions = (Object.keys(REGION_NAMES) as Region[])
     .filter((key) => m.regionVolumesMl[key] !== undefined)
@@ -78,7 +77,6 @@ export function measurementTable(m: MeasurementsData): MeasurementTable {
   if (m.maxAxialDiameterMm !== null) diameters.push({ name: 'Maximum axial diameter', value: mm(m.maxAxialDiameterMm) });
   if (m.perpendicularDiameterMm !== null) diameters.push({ name: 'Perpendicular diameter', value: mm(m.perpendicularDiameterMm) });
   if (m.bidimensionalProductMm2 !== null) diameters.push({ name: 'Bidimensional product', value: mm2(m.bidimensionalProductMm2) });
-  if (m.axialSliceIndex !== null) diameters.push({ name: 'Axial slice of measurement', value: String(m.axialSliceIndex) });
   const location = m.hemisphere === null ? [] : [{ name: 'Hemisphere', value: m.hemisphere }];
   const notes: string[] = [];
   if (m.tumourDetected === false) notes.push(NO_TUMOUR);
