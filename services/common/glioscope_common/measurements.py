@@ -16,6 +16,42 @@ class LabelVolume(BaseModel):
     volume_ml: float = Field(ge=0)
 
 
+class LobeShare(BaseModel):
+    name: str
+    fraction: float = Field(ge=0, le=1)  # share of the whole-tumour voxels in this lobe
+
+
+class TumourLocation(BaseModel):
+    """Hemisphere and lobes from one computation in MNI152 space (glioscope_common.brain_atlas)."""
+
+    hemisphere: Literal["left", "right", "bilateral", "midline"]
+    lobes: list[LobeShare]  # lobes holding >= 10 % of the tumour, largest share first
+    right_fraction: float
+    left_fraction: float
+    centroid_mni_mm: tuple[float, float, float]
+    method: str
+
+
+class AtlasRegistration(BaseModel):
+    """The study's affine registration to the MNI152 template, kept so an edited mask is located alike."""
+
+    world_to_mni: list[list[float]]  # 4 x 4: patient RAS mm (the T1c's world) -> MNI152 RAS mm
+    brain_dice: float  # overlap of the registered brain with the template's brain
+    scales: tuple[float, float, float]  # singular values of the linear part
+    accepted: bool
+    note: str = ""
+
+
+class SliceReference(BaseModel):
+    """A source image, as a radiologist finds it in the PACS: the series and the image's InstanceNumber."""
+
+    series_instance_uid: str
+    series_number: int | None = None
+    series_description: str = ""
+    instance_number: int | None = None
+    sop_instance_uid: str = ""
+
+
 class Measurements(BaseModel):
     """Everything numeric a report may quote. Lengths in mm, volumes in mL, coordinates RAS mm."""
 
@@ -25,8 +61,14 @@ class Measurements(BaseModel):
     perpendicular_diameter_mm: float = Field(ge=0)
     bidimensional_product_mm2: float = Field(ge=0)
     axial_slice_index: int | None = None  # slice (k index in the T1c grid) where the diameters were measured
+    measured_on: SliceReference | None = None  # that slice's source image (set by the worker, which has the DICOM)
     centroid_ras_mm: tuple[float, float, float] | None = None
-    hemisphere: Literal["left", "right", "bilateral", "none"] = "none"
+    # "none": no tumour; "undetermined": a tumour whose location is not available (no accepted registration
+    # to the atlas: `location_note` says why). Otherwise location.hemisphere.
+    hemisphere: Literal["left", "right", "bilateral", "midline", "none", "undetermined"] = "none"
+    location: TumourLocation | None = None
+    location_note: str = ""
+    atlas_registration: AtlasRegistration | None = None
     tumour_detected: bool = False
     # Why the input may be outside what the model was trained on (e.g. not skull-stripped); the
     # report repeats them. Plain sentences without patient data.

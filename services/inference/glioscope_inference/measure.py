@@ -12,30 +12,30 @@ Conventions:
   distances: an object of diameter D measures D to within one voxel.
 - Perpendicular diameter: the longest chord of the same slice perpendicular to the maximum
   diameter (voxel centres binned along the maximum-diameter direction, extent across per bin).
-- Centroid: mean of WT voxel centres, RAS mm.
-- Hemisphere: RAS+ x grows towards the patient's RIGHT. Voxels with x > midline are right, x <
-  midline left. The midline is `midline_x_mm` if given, else the x of the brain mask's centre of
-  mass if a mask is given, else x = 0. "bilateral" when the smaller side holds >= 10 % of WT voxels.
+- Centroid: mean of WT voxel centres, RAS mm of the grid given (the scanner's patient space).
+- Location (hemisphere and lobes): from the WT voxels mapped into MNI152 space with the study's accepted
+  registration to the atlas (glioscope_common.brain_atlas), one computation for both. Without an
+  accepted registration the location is not available: hemisphere "undetermined" and `location_note`
+  says why; no side is guessed from scanner coordinates.
+- `measure_delivered` is the one entry point for what a clinician reads: the final label map on the grid
+  that is delivered (the SEG and the NIfTI mask), after every post-processing step.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from glioscope_common.measurements import REGIONS, LabelVolume, Measurements
+from glioscope_common.brain_atlas import locate_in_atlas
+from glioscope_common.measurements import REGIONS, AtlasRegistration, LabelVolume, Measurements
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.volume import Volume
+from glioscope_inference.atlas import apply_affine
 
-__all__ = ["measure", "axial_diameters", "midline_from_mask", "BILATERAL_FRACTION"]
+__all__ = ["measure", "measure_delivered", "axial_diameters", "MAX_LOCATED_VOXELS"]
 
-BILATERAL_FRACTION = 0.10
-
-
-def midline_from_mask(brain_mask: np.ndarray, affine: np.ndarray) -> float:
-    com = np.array(ndimage.center_of_mass(brain_mask.astype(np.float32)))
-    return float((affine[:3, :3] @ com + affine[:3, 3])[0])
+MAX_LOCATED_VOXELS = 200_000  # a larger tumour is located from an even subsample of its voxels
+NOT_REGISTERED = "the study was not registered to the atlas"
 
 
 def _slice_axis(affine: np.ndarray, tol: float = 1e-4) -> int | None:
@@ -113,8 +113,7 @@ def measure(
     affine: np.ndarray,
     metadata: ModelMetadata,
     *,
-    midline_x_mm: float | None = None,
-    brain_mask: np.ndarray | None = None,
+    registration: AtlasRegistration | None = None,
 ) -> Measurements:
     label_map = np.asarray(label_map)
     affine = np.asarray(affine, dtype=float)
@@ -131,21 +130,19 @@ def measure(
         return Measurements(
             label_volumes=label_volumes, region_volumes_ml=region_volumes,
             max_axial_diameter_mm=0.0, perpendicular_diameter_mm=0.0, bidimensional_product_mm2=0.0,
-            tumour_detected=False,
+            tumour_detected=False, atlas_registration=registration,
         )
 
     coords = np.argwhere(whole).astype(float)
     world = coords @ affine[:3, :3].T + affine[:3, 3]
     centroid = world.mean(axis=0)
-
-    if midline_x_mm is None:
-        midline_x_mm = midline_from_mask(brain_mask, affine) if brain_mask is not None and brain_mask.any() else 0.0
-    right = float(np.mean(world[:, 0] > midline_x_mm))
-    left = float(np.mean(world[:, 0] < midline_x_mm))
-    if min(left, right) >= BILATERAL_FRACTION:
-        hemisphere = "bilateral"
-    else:
-        hemisphere = "right" if centroid[0] > midline_x_mm else "left"
+    location, note = None, NOT_REGISTERED
+    if registration is not None and registration.accepted:
+        step = max(1, int(np.ceil(len(world) / MAX_LOCATED_VOXELS)))
+        location = locate_in_atlas(apply_affine(np.asarray(registration.world_to_mni), world[::step]))
+        note = ""
+    elif registration is not None:
+        note = f"the registration to the atlas was rejected: {registration.note}"
 
     grid_mask, grid_affine = whole, affine
     if _slice_axis(affine) is None:
@@ -165,6 +162,29 @@ def measure(
         bidimensional_product_mm2=round(diameter * perpendicular, 1),
         axial_slice_index=slice_index,
         centroid_ras_mm=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
-        hemisphere=hemisphere,
+        hemisphere=location.hemisphere if location else "undetermined",
+        location=location,
+        location_note=note,
+        atlas_registration=registration,
         tumour_detected=True,
     )
+
+
+def measure_delivered(
+    labels: np.ndarray,
+    reference: Volume,
+    metadata: ModelMetadata,
+    *,
+    registration: AtlasRegistration | None,
+    input_warnings: list[str],
+) -> Measurements:
+    """The measurements of the label map that is delivered, on its own grid (the T1c's: volumes are exact
+    voxel counts there). `axial_slice_index` is a k index of that grid: the measured slice when the grid
+    is axial, else the k of the tumour centroid."""
+    measurements = measure(labels, reference.affine, metadata, registration=registration)
+    measurements = measurements.model_copy(update={"input_warnings": list(input_warnings)})
+    if measurements.centroid_ras_mm is not None and _slice_axis(reference.affine) != 2:
+        ijk = np.linalg.solve(reference.affine, np.array([*measurements.centroid_ras_mm, 1.0]))[:3]
+        k = int(np.clip(round(float(ijk[2])), 0, reference.shape[2] - 1))
+        measurements = measurements.model_copy(update={"axial_slice_index": k})
+    return measurements

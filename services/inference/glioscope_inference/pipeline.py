@@ -3,7 +3,9 @@
 volumes (T1, T1c, T2, FLAIR as Volume) -> co-registration to the reference (T1c) -> resampling to
 the model grid (axis-aligned RAS at the model spacing over the T1c extent) -> normalisation ->
 sliding-window inference -> probabilities resampled back to the T1c grid (linear) -> argmax ->
-connected-component clean-up -> measurements (model grid) -> key images (model grid).
+connected-component clean-up (and the brain mask) -> the final label map on the T1c grid, which is what
+the SEG and the NIfTI mask hold -> affine registration to the MNI152 atlas (for the location) ->
+measurements of that final label map (measure_delivered) -> key images (the same labels on the model grid).
 
 A study that is not skull-stripped (image foreground of the T1c over SKULL_STRIPPED_MAX_ML) gets brain
 extraction when a BrainExtractor is given (deepbet's networks, `glioscope_inference.brain_extraction`):
@@ -27,9 +29,11 @@ from glioscope_common.measurements import Measurements
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.volume import Volume
 
+from glioscope_common.measurements import AtlasRegistration
+from glioscope_inference.atlas import register_to_atlas
 from glioscope_inference.brain_extraction import BrainExtractor, dilate_mm
 from glioscope_inference.keyimages import render_key_images
-from glioscope_inference.measure import measure
+from glioscope_inference.measure import measure_delivered
 from glioscope_inference.postprocess import clean_labels, probabilities_to_labels
 from glioscope_inference.preprocess import (
     coregister_rigid,
@@ -72,22 +76,32 @@ def input_warnings(brain_mask: np.ndarray, voxel_mm3: float, brain_extraction: b
     return []
 
 
-STAGES = ("coregister", "resample", "normalise", "inference", "postprocess", "measure", "key_images")
+STAGES = ("coregister", "resample", "normalise", "inference", "postprocess", "locate", "measure", "key_images")
 
 
 @dataclass
 class SegmentationResult:
-    label_map: np.ndarray  # uint8 on the reference (T1c) source grid
+    label_map: np.ndarray  # uint8 on the reference (T1c) source grid: the delivered labels, all post-processing done
     reference: Volume
     measurements: Measurements
     key_images: dict[str, bytes]
     timings_s: dict[str, float]
-    model_grid_labels: np.ndarray
+    model_grid_labels: np.ndarray  # label_map on the model grid (nearest neighbour), for the key images
     model_grid_affine: np.ndarray
     transforms: dict[str, np.ndarray] = field(default_factory=dict)  # series -> world transform applied
     coregistration_note: str = ""
     brain_mask: np.ndarray | None = None  # bool on the T1c grid (deepbet's, not dilated), when brain extraction ran
     brain_ml: float | None = None  # extracted brain volume (before dilation), when brain extraction ran
+
+
+def _register(image: Volume, brain: np.ndarray) -> AtlasRegistration:
+    """The registration to the atlas; a failure of the registration itself is a rejected registration
+    (the location is then not available), never a failed job."""
+    try:
+        return register_to_atlas(image, brain)
+    except RuntimeError as exc:  # SimpleITK raises RuntimeError for a registration that cannot proceed
+        return AtlasRegistration(world_to_mni=np.eye(4).tolist(), brain_dice=0.0, scales=(0.0, 0.0, 0.0),
+                                 accepted=False, note=f"the registration failed ({str(exc).splitlines()[0][:200]})")
 
 
 def _validate(volumes: Mapping[str, Volume], metadata: ModelMetadata, reference: str) -> None:
@@ -186,6 +200,8 @@ def segment_study(
     with stage("normalise"):
         display = key_image_channel or ("FLAIR" if "FLAIR" in channels else reference)
         raw_for_display = image[channels.index(display)].copy() if display in channels else None
+        atlas_channel = "T1" if "T1" in channels else (reference if reference in channels else channels[0])
+        raw_for_atlas = image[channels.index(atlas_channel)].copy()
         spec = metadata.normalisation
         if extract:
             assert brain_extractor is not None
@@ -227,45 +243,38 @@ def segment_study(
         probabilities = np.ascontiguousarray(probabilities)
         del image
 
-    # 5. post-processing: model-grid labels, and probabilities back onto the reference grid
+    # 5. post-processing: probabilities back onto the reference grid, labels cleaned there once
     with stage("postprocess"):
         outside = ~brain_mask
         probabilities[0][outside] = 1.0
         probabilities[1:, outside] = 0.0
-        grid_voxel_mm3 = abs(float(np.linalg.det(grid_affine[:3, :3])))
-        model_labels = clean_labels(probabilities_to_labels(probabilities, metadata), grid_voxel_mm3, mask=brain_mask)
         report("postprocess", 0.3)
-        grid_volume_affine = grid_affine
         back = np.empty((probabilities.shape[0],) + ref.shape, dtype=np.float32)
         for c in range(probabilities.shape[0]):
             back[c] = resample(
-                Volume(probabilities[c], grid_volume_affine), ref.affine, ref.shape, order=1,
+                Volume(probabilities[c], grid_affine), ref.affine, ref.shape, order=1,
                 cval=1.0 if c == 0 else 0.0,
             )
         del probabilities
-        label_map = clean_labels(probabilities_to_labels(back, metadata), ref_voxel_mm3)
+        label_map = probabilities_to_labels(back, metadata)
         del back
         if native_brain is not None:
             label_map[~native_brain] = 0
+        label_map = clean_labels(label_map, ref_voxel_mm3)  # after the brain mask: what is left is what is kept
+        model_labels = resample(Volume(label_map, ref.affine), grid_affine, grid_shape, order=0).astype(np.uint8)
 
-    # 6. measurements on the model grid (axis-aligned RAS: axial is clean there)
+    # 6. the study's registration to the MNI152 atlas, for the tumour's location
+    with stage("locate"):
+        registration = _register(Volume(raw_for_atlas, grid_affine), brain_mask)
+        del raw_for_atlas
+
+    # 7. measurements of the delivered label map, on its grid
     with stage("measure"):
-        measurements = measure(model_labels, grid_affine, metadata, brain_mask=brain_mask)
-        warnings = input_warnings(brain_mask, grid_voxel_mm3, brain_extraction=native_brain is not None)
-        measurements = measurements.model_copy(update={"input_warnings": warnings})
-        if measurements.axial_slice_index is not None:
-            # report the slice in the T1c grid: the k index of the WT centroid on the measured slice
-            k = measurements.axial_slice_index
-            on_slice = np.argwhere(model_labels[:, :, k] > 0)
-            if on_slice.size:
-                ij = on_slice.mean(axis=0)
-                world = grid_affine @ np.array([ij[0], ij[1], k, 1.0])
-                ref_ijk = np.linalg.solve(ref.affine, world)[:3]
-                measurements = measurements.model_copy(
-                    update={"axial_slice_index": int(np.clip(round(float(ref_ijk[2])), 0, ref.shape[2] - 1))}
-                )
+        warnings = input_warnings(brain_mask, abs(float(np.linalg.det(grid_affine[:3, :3]))),
+                                  brain_extraction=native_brain is not None)
+        measurements = measure_delivered(label_map, ref, metadata, registration=registration, input_warnings=warnings)
 
-    # 7. key images on the model grid
+    # 8. key images on the model grid
     with stage("key_images"):
         if raw_for_display is None:
             raw_for_display = resample(ref, grid_affine, grid_shape, order=1)

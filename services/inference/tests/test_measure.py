@@ -2,6 +2,8 @@
 
 RAS+: world x grows towards the patient's RIGHT (R is the positive end), y anterior, z superior.
 So a lesion at x = +30 mm (with the midline at x = 0) is in the patient's right hemisphere.
+The hemisphere comes from the atlas registration only (MNI152: the midline is x = 0); these tests give an
+identity registration (the grid is already in MNI space) or a known shift.
 """
 
 from __future__ import annotations
@@ -9,8 +11,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from glioscope_inference.measure import measure
+from glioscope_common.measurements import AtlasRegistration
+from glioscope_inference.measure import measure, measure_delivered
 from glioscope_inference.postprocess import clean_labels, probabilities_to_labels
+
+
+def registered(shift_x_mm: float = 0.0, accepted: bool = True) -> AtlasRegistration:
+    """A registration that maps the world to MNI space by a shift along x (0: the identity)."""
+    matrix = np.eye(4)
+    matrix[0, 3] = shift_x_mm
+    return AtlasRegistration(world_to_mni=matrix.tolist(), brain_dice=0.95 if accepted else 0.5,
+                             scales=(1.0, 1.0, 1.0), accepted=accepted, note="" if accepted else "too little overlap")
+
+
+IDENTITY = registered()
 
 
 def grid(shape, spacing=(1.0, 1.0, 1.0)):
@@ -26,7 +40,7 @@ def test_sphere_volume_and_diameter(tiny_metadata):
     labels = np.zeros((60, 60, 60), np.uint8)
     labels[np.linalg.norm(world, axis=-1) <= radius] = 2
     labels[np.linalg.norm(world, axis=-1) <= 6.0] = 3
-    m = measure(labels, affine, tiny_metadata)
+    m = measure(labels, affine, tiny_metadata, registration=IDENTITY)
     true_ml = 4 / 3 * np.pi * radius**3 / 1000
     assert m.region_volumes_ml["WT"] == pytest.approx(true_ml, rel=0.03)
     assert m.region_volumes_ml["ET"] == pytest.approx(4 / 3 * np.pi * 6**3 / 1000, rel=0.1)
@@ -36,7 +50,7 @@ def test_sphere_volume_and_diameter(tiny_metadata):
     assert abs(m.perpendicular_diameter_mm - 2 * radius) <= 1.5
     assert m.bidimensional_product_mm2 == pytest.approx(m.max_axial_diameter_mm * m.perpendicular_diameter_mm, rel=1e-3)
     assert np.allclose(m.centroid_ras_mm, (0, 0, 0), atol=0.1)
-    assert m.tumour_detected and m.hemisphere == "bilateral"
+    assert m.tumour_detected and m.hemisphere == "midline"  # both sides, centred on x = 0
     assert m.axial_slice_index in range(28, 33)
 
 
@@ -64,34 +78,43 @@ def test_ellipse_axes_in_plane(tiny_metadata):
 def test_hemisphere_from_ras_sign(tiny_metadata, x_centre, expected):
     affine, world = grid((100, 60, 40))
     labels = (np.linalg.norm(world - np.array([x_centre, 0, 0]), axis=-1) <= 8).astype(np.uint8) * 2
-    m = measure(labels, affine, tiny_metadata)
-    assert m.hemisphere == expected
+    m = measure(labels, affine, tiny_metadata, registration=IDENTITY)
+    assert m.hemisphere == expected == m.location.hemisphere
     assert m.centroid_ras_mm[0] == pytest.approx(x_centre, abs=0.2)
 
 
-def test_hemisphere_with_lps_like_affine_and_midline_parameter(tiny_metadata):
+def test_hemisphere_with_lps_like_affine_and_registration(tiny_metadata):
     """Voxel axis i runs towards patient LEFT (affine x column negative): voxel i large -> x small -> left."""
     shape = (80, 40, 30)
     affine = np.diag([-1.0, 1.0, 1.0, 1.0])
     affine[0, 3] = 40.0  # x = 40 - i: i = 0 is 40 mm right, i = 79 is 39 mm left
     labels = np.zeros(shape, np.uint8)
     labels[60:70, 15:25, 10:20] = 2  # x in (-29, -20): left of x = 0
-    assert measure(labels, affine, tiny_metadata).hemisphere == "left"
-    # a midline at x = -35 mm (e.g. from the brain mask) puts the same lesion on the right
-    assert measure(labels, affine, tiny_metadata, midline_x_mm=-35.0).hemisphere == "right"
-    brain = np.zeros(shape, bool)
-    brain[70:80] = True  # mask centre of mass at i = 74.5 -> x = -34.5
-    assert measure(labels, affine, tiny_metadata, brain_mask=brain).hemisphere == "right"
+    assert measure(labels, affine, tiny_metadata, registration=IDENTITY).hemisphere == "left"
+    # a registration that moves the world 35 mm to the right (the head lay off-centre) puts it on the right
+    assert measure(labels, affine, tiny_metadata, registration=registered(35.0)).hemisphere == "right"
 
 
-def test_bilateral_threshold(tiny_metadata):
-    affine, _ = grid((100, 20, 20))  # x = i - 49.5
-    labels = np.zeros((100, 20, 20), np.uint8)
-    labels[40:60, 5:15, 5:15] = 2  # 10 voxels each side of x = 0 -> bilateral
-    assert measure(labels, affine, tiny_metadata).hemisphere == "bilateral"
-    labels[:] = 0
-    labels[48:80, 5:15, 5:15] = 2  # 2 of 32 columns (6 %) left of the midline -> right
-    assert measure(labels, affine, tiny_metadata).hemisphere == "right"
+def test_no_location_without_an_accepted_registration(tiny_metadata):
+    """No side is guessed from scanner coordinates: without an accepted registration the location is
+    not available, and the measurements say why."""
+    affine, world = grid((100, 60, 40))
+    labels = (np.linalg.norm(world - np.array([30.0, 0, 0]), axis=-1) <= 8).astype(np.uint8) * 2
+    m = measure(labels, affine, tiny_metadata)
+    assert (m.hemisphere, m.location) == ("undetermined", None) and "not registered" in m.location_note
+    m = measure(labels, affine, tiny_metadata, registration=registered(accepted=False))
+    assert (m.hemisphere, m.location) == ("undetermined", None) and "too little overlap" in m.location_note
+
+
+def test_hemisphere_and_lobes_from_one_computation(tiny_metadata):
+    """A right frontal lesion (MNI x +30, y +40, z +20) is right and frontal; moved to y -85 it is occipital."""
+    affine, world = grid((160, 200, 140))
+    for centre, lobe in (((30.0, 40.0, 20.0), "frontal lobe"), ((30.0, -85.0, 10.0), "occipital lobe")):
+        labels = (np.linalg.norm(world - np.array(centre), axis=-1) <= 8).astype(np.uint8) * 2
+        m = measure(labels, affine, tiny_metadata, registration=IDENTITY)
+        assert m.location is not None and m.hemisphere == "right"
+        assert m.location.lobes[0].name == lobe and m.location.lobes[0].fraction == 1.0
+        assert m.location.right_fraction == 1.0 and m.location.left_fraction == 0.0
 
 
 def test_oblique_grid_measured_on_ras_grid(tiny_metadata):
@@ -131,14 +154,21 @@ def test_probabilities_to_labels_uses_metadata_values(tiny_metadata):
     assert probabilities_to_labels(p, tiny_metadata)[:, 0, 0].tolist() == [3, 0]
 
 
-def test_edited_masks_keep_the_input_warning(tiny_metadata):
-    """Measurements recomputed after a mask edit carry the same input check as the model run."""
+def test_edited_masks_keep_the_model_runs_warnings_and_registration(tiny_metadata):
+    """Measurements recomputed after a mask edit carry the model run's input warnings and are located
+    with its registration (the same source images)."""
     from glioscope_common.volume import Volume
-    from glioscope_inference.editing.service import measure_on_source_grid
+    from glioscope_inference.editing.service import model_run_context
 
     labels = np.zeros((40, 40, 40), np.uint8)
-    labels[15:25, 15:25, 15:25] = 2
-    head = Volume(np.full((40, 40, 40), 5.0, np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))  # 4.1 L, all non-zero
-    assert "skull-stripped" in measure_on_source_grid(labels, head, tiny_metadata).input_warnings[0]
-    brain = Volume(np.pad(np.full((20, 20, 20), 5.0, np.float32), 10), np.diag([4.0, 4.0, 4.0, 1.0]))  # 0.5 L
-    assert measure_on_source_grid(labels, brain, tiny_metadata).input_warnings == []
+    labels[25:35, 15:25, 15:25] = 2
+    reference = Volume(np.full((40, 40, 40), 5.0, np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))
+    prior = measure_delivered(labels, reference, tiny_metadata, registration=registered(-100.0),
+                              input_warnings=["The images were not skull-stripped."])
+    registration, warnings = model_run_context(prior.model_dump(mode="json"))
+    edited = measure_delivered(labels[::-1].copy(), reference, tiny_metadata, registration=registration,
+                               input_warnings=warnings)
+    assert edited.input_warnings == ["The images were not skull-stripped."]
+    assert edited.atlas_registration == prior.atlas_registration
+    assert (prior.hemisphere, edited.hemisphere) == ("right", "left")  # x 100-136 -> 0-36; x 20-56 -> -80..-44
+    assert model_run_context(None) == (None, [])

@@ -1,4 +1,5 @@
-"""Location lookup, enhancement pattern and the RANO-style suggestion (pure functions)."""
+"""Enhancement pattern and the RANO-style suggestion (pure functions). The lobe lookup is tested in
+services/common/tests/test_brain_atlas.py, the claim rules in test_reporting_draft.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import pytest
 
 from glioscope_common.measurements import Measurements
 from glioscope_reporting.reports.analysis import compare, enhancement, rano_suggestion
-from glioscope_reporting.reports.location import locate
 
 
 def _m(necrotic: float, enhancing: float, product: float, oedema: float = 10.0) -> Measurements:
@@ -22,32 +22,9 @@ def _m(necrotic: float, enhancing: float, product: float, oedema: float = 10.0) 
     )
 
 
-@pytest.mark.parametrize(
-    ("centroid", "hemisphere", "lobe"),
-    [
-        ((-30.0, 30.0, 30.0), "left", "frontal lobe"),
-        ((40.0, -50.0, 40.0), "right", "parietal lobe"),
-        ((-50.0, -20.0, -15.0), "left", "temporal lobe"),
-        ((20.0, -85.0, 10.0), "right", "occipital lobe"),
-        ((-20.0, -60.0, -35.0), "left", "posterior fossa (cerebellum/brainstem)"),
-        ((-15.0, -10.0, 5.0), "left", "deep grey matter (basal ganglia/thalamus)"),
-        ((36.0, 0.0, 5.0), "right", "insula"),
-        ((2.0, 40.0, 20.0), "midline", "frontal lobe"),
-    ],
-)
-def test_lobe_lookup(centroid, hemisphere, lobe) -> None:  # type: ignore[no-untyped-def]
-    location = locate(centroid, "left" if centroid[0] < 0 else "right")
-    assert (location.hemisphere, location.lobe) == (hemisphere, lobe)
-    assert "approximate" in location.method
-
-
-def test_location_without_centroid_and_bilateral() -> None:
-    assert locate(None, "none").lobe == "undetermined"
-    assert locate((-3.0, 10.0, 30.0), "bilateral").hemisphere == "bilateral"
-
-
 def test_enhancement_pattern() -> None:
     assert enhancement(_m(0.0, 0.05, 100)).pattern == "none"
+    assert enhancement(_m(8.9, 0.4, 100)).pattern == "none"  # under R2's 0.5 mL
     assert enhancement(_m(5.0, 10.0, 100)).pattern == "rim"  # ratio 2
     assert enhancement(_m(2.0, 6.0, 100)).pattern == "rim"  # ratio 3 (boundary)
     assert enhancement(_m(1.0, 10.0, 100)).pattern == "solid"  # ratio 10

@@ -1,5 +1,6 @@
 """One edit job: a clinician's corrected label map -> a new DICOM-SEG series in the PACS, the mask
-NIfTI in the NIfTI service and measurements recomputed with the model path's `measure`.
+NIfTI in the NIfTI service and measurements recomputed with the model path's `measure_delivered`
+(located with the model run's registration to the atlas, the model run's input warnings kept).
 
 The gateway has validated the labels and stored them with the version row (one transaction with
 the job row), so everything the job needs is in the database and the PACS: a worker that dies
@@ -21,16 +22,14 @@ from glioscope_common.dicom_volume import read_series
 from glioscope_common.dicomweb import DicomWeb, dicom_json_value
 from glioscope_common.errors import NotFound, UnprocessableInput
 from glioscope_common.labelmap import decode_labels
-from glioscope_common.measurements import Measurements
+from glioscope_common.measurements import AtlasRegistration, Measurements
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.records.models import JobState
 from glioscope_common.records.segmentations import SegmentationVersion
 from glioscope_common.volume import Volume
 from glioscope_inference.dicom_seg import build_segmentation
 from glioscope_inference.editing.repository import VersionRepository
-from glioscope_inference.measure import _slice_axis, measure
-from glioscope_inference.pipeline import input_warnings
-from glioscope_inference.preprocess import foreground_mask
+from glioscope_inference.measure import measure_delivered
 from glioscope_inference.segmentation.clients import NiftiClient
 from glioscope_inference.segmentation.repository import JobRepository
 from glioscope_inference.segmentation.service import (
@@ -54,21 +53,13 @@ def edited_mask_path(first: pydicom.Dataset, study_uid: str, version: int) -> st
     return f"derivatives/glioscope/{anat}/{stem}_space-orig_desc-v{version}edited_dseg.nii.gz"
 
 
-def measure_on_source_grid(labels: np.ndarray, reference: Volume, metadata: ModelMetadata) -> Measurements:
-    """`measure` on the grid the clinician edited (volumes are exact voxel counts there).
-
-    The midline comes from the source image's foreground (the model path uses the foreground of the
-    four channels). `axial_slice_index` is a k index of the source grid: as measured on an axial
-    grid, else the k of the tumour centroid."""
-    brain = foreground_mask(reference.data[np.newaxis], metadata.normalisation.mask)
-    measurements = measure(labels, reference.affine, metadata, brain_mask=brain)
-    voxel_mm3 = abs(float(np.linalg.det(reference.affine[:3, :3])))
-    measurements = measurements.model_copy(update={"input_warnings": input_warnings(brain, voxel_mm3)})
-    if measurements.centroid_ras_mm is not None and _slice_axis(reference.affine) != 2:
-        ijk = np.linalg.solve(reference.affine, np.array([*measurements.centroid_ras_mm, 1.0]))[:3]
-        k = int(np.clip(round(float(ijk[2])), 0, reference.shape[2] - 1))
-        measurements = measurements.model_copy(update={"axial_slice_index": k})
-    return measurements
+def model_run_context(measurements: dict[str, object] | None) -> tuple[AtlasRegistration | None, list[str]]:
+    """The model run's registration to the atlas and input warnings: an edited mask lies on the same
+    source images, so it is located with the same registration and carries the same input warnings."""
+    if not measurements:
+        return None, []
+    prior = Measurements.model_validate(measurements)
+    return prior.atlas_registration, list(prior.input_warnings)
 
 
 class EditService(SegmentationService):
@@ -113,7 +104,11 @@ class EditService(SegmentationService):
                 raise UnprocessableInput(
                     f"the labels' grid {labels.shape} does not match the source series {reference.shape}"
                 )
-            measurements = measure_on_source_grid(labels, reference, self._metadata)
+            model_job = self._jobs.load(version.model_job_id)
+            registration, warnings = model_run_context(model_job.measurements if model_job else None)
+            measurements = measure_delivered(
+                labels, reference, self._metadata, registration=registration, input_warnings=warnings
+            )
             timings["measure"] = time.perf_counter() - started
 
             started = time.perf_counter()

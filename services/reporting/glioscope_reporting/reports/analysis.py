@@ -8,17 +8,14 @@ from typing import Literal
 from pydantic import BaseModel
 
 from glioscope_common.measurements import Measurements
+from glioscope_reporting.reports.claims import ENHANCEMENT_MIN_ML, EnhancementPattern, assess
 from glioscope_reporting.reports.formatting import DETECTION_MIN_ML, ENHANCING_LABEL, NECROTIC_LABEL, label_volume, region
 from glioscope_reporting.reports.location import Location, locate
 
-# Enhancing tumour / necrotic core volume ratio at or below which the enhancement is a rim around necrosis
-# (necrosis at least a quarter of the tumour core); above it the enhancement is solid.
-RIM_MAX_RATIO = 3.0
 # RANO-style thresholds on the change of the bidimensional product (suggestion only).
 PR_MAX_CHANGE_PCT = -50.0
 PD_MIN_CHANGE_PCT = 25.0
 
-EnhancementPattern = Literal["none", "rim", "solid"]
 Rano = Literal["CR", "PR", "SD", "PD"]
 
 
@@ -49,16 +46,11 @@ class Structured(BaseModel):
 
 
 def enhancement(m: Measurements) -> Enhancement:
+    """The pattern as the claim rules decide it (claims.py R2-R4)."""
     et = label_volume(m, ENHANCING_LABEL) or region(m, "ET")
     nec = label_volume(m, NECROTIC_LABEL)
     ratio = et / nec if nec >= DETECTION_MIN_ML else None
-    if et < DETECTION_MIN_ML:
-        pattern: EnhancementPattern = "none"
-    elif ratio is not None and ratio <= RIM_MAX_RATIO:
-        pattern = "rim"
-    else:
-        pattern = "solid"
-    return Enhancement(pattern=pattern, enhancing_ml=et, necrotic_ml=nec, ratio=ratio)
+    return Enhancement(pattern=assess(m).pattern, enhancing_ml=et, necrotic_ml=nec, ratio=ratio)
 
 
 def _pct(now: float, before: float) -> float | None:
@@ -69,7 +61,7 @@ def rano_suggestion(current: Measurements, prior: Measurements) -> tuple[Rano, f
     """CR: no enhancing tumour now (where there was some); PR: product change <= -50 %; PD: >= +25 %
     (or a new enhancing lesion from none); SD otherwise."""
     change = _pct(current.bidimensional_product_mm2, prior.bidimensional_product_mm2)
-    if region(current, "ET") < DETECTION_MIN_ML and region(prior, "ET") >= DETECTION_MIN_ML:
+    if region(current, "ET") < ENHANCEMENT_MIN_ML and region(prior, "ET") >= ENHANCEMENT_MIN_ML:
         return "CR", change
     if change is None:
         return ("PD" if current.bidimensional_product_mm2 > 0 else "SD"), None
@@ -96,4 +88,4 @@ def compare(current: Measurements, prior: Measurements, prior_report_id: str, pr
 
 
 def structured_fields(m: Measurements, comparison: Comparison | None = None) -> Structured:
-    return Structured(location=locate(m.centroid_ras_mm, m.hemisphere), enhancement=enhancement(m), comparison=comparison)
+    return Structured(location=locate(m), enhancement=enhancement(m), comparison=comparison)

@@ -1,22 +1,13 @@
-"""Deterministic report draft from the measurements (no LLM). Every number comes from `formatting`."""
+"""Deterministic report draft from the measurements (no LLM). Every number comes from `formatting`, every
+claim (tumour, enhancement, necrosis, pattern, grade, reliability, location) from the rules in `claims`."""
 
 from __future__ import annotations
 
 from glioscope_common.measurements import Measurements
-from glioscope_reporting.reports.formatting import (
-    DETECTION_MIN_ML,
-    NECROTIC_LABEL,
-    OEDEMA_LABEL,
-    hemisphere_phrase,
-    label_volume,
-    ml,
-    mm,
-    mm2,
-    ras,
-    region,
-)
 from glioscope_reporting.reports.analysis import Comparison, Structured, structured_fields
-from glioscope_reporting.reports.location import location_phrase
+from glioscope_reporting.reports.claims import ENHANCEMENT_MIN_ML, TUMOUR_MIN_ML, assess
+from glioscope_reporting.reports.formatting import OEDEMA_LABEL, label_volume, ml, mm, mm2, region
+from glioscope_reporting.reports.location import hemisphere_phrase, location_phrase
 from glioscope_reporting.reports.schemas import ModelInfo, Sections
 
 RANO_NAMES = {"CR": "complete response", "PR": "partial response", "SD": "stable disease", "PD": "progressive disease"}
@@ -30,15 +21,18 @@ REVIEW = "Radiologist review of the segmentation and of the full study is requir
 
 
 def tumour_present(m: Measurements) -> bool:
-    return region(m, "WT") >= DETECTION_MIN_ML
+    return assess(m).tumour
 
 
-def enhancement_present(m: Measurements) -> bool:
-    return region(m, "ET") >= DETECTION_MIN_ML
-
-
-def necrosis_present(m: Measurements) -> bool:
-    return label_volume(m, NECROTIC_LABEL) >= DETECTION_MIN_ML
+def slice_phrase(m: Measurements) -> str:
+    """Where the diameters were measured, as the radiologist finds the image ("" when not known)."""
+    ref = m.measured_on
+    if ref is None or ref.instance_number is None:
+        return ""
+    series = f"series {ref.series_number}" if ref.series_number is not None else "the T1c series"
+    if ref.series_description:
+        series += f" ({ref.series_description})"
+    return f"image {ref.instance_number} of {series}"
 
 
 def _signed_pct(value: float | None) -> str:
@@ -79,81 +73,100 @@ def draft_sections(measurements: Measurements, model: ModelInfo, structured: Str
 def _sections(measurements: Measurements, model: ModelInfo, structured: Structured | None = None) -> Sections:
     m = measurements
     structured = structured or structured_fields(m)
+    claims = assess(m)
     source = f"Automated segmentation ({model.name} {model.version})"
-    if not tumour_present(m):
+    comparison = comparison_text(structured.comparison) if structured.comparison else None
+    if not claims.tumour:
         return Sections(
             findings=(
                 f"{source} of the MRI study found no tumour: whole tumour volume {ml(region(m, 'WT'))} "
-                f"(below the detection threshold of {ml(DETECTION_MIN_ML)})."
-                + (" " + comparison_text(structured.comparison)[0] if structured.comparison else "")
+                f"(below the detection threshold of {ml(TUMOUR_MIN_ML)})."
+                + (" " + comparison[0] if comparison else "")
             ),
-            impression="No tumour detected by the automated segmentation."
-            + (" " + comparison_text(structured.comparison)[1] if structured.comparison else ""),
+            impression="No tumour detected by the automated segmentation." + (" " + comparison[1] if comparison else ""),
             diagnosis=(
                 "No tumour detected. A lesion below the detection threshold, or one outside the model's "
                 "training domain, is not excluded."
             ),
             recommendations=" ".join(
-                [
-                    "Correlate with the clinical findings and the full MRI study.",
-                    "Follow-up MRI only if clinically indicated.",
-                    REVIEW,
-                ]
+                ["Correlate with the clinical findings and the full MRI study.",
+                 "Follow-up MRI only if clinically indicated.", REVIEW]
             ),
         )
 
     wt, tc, et = region(m, "WT"), region(m, "TC"), region(m, "ET")
-    enhancing = enhancement_present(m)
-    necrosis = necrosis_present(m)
-    where = hemisphere_phrase(m.hemisphere)
+    location = structured.location
+    where = hemisphere_phrase(location)
+    lesion = f"a lesion {where}" if where else "a lesion"
     per_label = "; ".join(f"{v.name} {ml(v.volume_ml)}" for v in sorted(m.label_volumes, key=lambda v: v.label))
+    measured_at = slice_phrase(m)
     diameters = (
         f"Maximum axial diameter {mm(m.max_axial_diameter_mm)} with a perpendicular diameter of "
         f"{mm(m.perpendicular_diameter_mm)} (bidimensional product {mm2(m.bidimensional_product_mm2)}"
-        + (f", axial slice {m.axial_slice_index}" if m.axial_slice_index is not None else "")
+        + (f", measured on {measured_at}" if measured_at else "")
         + ")."
     )
+    if claims.enhancement:
+        enhancement_text = f"Contrast enhancement: present ({ml(et)})."
+    elif et > 0:
+        enhancement_text = f"Contrast enhancement: no measurable enhancement ({ml(et)}, below {ml(ENHANCEMENT_MIN_ML)})."
+    else:
+        enhancement_text = "Contrast enhancement: absent."
+    if claims.necrosis:
+        necrosis_text = "Necrosis: present."
+    elif claims.non_enhancing_core:
+        necrosis_text = "Necrosis: not claimed (non-enhancing tumour core without an enhancing rim)."
+    else:
+        necrosis_text = "Necrosis: absent."
+    if location.available:
+        location_text = (f"Approximate location: {location_phrase(location)} (MNI152 atlas registration; lobe "
+                         "boundaries approximate).")
+    else:
+        location_text = f"Location: not available ({location.note})."
     findings = " ".join(
         [
-            f"{source} identified a lesion {where}.",
+            f"{source} identified {lesion}.",
             f"Whole tumour (WT) {ml(wt)}, tumour core (TC) {ml(tc)}, enhancing tumour (ET) {ml(et)}.",
             f"Volumes by label: {per_label}." if per_label else "",
             diameters,
-            f"Centroid at RAS {ras(m.centroid_ras_mm)}." if m.centroid_ras_mm is not None else "",
-            f"Contrast enhancement: {'present' if enhancing else 'absent'}.",
-            f"Necrosis: {'present' if necrosis else 'absent'}.",
-            f"Enhancement pattern: {PATTERN_TEXT[structured.enhancement.pattern]}.",
-            f"Approximate location: {location_phrase(structured.location)} (coarse atlas lookup of the centroid, "
-            "valid only for data registered to an MNI-like space).",
-            comparison_text(structured.comparison)[0] if structured.comparison else "",
+            enhancement_text,
+            necrosis_text,
+            f"Enhancement pattern: {PATTERN_TEXT[claims.pattern]}." if claims.enhancement else "",
+            location_text,
+            comparison[0] if comparison else "",
         ]
     ).replace("  ", " ").strip()
 
     oedema = label_volume(m, OEDEMA_LABEL)
-    oedema_part = f" with peritumoural oedema of {ml(oedema)}" if oedema >= DETECTION_MIN_ML else ""
-    if enhancing and necrosis:
-        impression = (
-            f"Enhancing lesion with a necrotic core {where}, whole tumour {ml(wt)}{oedema_part}; "
-            f"enhancing tumour {ml(et)}."
-        )
+    oedema_part = f" with peritumoural oedema of {ml(oedema)}" if oedema >= TUMOUR_MIN_ML else ""
+    place = f" {where}" if where else ""
+    if claims.enhancement and claims.necrosis:
+        impression = (f"Enhancing lesion with a necrotic core{place}, whole tumour {ml(wt)}{oedema_part}; "
+                      f"enhancing tumour {ml(et)}.")
+    elif claims.enhancement:
+        impression = f"Enhancing lesion without necrosis{place}, whole tumour {ml(wt)}{oedema_part}; enhancing tumour {ml(et)}."
+    else:
+        impression = f"Lesion without measurable enhancement{place}, whole tumour {ml(wt)}{oedema_part}."
+    if not claims.reliable:
+        diagnosis = ("Result not reliable: no diagnosis is drafted. " + " ".join(claims.unreliable_reasons)
+                     + " The radiologist reads the images without relying on the automated segmentation.")
+    elif claims.high_grade_features:
         diagnosis = (
             "Imaging features compatible with a high-grade glioma (contrast enhancement and necrosis). "
             "Differential includes metastasis and lymphoma; histopathological confirmation is required."
         )
-    elif enhancing:
-        impression = f"Enhancing lesion without necrosis {where}, whole tumour {ml(wt)}{oedema_part}; enhancing tumour {ml(et)}."
+    elif claims.enhancement:
         diagnosis = (
             "Enhancing lesion without necrosis: a glioma is possible; the differential includes a high-grade "
             "glioma, metastasis and lymphoma. Histopathological confirmation is required."
         )
     else:
-        impression = f"Non-enhancing lesion {where}, whole tumour {ml(wt)}{oedema_part}."
         diagnosis = (
-            "Non-enhancing lesion, low-grade glioma in the differential. A high-grade component cannot be "
-            "excluded on imaging alone; histopathological confirmation is required."
+            "Lesion without measurable enhancement, low-grade glioma in the differential. A high-grade component "
+            "cannot be excluded on imaging alone; histopathological confirmation is required."
         )
-    if structured.comparison:
-        impression += " " + comparison_text(structured.comparison)[1]
+    if comparison:
+        impression += " " + comparison[1]
     recommendations = " ".join(
         [
             "Correlate with the clinical findings and the full MRI study.",
@@ -163,4 +176,6 @@ def _sections(measurements: Measurements, model: ModelInfo, structured: Structur
             REVIEW,
         ]
     )
+    if not claims.reliable:
+        impression = "Result not reliable (see findings). " + impression
     return Sections(findings=findings, impression=impression, diagnosis=diagnosis, recommendations=recommendations)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from glioscope_common.measurements import REGIONS, Measurements
 
 REGION_NAMES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour"}
-# Below these volumes a finding is reported as absent (segmentation noise, partial volume).
+# Below this volume a label counts as absent in ratios (claims.py holds the thresholds for what is claimed).
 DETECTION_MIN_ML = 0.1
 NECROTIC_LABEL = 1
 OEDEMA_LABEL = 2
@@ -24,12 +24,6 @@ def mm2(value: float) -> str:
     return f"{value:.1f} mm²"
 
 
-def ras(centroid: tuple[float, float, float] | None) -> str:
-    if centroid is None:
-        return "n/a"
-    return "(" + ", ".join(f"{c:.1f}" for c in centroid) + ") mm"
-
-
 def region(m: Measurements, key: str) -> float:
     value = m.region_volumes_ml.get(key)
     if value is not None:
@@ -39,14 +33,6 @@ def region(m: Measurements, key: str) -> float:
 
 def label_volume(m: Measurements, label: int) -> float:
     return float(sum(v.volume_ml for v in m.label_volumes if v.label == label))
-
-
-def hemisphere_phrase(hemisphere: str) -> str:
-    return {
-        "left": "in the left cerebral hemisphere",
-        "right": "in the right cerebral hemisphere",
-        "bilateral": "involving both cerebral hemispheres",
-    }.get(hemisphere, "without a determined hemispheric location")
 
 
 def table_rows(m: Measurements) -> list[tuple[str, str]]:
@@ -59,8 +45,9 @@ def table_rows(m: Measurements) -> list[tuple[str, str]]:
     rows.append(("Maximum axial diameter", mm(m.max_axial_diameter_mm)))
     rows.append(("Perpendicular diameter", mm(m.perpendicular_diameter_mm)))
     rows.append(("Bidimensional product", mm2(m.bidimensional_product_mm2)))
-    if m.axial_slice_index is not None:
-        rows.append(("Axial slice of measurement", str(m.axial_slice_index)))
-    rows.append(("Centroid (RAS)", ras(m.centroid_ras_mm)))
-    rows.append(("Hemisphere", m.hemisphere))
+    ref = m.measured_on
+    if ref is not None and ref.instance_number is not None:
+        series = f"series {ref.series_number}" if ref.series_number is not None else "T1c series"
+        rows.append(("Diameters measured on", f"image {ref.instance_number}, {series}"
+                     + (f" ({ref.series_description})" if ref.series_description else "")))
     return rows

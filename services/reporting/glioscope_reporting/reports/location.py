@@ -1,81 +1,63 @@
-"""Approximate anatomical location of the tumour centroid: hemisphere and lobe from a coarse box atlas.
-
-The centroid comes in RAS millimetres of the model's grid. For registered data (BraTS/SRI24) that space is
-close to MNI152; for unregistered data it is only the scanner's patient space, so the lobe is a guess.
-No atlas image ships offline (nilearn downloads Harvard-Oxford), so this is a documented, deterministic
-box approximation of the lobes in MNI152 coordinates, built from the usual landmarks:
-
-* hemisphere: x < -5 mm left, x > +5 mm right, otherwise midline (the caller's voxel-based hemisphere wins
-  when it says "bilateral");
-* posterior fossa (cerebellum / brainstem): z < -20 and y < -40, or z < -30;
-* deep grey matter (basal ganglia / thalamus): |x| < 28, -35 < y < 20, -10 < z < 20;
-* insula: 28 <= |x| < 42, -25 < y < 20, -10 < z < 20;
-* occipital lobe: y < -70;
-* temporal lobe: z < 0 (and y < 25), or z < 10 with |x| > 45 and -70 < y < -10;
-* parietal lobe: y < -25 (behind a coronal plane near the central sulcus);
-* frontal lobe: everything else.
-
-Its error is of the order of a centimetre near the boundaries; the report says "approximate location".
-"""
+"""The tumour's location as the report states it: taken from the measurements, where the worker computed
+hemisphere and lobes in one step in MNI152 space (glioscope_common.brain_atlas). Without an accepted
+registration to the atlas the location is "not available", with the reason; nothing is guessed here."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel
 
+from glioscope_common.measurements import Measurements
+
 LOCATION_METHOD = (
-    "approximate location: centroid lookup in a coarse MNI152 box atlas of the lobes "
-    "(valid only for data registered to an MNI-like space; boundaries are approximate)"
+    "approximate location: the study registered to the MNI152 atlas, each tumour voxel looked up in a coarse "
+    "box atlas of the lobes (boundaries approximate to about a centimetre)"
 )
+HEMISPHERE_TEXT = {
+    "left": "left cerebral hemisphere",
+    "right": "right cerebral hemisphere",
+    "bilateral": "both cerebral hemispheres",
+    "midline": "midline",
+}
 
 
 class Location(BaseModel):
-    hemisphere: Literal["left", "right", "bilateral", "midline", "none"]
-    lobe: str
-    centroid_ras_mm: tuple[float, float, float] | None
+    hemisphere: str  # left, right, bilateral, midline; "undetermined" when not available; "none" without tumour
+    lobe: str  # the lobes involved, largest share first ("" when not available)
+    lobes: list[tuple[str, float]] = []  # (lobe, share of the tumour's voxels)
+    available: bool
     method: str = LOCATION_METHOD
+    note: str = ""
 
 
-def lobe_of(x: float, y: float, z: float) -> str:
-    ax = abs(x)
-    if (z < -20 and y < -40) or z < -30:
-        return "posterior fossa (cerebellum/brainstem)"
-    if ax < 28 and -35 < y < 20 and -10 < z < 20:
-        return "deep grey matter (basal ganglia/thalamus)"
-    if 28 <= ax < 42 and -25 < y < 20 and -10 < z < 20:
-        return "insula"
-    if y < -70:
-        return "occipital lobe"
-    if (z < 0 and y < 25) or (z < 10 and ax > 45 and -70 < y < -10):
-        return "temporal lobe"
-    if y < -25:
-        return "parietal lobe"
-    return "frontal lobe"
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def locate(centroid: tuple[float, float, float] | None, hemisphere: str) -> Location:
-    if centroid is None:
-        return Location(hemisphere="none" if hemisphere == "none" else hemisphere, lobe="undetermined", centroid_ras_mm=None)  # type: ignore[arg-type]
-    x, y, z = centroid
-    if hemisphere == "bilateral":
-        side = "bilateral"
-    elif x < -5:
-        side = "left"
-    elif x > 5:
-        side = "right"
-    else:
-        side = "midline"
-    return Location(hemisphere=side, lobe=lobe_of(x, y, z), centroid_ras_mm=(x, y, z))  # type: ignore[arg-type]
+def locate(m: Measurements) -> Location:
+    if m.location is None:
+        return Location(hemisphere="none" if not m.tumour_detected else "undetermined", lobe="", available=False,
+                        note=m.location_note or "the location is not available")
+    lobes = [(lobe.name, lobe.fraction) for lobe in m.location.lobes]
+    return Location(hemisphere=m.location.hemisphere, lobe=_join([name for name, _ in lobes]), lobes=lobes, available=True)
 
 
 def location_phrase(location: Location) -> str:
-    if location.lobe == "undetermined":
-        return "location undetermined"
-    side = {
-        "left": "left",
-        "right": "right",
-        "bilateral": "bilateral",
-        "midline": "midline",
-    }.get(location.hemisphere, "")
-    return f"{side} {location.lobe}".strip()
+    """e.g. "right frontal lobe", "left temporal and parietal lobes", "midline (deep grey matter ...)"."""
+    if not location.available:
+        return f"location not available ({location.note})"
+    side = location.hemisphere
+    if side in ("left", "right"):
+        return f"{side} {location.lobe}"
+    return f"{location.lobe}, {HEMISPHERE_TEXT[side]}"
+
+
+def hemisphere_phrase(location: Location) -> str:
+    """The lesion's side for the findings' first sentence ("" when not available)."""
+    if not location.available:
+        return ""
+    return {
+        "left": "in the left cerebral hemisphere",
+        "right": "in the right cerebral hemisphere",
+        "bilateral": "involving both cerebral hemispheres",
+        "midline": "at the midline",
+    }[location.hemisphere]
