@@ -55,7 +55,7 @@ def test_create_get_pdf(post_report, payload_factory, key_images, client: TestCl
 
     text = _pdf_text(pdf.content, tmp_path)
     for expected in ["8.1 mL", "25.3 mL", "12.0 mL", "45.4 mL", "20.2 mL", "52.3 mm", "38.1 mm", "1992.1 mm²",
-                     "(-30.2, 12.5, 20.0) mm", "left", "77"]:
+                     "left frontal lobe", "image 78, series 5 (T1 post contrast)"]:
         assert expected in text, expected
     assert NOTICE in text
     for expected in ["Doe, Jane", "GLIO-0001", "2024-03-15", "MRI brain with contrast", "ACC42", "glioscope_unet 1.2.0",

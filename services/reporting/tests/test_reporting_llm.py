@@ -203,10 +203,11 @@ def test_number_check() -> None:
     )
     draft = draft_sections(m, ModelInfo(name="glioscope_unet", version="1.2.0"))
     allowed = allowed_numbers(m, draft, "glioscope_unet")
-    assert unsupported_numbers("WT 45.4 mL, 45.44 mL, about 45 mL; product 1,992.1 mm²; 30.2 mm left of midline", allowed) == []
+    assert unsupported_numbers("WT 45.4 mL, 45.44 mL, about 45 mL; product 1,992.1 mm²", allowed) == []
+    assert unsupported_numbers("30.2 mm left of midline", allowed) == ["30.2"]  # a scanner coordinate
     assert unsupported_numbers("WT 45.6 mL", allowed) == ["45.6"]
     assert unsupported_numbers("a 7 cm lesion", allowed) == ["7"]
-    assert unsupported_numbers("grew by 12.5 %", allowed) == []  # 12.5 is a centroid coordinate: allowed, by design
+    assert unsupported_numbers("grew by 12.5 %", allowed) == ["12.5"]  # a scanner coordinate is not given to the LLM
 
 
 def test_input_warnings_survive_polishing(llm: FakeLlm, llm_client: TestClient, payload_factory) -> None:

@@ -23,7 +23,8 @@ function measurementsFor(counts: Record<number, number>, voxelMl: number): Recor
     axial_slice_index: 60,
     centroid_ras_mm: [25.0, -10.04, 15.55],
     hemisphere: 'right',
-    location: { hemisphere: 'right', lobes: [{ name: 'frontal', fraction: 0.8 }], centroid_mni_mm: [31.5, 12.25, 40.75] },
+    location: { hemisphere: 'right', lobes: [{ name: 'frontal lobe', fraction: 0.8 }, { name: 'insula', fraction: 0.2 }], centroid_mni_mm: [31.5, 12.25, 40.75] },
+    measured_on: { series_instance_uid: '1.2.3', series_number: 7, series_description: 'T1 post Gd', instance_number: 45 },
     tumour_detected: true,
     input_warnings: [],
   };
@@ -52,7 +53,9 @@ describe('the measurements panel', () => {
       ['Maximum axial diameter', '41.3 mm'],
       ['Perpendicular diameter', '30.0 mm'],
       ['Bidimensional product', '1239.5 mm²'],
+      ['Measured on', 'image 45, series 7 (T1 post Gd)'],
       ['Hemisphere', 'right'],
+      ['Lobes (approximate)', 'frontal lobe, insula'],
     ]);
     for (const caption of ['Tumour regions', 'Segmentation labels', 'Axial measurement', 'Location']) {
       expect(html).toContain(`<caption>${caption}</caption>`);
@@ -75,7 +78,7 @@ describe('the measurements panel', () => {
 
   it('shows no raw key, no scanner coordinates and no atlas coordinates', () => {
     const html = render(measurementsFor(counts, voxelMl));
-    expect(html).not.toMatch(/_|mm2\b|centroid|RAS|MNI|frontal|slice/i);
+    expect(html).not.toMatch(/_|mm2\b|centroid|RAS|MNI|slice/i);
     for (const coordinate of ['25.0', '-10.0', '15.6', '31.5', '12.2', '40.8']) expect(html).not.toContain(coordinate);
   });
 
@@ -94,8 +97,14 @@ describe('the measurements panel', () => {
     expect(rows(html)[0]).toEqual(['Whole tumour (WT)', '0.0 mL']);
   });
 
-  it('an undetermined location is left out; empty measurements say so and claim nothing', () => {
-    expect(render({ ...measurementsFor(counts, voxelMl), hemisphere: 'undetermined' })).not.toContain('Hemisphere');
+  it('an undetermined location says why and names no side or lobe; empty measurements say so and claim nothing', () => {
+    const undetermined = render({
+      ...measurementsFor(counts, voxelMl), hemisphere: 'undetermined', location: null,
+      location_note: 'the registration to the atlas was rejected',
+    });
+    expect(undetermined).not.toContain('Hemisphere');
+    expect(undetermined).not.toContain('Lobes');
+    expect(rows(undetermined)).toContainEqual(['Location', 'not available (the registration to the atlas was rejected)']);
     const html = render({});
     expect(rows(html)).toEqual([]);
     expect(html).toContain(NO_MEASUREMENTS);

@@ -10,6 +10,9 @@ export interface MeasurementsData {
   perpendicularDiameterMm: number | null;
   bidimensionalProductMm2: number | null;
   hemisphere: string | null;
+  lobes: string[]; // from the atlas registration, largest share first
+  locationNote: string | null; // why the location is not available
+  measuredOn: string | null; // the source image of the axial measurement, as the PACS names it
   tumourDetected: boolean | null; // null: not stated
   inputWarnings: string[];
 }
@@ -42,6 +45,21 @@ export const NO_MEASUREMENTS = 'No measurements for this segmentation.';
 
 const num = (value: unknown): number | null => (typeof value === 'number' && Number.isFinite(value) ? value : null);
 
+function lobeNames(location: unknown): string[] {
+  const lobes = (location as { lobes?: unknown } | null)?.lobes;
+  return Array.isArray(lobes) ? lobes.map((l: { name?: unknown }) => String(l?.name ?? '')).filter(Boolean) : [];
+}
+
+/** "image 45, series 7 (T1 post Gd)", as the report's table words it; null when not known. */
+function measuredOn(value: unknown): string | null {
+  const ref = value as { instance_number?: unknown; series_number?: unknown; series_description?: unknown } | null;
+  const instance = num(ref?.instance_number);
+  if (ref == null || instance === null) return null;
+  const number = num(ref.series_number);
+  const description = typeof ref.series_description === 'string' && ref.series_description ? ` (${ref.series_description})` : '';
+  return `image ${instance}, ${number === null ? 'T1c series' : `series ${number}`}${description}`;
+}
+
 /** The measurements JSON from the gateway, typed; anything missing or malformed is left out. */
 export function parseMeasurements(json: Record<string, unknown>): MeasurementsData {
   const labels = Array.isArray(json.label_volumes) ? json.label_volumes : [];
@@ -61,6 +79,9 @@ export function parseMeasurements(json: Record<string, unknown>): MeasurementsDa
     perpendicularDiameterMm: num(json.perpendicular_diameter_mm),
     bidimensionalProductMm2: num(json.bidimensional_product_mm2),
     hemisphere: typeof json.hemisphere === 'string' && HEMISPHERES.has(json.hemisphere) ? json.hemisphere : null,
+    lobes: lobeNames(json.location),
+    locationNote: json.hemisphere === 'undetermined' && typeof json.location_note === 'string' ? json.location_note : null,
+    measuredOn: measuredOn(json.measured_on),
     tumourDetected: typeof json.tumour_detected === 'boolean' ? json.tumour_detected : null,
     inputWarnings: Array.isArray(json.input_warnings) ? json.input_warnings.map(String) : [],
   };
@@ -77,7 +98,11 @@ export function measurementTable(m: MeasurementsData): MeasurementTable {
   if (m.maxAxialDiameterMm !== null) diameters.push({ name: 'Maximum axial diameter', value: mm(m.maxAxialDiameterMm) });
   if (m.perpendicularDiameterMm !== null) diameters.push({ name: 'Perpendicular diameter', value: mm(m.perpendicularDiameterMm) });
   if (m.bidimensionalProductMm2 !== null) diameters.push({ name: 'Bidimensional product', value: mm2(m.bidimensionalProductMm2) });
-  const location = m.hemisphere === null ? [] : [{ name: 'Hemisphere', value: m.hemisphere }];
+  if (m.measuredOn !== null && diameters.length > 0) diameters.push({ name: 'Measured on', value: m.measuredOn });
+  const location: Row[] = [];
+  if (m.hemisphere !== null) location.push({ name: 'Hemisphere', value: m.hemisphere });
+  if (m.hemisphere !== null && m.lobes.length > 0) location.push({ name: 'Lobes (approximate)', value: m.lobes.join(', ') });
+  if (m.locationNote !== null) location.push({ name: 'Location', value: `not available (${m.locationNote})` });
   const notes: string[] = [];
   if (m.tumourDetected === false) notes.push(NO_TUMOUR);
   if (regions.length > 0 && labels.length > 0) notes.push(ROUNDING_NOTE);

@@ -55,11 +55,23 @@ class PolishResult:
     reason: str  # "polished" or why the draft was kept
 
 
+def prompt_measurements(measurements: Measurements) -> dict[str, object]:
+    """The measurements the LLM may read and quote: no identifiers (the measured image's UIDs and series
+    description), no scanner coordinates, no registration matrix."""
+    data = measurements.model_dump(
+        mode="json", exclude={"atlas_registration", "centroid_ras_mm", "axial_slice_index", "location_note"}
+    )
+    if measurements.measured_on is not None:
+        data["measured_on"] = {"series_number": measurements.measured_on.series_number,
+                               "instance_number": measurements.measured_on.instance_number}
+    return data
+
+
 def build_prompt(measurements: Measurements, draft: Sections, model_name: str) -> list[dict[str, str]]:
     """The chat messages. Only measurements and draft text: never patient or study data."""
     facts = {
         "segmentation_model": model_name,
-        "measurements": measurements.model_dump(mode="json"),
+        "measurements": prompt_measurements(measurements),
         "draft": draft.model_dump(),
     }
     return [
@@ -83,7 +95,7 @@ def _numbers_in(value: Any) -> list[float]:
 
 
 def allowed_numbers(measurements: Measurements, draft: Sections, model_name: str = "") -> set[float]:
-    numbers = set(_numbers_in(measurements.model_dump(mode="json")))
+    numbers = set(_numbers_in(prompt_measurements(measurements)))
     numbers |= set(_numbers_in(draft.model_dump()))
     numbers |= set(_numbers_in(model_name))
     return numbers

@@ -18,6 +18,7 @@ from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate
 
 from glioscope_common.measurements import Measurements
 from glioscope_reporting.reports.formatting import table_rows
+from glioscope_reporting.reports.location import Location, location_phrase
 from glioscope_reporting.reports.schemas import ModelInfo, Patient, Sections, Study
 
 NOTICE = "AI-assisted, research use only — not for clinical decisions"
@@ -286,7 +287,14 @@ def _structured_rows(structured: dict[str, Any]) -> list[tuple[str, str]]:
     """Rows for the location / enhancement / comparison table (formatted as in the draft text)."""
     rows: list[tuple[str, str]] = []
     location = structured.get("location") or {}
-    if location:
+    if "available" in location:  # the atlas location (reports drafted before it have only a centroid lookup)
+        located = Location.model_validate(location)
+        if located.available:
+            rows.append(("Approximate location", location_phrase(located)))
+            rows.append(("Location method", located.method))
+        elif located.hemisphere != "none":
+            rows.append(("Location", f"not available ({located.note})"))
+    elif location:
         rows.append(("Approximate location", f"{location.get('hemisphere', '')} {location.get('lobe', '')}".strip()))
         rows.append(("Location method", str(location.get("method", ""))))
     enhancement = structured.get("enhancement") or {}
