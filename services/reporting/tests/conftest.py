@@ -134,14 +134,44 @@ def measurements_high_grade() -> dict[str, Any]:
     }
 
 
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+def segmentation_ref(study_instance_uid: str = "1.2.826.0.1.3680043.8.498.12345", slices: int = 3) -> dict[str, Any]:
+    """A `segmentation` reference as the worker sends it: the SEG (version 1, series 900) and the four source
+    series the model read, the SEG's grid (T1c) first, each with its instances."""
+    source_series = [
+        {
+            "role": role,
+            "series_instance_uid": f"{study_instance_uid}.{n}",
+            "sop_class_uid": MR_IMAGE_STORAGE,
+            "sop_instance_uids": [f"{study_instance_uid}.{n}.{k}" for k in range(1, slices + 1)],
+            "series_number": n,
+            "series_description": f"{role} AX",
+        }
+        for n, role in ((2, "T1c"), (1, "T1"), (3, "T2"), (4, "FLAIR"))
+    ]
+    return {
+        "version": 1,
+        "series_instance_uid": f"{study_instance_uid}.900",
+        "sop_instance_uid": f"{study_instance_uid}.900.1",
+        "series_number": 900,
+        "source_series": source_series,
+    }
+
+
 def make_payload(**overrides: Any) -> dict[str, Any]:
+    study_instance_uid = overrides.get("study_instance_uid", "1.2.826.0.1.3680043.8.498.12345")
     payload: dict[str, Any] = {
-        "study_instance_uid": "1.2.826.0.1.3680043.8.498.12345",
+        "study_instance_uid": study_instance_uid,
         "job_id": "job-1",
         "patient": {"patient_id": "GLIO-0001", "patient_name": "Doe^Jane", "patient_sex": "F", "patient_birth_date": "19700101"},
-        "study": {"study_date": "20240315", "study_description": "MRI brain with contrast", "accession_number": "ACC42"},
+        "study": {"study_date": "20240315", "study_time": "093012.5", "study_id": "S-77",
+                  "study_description": "MRI brain with contrast", "accession_number": "ACC42",
+                  "referring_physician_name": "House^Gregory^^Dr"},
         "measurements": measurements_high_grade(),
         "model": {"name": "glioscope_unet", "version": "1.2.0", "intended_use": "research use only"},
+        "segmentation": segmentation_ref(study_instance_uid),
     }
     payload.update(overrides)
     return payload

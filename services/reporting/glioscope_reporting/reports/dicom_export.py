@@ -1,13 +1,25 @@
 """The report as DICOM, for the PACS: an Encapsulated PDF and a TID 1500 measurement report (Comprehensive 3D SR).
 
-Both belong to the report's study, copy the patient module from the payload the worker sent, and have
-deterministic UIDs: the series UIDs derive from the report ID, the SOP Instance UIDs from (report ID,
-version), so storing the same version again overwrites (Orthanc keeps one instance) instead of duplicating.
+Both belong to the report's study, copy the Patient and General Study attributes the worker read from the
+source series (payload `patient` and `study`) as they are, and have deterministic UIDs: the series UIDs
+derive from the report ID, the SOP Instance UIDs from (report ID, version), so storing the same version
+again overwrites (Orthanc keeps one instance) instead of duplicating.
+
+The SR cites as evidence (Current Requested Procedure Evidence Sequence, all in the report's study) every
+instance of the source series the model read and the DICOM-SEG the measurements come from (payload
+`segmentation`); each label's volume is a TID 1411 volumetric group whose ROI is that label's segment in
+the SEG. Without a `segmentation` reference (reports from before it) the SR references no instance.
+
+Draft and final: a signed report is PreliminaryFlag FINAL and VerificationFlag VERIFIED (the signer as
+verifying observer), the PDF VERIFIED; a draft stored on request (POST /export) is PRELIMINARY and
+UNVERIFIED, the PDF UNVERIFIED with "(draft, not signed)" in its Document Title. The SR's CompletionFlag
+is COMPLETE in both: it holds every measurement of the segmentation it cites.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,10 +32,11 @@ from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
 from glioscope_common.measurements import Measurements
 from glioscope_reporting.reports.formatting import REGION_NAMES, region
-from glioscope_reporting.reports.schemas import ModelInfo, Patient, Study
+from glioscope_reporting.reports.schemas import ModelInfo, Patient, SegmentationRef, Study
 
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 UID_NAMESPACE = uuid.UUID("6f1c1f9e-8d0e-4d5a-9a43-5b6c7d8e9f01")  # fixed: UIDs are reproducible forever
 MANUFACTURER = "Glioscope"
 PDF_SERIES_NUMBER = 9001
@@ -34,6 +47,10 @@ ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 BRAIN_MRI = hd.sr.CodedConcept("241601008", "SCT", "MR of head")
 BRAIN = hd.sr.CodedConcept("12738006", "SCT", "Brain")
 FINDING_TYPE = hd.sr.CodedConcept("108369006", "SCT", "Neoplasm")
+REPORT_TITLE = "Glioscope brain tumour report"
+# DA, TM and CS values that DICOM accepts; anything else from the source is left empty, not copied broken.
+_DATE = re.compile(r"^\d{8}$")
+_TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 
 
 def deterministic_uid(*parts: object) -> str:
@@ -58,21 +75,19 @@ def uids_for(report_id: str, version: int) -> DicomUids:
     )
 
 
-def _person_name(value: str) -> str:
-    return value or ""
-
-
 def _study_module(ds: Dataset, study_instance_uid: str, patient: Patient, study: Study) -> None:
-    ds.PatientName = _person_name(patient.patient_name)
-    ds.PatientID = patient.patient_id or ""
-    ds.PatientBirthDate = patient.patient_birth_date if len(patient.patient_birth_date) == 8 else ""
+    """Patient and General Study modules: the source study's values as they are (the worker copies them from
+    the first T1c instance), so the PDF and SR sort under the same patient and study as the images."""
+    ds.PatientName = patient.patient_name
+    ds.PatientID = patient.patient_id
+    ds.PatientBirthDate = patient.patient_birth_date if _DATE.match(patient.patient_birth_date) else ""
     ds.PatientSex = patient.patient_sex if patient.patient_sex in ("M", "F", "O") else ""
     ds.StudyInstanceUID = study_instance_uid
-    ds.StudyDate = study.study_date if len(study.study_date) == 8 else ""
-    ds.StudyTime = ""
-    ds.ReferringPhysicianName = ""
-    ds.StudyID = ""
-    ds.AccessionNumber = study.accession_number or ""
+    ds.StudyDate = study.study_date if _DATE.match(study.study_date) else ""
+    ds.StudyTime = study.study_time if _TIME.match(study.study_time) else ""
+    ds.ReferringPhysicianName = study.referring_physician_name
+    ds.StudyID = study.study_id
+    ds.AccessionNumber = study.accession_number
     if study.study_description:
         ds.StudyDescription = study.study_description[:64]
 
@@ -85,12 +100,15 @@ def encapsulated_pdf(
     study_instance_uid: str,
     patient: Patient,
     study: Study,
-    title: str = "Glioscope brain tumour report",
+    title: str | None = None,
     verified: bool = False,
     now: datetime | None = None,
 ) -> bytes:
-    """Encapsulated PDF IOD (PS3.3 A.45.1) of the report PDF, as DICOM Part 10 bytes."""
+    """Encapsulated PDF IOD (PS3.3 A.45.1) of the report PDF, as DICOM Part 10 bytes. `verified`: the report
+    is signed (VerificationFlag VERIFIED); a draft's Document Title says it is not signed."""
     now = now or datetime.now(UTC)
+    if title is None:
+        title = REPORT_TITLE if verified else f"{REPORT_TITLE} (draft, not signed)"
     uids = uids_for(report_id, version)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF
@@ -133,6 +151,34 @@ def encapsulated_pdf(
     return _to_bytes(ds)
 
 
+def _evidence(
+    study_instance_uid: str, patient: Patient, study: Study, segmentation: SegmentationRef | None
+) -> list[Dataset]:
+    """The instances the SR cites: every instance of the source series, then the SEG. highdicom copies the
+    patient and study modules from the first item, so each item carries them."""
+    items: list[tuple[str, str, str]] = []  # (series, SOP class, SOP instance)
+    if segmentation is not None:
+        for series in segmentation.source_series:
+            items += [(series.series_instance_uid, series.sop_class_uid, uid) for uid in series.sop_instance_uids]
+        items.append((segmentation.series_instance_uid, SEGMENTATION_STORAGE, segmentation.sop_instance_uid))
+    evidence = []
+    for series_uid, class_uid, instance_uid in items:
+        item = Dataset()
+        item.SpecificCharacterSet = "ISO_IR 192"
+        _study_module(item, study_instance_uid, patient, study)
+        item.SeriesInstanceUID = series_uid
+        item.SOPClassUID = class_uid
+        item.SOPInstanceUID = instance_uid
+        evidence.append(item)
+    return evidence
+
+
+def _segment_numbers(measurements: Measurements) -> dict[int, int]:
+    """label value -> segment number in the SEG: build_segmentation numbers one segment per model label,
+    1..N in the order of the label values, and the measurements list every model label."""
+    return {v.label: number for number, v in enumerate(sorted(measurements.label_volumes, key=lambda v: v.label), start=1)}
+
+
 def measurement_report(
     measurements: Measurements,
     *,
@@ -144,9 +190,15 @@ def measurement_report(
     model: ModelInfo,
     final: bool = False,
     verifying_observer: str | None = None,
+    segmentation: SegmentationRef | None = None,
 ) -> bytes:
     """TID 1500 measurement report (Comprehensive 3D SR): one measurement group per label and per region,
-    each with a tracking identifier (UID derived from the report and the label/region) and its volume in mL."""
+    each with a tracking identifier (UID derived from the report and the label/region) and its volume in mL.
+
+    With `segmentation`, each label's group is a TID 1411 volumetric ROI group whose ROI is the label's
+    segment in that SEG (source series: the SEG's grid, `source_series[0]`), and the SEG and every source
+    instance are the SR's evidence. The regions (WT, TC, ET) are unions of segments, which TID 1411 cannot
+    reference: they stay TID 1501 groups. Without it, every group is TID 1501 and no instance is referenced."""
     uids = uids_for(report_id, version)
     if verifying_observer and "^" not in verifying_observer:
         verifying_observer = verifying_observer[:63] + "^"  # a one-component person name (family name only)
@@ -162,34 +214,49 @@ def measurement_report(
     context = hd.sr.ObservationContext(observer_device_context=device)
     algorithm = hd.sr.AlgorithmIdentification(name=model.name[:64], version=model.version[:64])
 
-    groups = []
-    volumes: list[tuple[str, str, float]] = [
-        (f"label-{v.label}", f"Label {v.label} {v.name}", v.volume_ml) for v in sorted(measurements.label_volumes, key=lambda v: v.label)
+    grid_series = segmentation.source_series[0].series_instance_uid if segmentation and segmentation.source_series else None
+    segment_numbers = _segment_numbers(measurements)
+    groups: list[hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations] = []
+    volumes: list[tuple[str, str, float, int | None]] = [
+        (f"label-{v.label}", f"Label {v.label} {v.name}", v.volume_ml, segment_numbers[v.label])
+        for v in sorted(measurements.label_volumes, key=lambda v: v.label)
     ]
-    volumes += [(f"region-{key}", f"{key} {REGION_NAMES[key]}", region(measurements, key)) for key in ("WT", "TC", "ET")]
-    for key, name, value in volumes:
-        tracking = hd.sr.TrackingIdentifier(uid=deterministic_uid(report_id, "tracking", key), identifier=name[:64])
-        groups.append(
-            hd.sr.MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=tracking,
-                finding_type=FINDING_TYPE,
-                algorithm_id=algorithm,
-                finding_sites=[hd.sr.FindingSite(anatomic_location=BRAIN)],
-                measurements=[
-                    hd.sr.Measurement(name=VOLUME, value=round(float(value), 3), unit=ML, algorithm_id=algorithm)
-                ],
-            )
+    volumes += [(f"region-{key}", f"{key} {REGION_NAMES[key]}", region(measurements, key), None) for key in ("WT", "TC", "ET")]
+    for key, name, value, segment_number in volumes:
+        common = dict(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=deterministic_uid(report_id, "tracking", key), identifier=name[:64]),
+            finding_type=FINDING_TYPE,
+            algorithm_id=algorithm,
+            finding_sites=[hd.sr.FindingSite(anatomic_location=BRAIN)],
+            measurements=[hd.sr.Measurement(name=VOLUME, value=round(float(value), 3), unit=ML, algorithm_id=algorithm)],
         )
+        if segmentation is not None and grid_series is not None and segment_number is not None:
+            segment = hd.sr.ReferencedSegment(
+                sop_class_uid=SEGMENTATION_STORAGE,
+                sop_instance_uid=segmentation.sop_instance_uid,
+                segment_number=segment_number,
+                source_series=hd.sr.SourceSeriesForSegmentation(grid_series),
+            )
+            groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(referenced_segment=segment, **common))  # type: ignore[arg-type]
+        else:
+            groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(**common))  # type: ignore[arg-type]
     content = hd.sr.MeasurementReport(
         observation_context=context, procedure_reported=BRAIN_MRI, imaging_measurements=groups
     )
-    evidence = Dataset()  # study-level attributes only: highdicom copies the patient and study modules from it
-    _study_module(evidence, study_instance_uid, patient, study)
-    evidence.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # not recorded (record_evidence=False)
-    evidence.SOPInstanceUID = deterministic_uid(report_id, "evidence")
-    evidence.SeriesInstanceUID = deterministic_uid(report_id, "evidence-series")
+    evidence = _evidence(study_instance_uid, patient, study, segmentation)
+    cited = bool(evidence)
+    if not cited:
+        # highdicom takes the patient and study modules from an evidence item and lists every item as
+        # evidence: give it the study alone and remove the invented reference afterwards.
+        placeholder = Dataset()
+        placeholder.SpecificCharacterSet = "ISO_IR 192"
+        _study_module(placeholder, study_instance_uid, patient, study)
+        placeholder.SeriesInstanceUID = uids.sr_series_instance_uid
+        placeholder.SOPClassUID = COMPREHENSIVE_3D_SR
+        placeholder.SOPInstanceUID = uids.sr_sop_instance_uid
+        evidence = [placeholder]
     sr = hd.sr.Comprehensive3DSR(
-        evidence=[evidence],
+        evidence=evidence,
         content=content,
         series_instance_uid=uids.sr_series_instance_uid,
         series_number=SR_SERIES_NUMBER,
@@ -201,9 +268,10 @@ def measurement_report(
         is_verified=bool(final and verifying_observer),
         verifying_observer_name=verifying_observer if final and verifying_observer else None,
         verifying_organization="Glioscope" if final and verifying_observer else None,
-        record_evidence=False,
         series_description="Glioscope tumour volumes (SR)",
     )
+    if not cited:
+        del sr.CurrentRequestedProcedureEvidenceSequence
     return _to_bytes(sr)
 
 

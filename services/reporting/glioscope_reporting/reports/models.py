@@ -44,6 +44,9 @@ class Report(ReportingBase):
     signed_role: Mapped[str | None] = mapped_column(String(32), nullable=True)
     signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     export: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # last store to the PACS
+    # Added by reporting_0003: the DICOM-SEG and source series the measurements describe (schemas.SegmentationRef);
+    # null for reports created before it (their SR references no instance).
+    segmentation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     key_images: Mapped[list[KeyImage]] = relationship(
         back_populates="report", cascade="all, delete-orphan", order_by="KeyImage.position", lazy="selectin"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,10 +19,43 @@ class Patient(BaseModel):
     patient_birth_date: str = Field("", max_length=16)
 
 
+# A DICOM UID as the payload carries it (like study_instance_uid): digits and dots, at most 64 characters.
+Uid = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9.]+$")]
+
+
 class Study(BaseModel):
+    """The source study's General Study attributes, copied as they are into the PDF and SR."""
+
     study_date: str = Field("", max_length=16)
+    study_time: str = Field("", max_length=16)
+    study_id: str = Field("", max_length=16)
     study_description: str = Field("", max_length=256)
     accession_number: str = Field("", max_length=64)
+    referring_physician_name: str = Field("", max_length=256)
+
+
+class SourceSeries(BaseModel):
+    """One source series the model read (role T1, T1c, T2 or FLAIR) and all its instances."""
+
+    role: str = Field(..., min_length=1, max_length=32)
+    series_instance_uid: Uid
+    sop_class_uid: Uid
+    sop_instance_uids: list[Uid] = Field(..., min_length=1, max_length=4096)
+    series_number: int | None = None
+    series_description: str = Field("", max_length=256)
+
+
+class SegmentationRef(BaseModel):
+    """The DICOM-SEG the report's measurements describe (version 1 is the model's, 2.. edited ones) and the
+    source series it was made from. The SEG is drawn on the grid of `source_series[0]` (the series its
+    ReferencedSeriesSequence names); its segments are numbered 1..N in the order of the label values
+    (glioscope_inference.dicom_seg.build_segmentation), which the SR's referenced segments follow."""
+
+    version: int = Field(1, ge=1)
+    series_instance_uid: Uid
+    sop_instance_uid: Uid
+    series_number: int | None = None
+    source_series: list[SourceSeries] = Field(default_factory=list, max_length=16)
 
 
 class ModelInfo(BaseModel):
@@ -42,6 +75,9 @@ class CreateReport(BaseModel):
     study: Study = Study()
     measurements: Measurements
     model: ModelInfo
+    # The DICOM-SEG and source series the measurements come from: the SR references them. Absent in
+    # payloads from before it existed: the SR then references no instance.
+    segmentation: SegmentationRef | None = None
 
 
 class Sections(BaseModel):
@@ -107,6 +143,7 @@ class ReportOut(BaseModel):
     study: Study
     model: ModelInfo
     measurements: Measurements
+    segmentation: SegmentationRef | None = None
     structured: dict[str, Any]
     sections: Sections
     signature: Signature | None

@@ -130,6 +130,7 @@ def to_out(report: Report, addenda: list[Addendum], screenshots: list[Screenshot
             "study": report.study,
             "model": report.model,
             "measurements": report.measurements,
+            "segmentation": report.segmentation,
             "structured": report.structured or {},
             "sections": report.sections,
             "signature": signature,
@@ -226,6 +227,7 @@ class ReportService:
             study_date=payload.study.study_date,
             model=payload.model.model_dump(),
             measurements=payload.measurements.model_dump(mode="json"),
+            segmentation=payload.segmentation.model_dump(mode="json") if payload.segmentation else None,
             structured=structured.model_dump(mode="json"),
             sections=sections.model_dump(),
             key_images=[KeyImage(name=name, position=i, png=png) for i, (name, png) in enumerate(key_images)],
@@ -442,6 +444,7 @@ class ReportService:
     def dicom_objects(self, report_id: str) -> tuple[bytes, bytes, dicom_export.DicomUids, int]:
         """(Encapsulated PDF, TID 1500 SR, their UIDs, version) of the report's current version."""
         data = self._pdf_input(report_id)
+        segmentation = self.get(report_id).segmentation  # the SEG and source series the SR references
         pdf = render_pdf(data, self.settings.pdf_image_max_px)
         final = data.status == "final"
         common = dict(
@@ -450,7 +453,8 @@ class ReportService:
         )
         pdf_dcm = dicom_export.encapsulated_pdf(pdf, verified=final, **common)  # type: ignore[arg-type]
         sr_dcm = dicom_export.measurement_report(
-            data.measurements, model=data.model, final=final, verifying_observer=data.signed_by, **common  # type: ignore[arg-type]
+            data.measurements, model=data.model, final=final, verifying_observer=data.signed_by,
+            segmentation=segmentation, **common,  # type: ignore[arg-type]
         )
         return pdf_dcm, sr_dcm, dicom_export.uids_for(data.report_id, data.version), data.version
 
