@@ -1,4 +1,6 @@
-"""DICOM-SEG from a label map: read back with highdicom, patient geometry checked by hand, dciodvfy."""
+"""DICOM-SEG from a label map: read back with highdicom, patient geometry checked by hand, dciodvfy (no error,
+no warning) on a synthetic and on a real vendor series; on the vendor series also the report's SR and PDF built
+from the worker's report payload."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import random
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pydicom
@@ -191,19 +195,113 @@ def test_invalid_label_map(source):
         build_segmentation(np.zeros((31, 23, 17), dtype=np.uint8), datasets, METADATA)
 
 
-@pytest.mark.skipif(
-    shutil.which("dciodvfy") is None and os.environ.get("CI") != "true",
-    reason="dciodvfy (Debian dicom3tools) not installed",
-)
+REAL = Path(__file__).resolve().parents[4] / "shared" / "data" / "real"
+SIEMENS_MPRAGE = REAL / "siemens-t1-mprage-dicom" / "t1_MPRAGEcr_noGRAPPA_19.tar.gz"  # a real vendor MR series
+
+
+def dciodvfy_findings(path: Path) -> list[str]:
+    """dciodvfy's Error and Warning lines for one file. Fails (CI=true) or skips (elsewhere) without dciodvfy."""
+    if shutil.which("dciodvfy") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("dciodvfy (Debian dicom3tools) is not installed", pytrace=False)
+        pytest.skip("dciodvfy (Debian dicom3tools) not installed")
+    proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert output.strip(), "dciodvfy printed nothing"
+    return [line for line in output.splitlines() if line.startswith(("Error", "Warning"))]
+
+
 def test_dciodvfy(source, tmp_path):
+    """The model's SEG and an edited one (SEMIAUTOMATIC, a person as content creator): no error, no warning."""
     _, datasets = source
     seg_path = tmp_path / "seg.dcm"
     build_segmentation(asymmetric_labels(), datasets, METADATA).save_as(seg_path)
+    edited_path = tmp_path / "seg-edited.dcm"
+    edited = build_segmentation(
+        asymmetric_labels(), datasets, METADATA, series_number=901,
+        series_description="Glioscope tumour segmentation v2 (edited)", content_creator="dr.jones",
+        series_instance_uid=generate_uid(), sop_instance_uid=generate_uid(), algorithm_type="SEMIAUTOMATIC",
+    )
+    assert edited.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    edited.save_as(edited_path)
+    for path in (seg_path, edited_path):
+        assert dciodvfy_findings(path) == [], path.name
+    # The synthetic source itself: no error (its ImageType value 3 "M", as Siemens writes it, is a warning).
     mr_path = tmp_path / "mr.dcm"
     datasets[0].save_as(mr_path, enforce_file_format=True)
-    for path in (seg_path, mr_path):
-        proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
-        output = proc.stdout + proc.stderr
-        assert output.strip(), "dciodvfy printed nothing"
-        errors = [line for line in output.splitlines() if line.startswith("Error")]
-        assert errors == [], f"{path.name}: {errors}"
+    assert [line for line in dciodvfy_findings(mr_path) if line.startswith("Error")] == []
+
+
+def test_dciodvfy_on_a_vendor_series(tmp_path):
+    """A SEG on a real Siemens MR series (../shared/data/real): no error, no warning, and it reads back."""
+    if not SIEMENS_MPRAGE.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{SIEMENS_MPRAGE} is missing (../shared/data/real must be present in CI)")
+        pytest.skip("../shared/data/real is not on this machine")
+    with tarfile.open(SIEMENS_MPRAGE) as tar:
+        tar.extractall(tmp_path / "siemens", filter="data")
+    datasets = [pydicom.dcmread(p) for p in sorted((tmp_path / "siemens").rglob("*.dcm"))]
+    assert len(datasets) > 100 and {d.Modality for d in datasets} == {"MR"}
+    volume = read_series(datasets)
+    labels = np.zeros(volume.shape, dtype=np.uint8)
+    ci, cj, ck = (n // 2 for n in volume.shape)
+    labels[ci - 8 : ci + 8, cj - 8 : cj + 8, ck - 4 : ck + 4] = 2
+    labels[ci - 3 : ci + 3, cj - 3 : cj + 3, ck - 2 : ck + 2] = 4
+    seg = build_segmentation(labels, datasets, METADATA)
+    seg_path = tmp_path / "seg.dcm"
+    seg.save_as(seg_path)
+    assert dciodvfy_findings(seg_path) == []
+    written = pydicom.dcmread(seg_path)
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+                    "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName"):
+        assert str(written.get(keyword, "")) == str(datasets[0].get(keyword, "")), keyword
+    np.testing.assert_array_equal(read_segmentation(written, datasets), labels)
+
+    # The worker's report payload from the same series, and the SR and PDF the reporting service makes of it.
+    reports = pytest.importorskip("glioscope_reporting.reports.dicom_export")
+    from glioscope_common.measurements import LabelVolume, Measurements
+    from glioscope_inference.segmentation.service import SEG_SERIES_NUMBER, Outputs, SegmentationService
+    from glioscope_reporting.reports.schemas import CreateReport
+
+    measurements = Measurements(
+        label_volumes=[LabelVolume(label=info.value, name=info.name, volume_ml=float((labels == info.value).sum()) / 1000)
+                       for info in METADATA.labels],
+        region_volumes_ml={"WT": 2.048, "TC": 0.288, "ET": 0.288},
+        max_axial_diameter_mm=16.0, perpendicular_diameter_mm=16.0, bidimensional_product_mm2=256.0,
+    )
+    worker = SegmentationService(None, None, None, None, lambda: None, METADATA)  # type: ignore[arg-type]
+    outputs = Outputs(str(seg.SeriesInstanceUID), str(seg.SOPInstanceUID))
+    result = SimpleNamespace(measurements=measurements)
+    payload = CreateReport.model_validate(
+        worker._report_payload("job-1", str(datasets[0].StudyInstanceUID), {"T1c": datasets}, result, outputs)  # type: ignore[arg-type]
+    )
+    ref = payload.segmentation
+    assert ref is not None and (ref.version, ref.series_number) == (1, SEG_SERIES_NUMBER)
+    (series,) = ref.source_series
+    assert series.role == "T1c" and series.series_number == 19 and series.series_description == "t1_MPRAGEcr_noGRAPPA"
+    assert sorted(series.sop_instance_uids) == sorted(str(d.SOPInstanceUID) for d in datasets)
+    common = dict(report_id="r-vendor", version=2, study_instance_uid=payload.study_instance_uid,
+                  patient=payload.patient, study=payload.study)
+    sr_bytes = reports.measurement_report(payload.measurements, model=payload.model, final=True,
+                                          verifying_observer="Smith^Anna", segmentation=ref, **common)
+    pdf_bytes = reports.encapsulated_pdf(b"%PDF-1.4\n% minimal\n", verified=True, **common)
+    for name, data in (("sr", sr_bytes), ("pdf", pdf_bytes)):
+        (tmp_path / f"{name}.dcm").write_bytes(data)
+        assert dciodvfy_findings(tmp_path / f"{name}.dcm") == [], name
+        ds = pydicom.dcmread(tmp_path / f"{name}.dcm")
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+                        "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription"):
+            assert str(ds.get(keyword, "")) == str(datasets[0].get(keyword, "")), (name, keyword)
+    # The SR's segment for label 4 (the third label) is the SEG segment that holds label 4.
+    sr = pydicom.dcmread(tmp_path / "sr.dcm")
+    (evidence,) = sr.CurrentRequestedProcedureEvidenceSequence
+    cited = {str(i.ReferencedSOPInstanceUID) for s in evidence.ReferencedSeriesSequence for i in s.ReferencedSOPSequence}
+    assert cited == {str(d.SOPInstanceUID) for d in datasets} | {str(seg.SOPInstanceUID)}
+    import highdicom as hd
+
+    groups = hd.sr.Comprehensive3DSR.from_dataset(sr).content.get_volumetric_roi_measurement_groups()
+    (enhancing,) = [g for g in groups if g.tracking_identifier.startswith("Label 4 ")]
+    segment_item, series_item = enhancing.referenced_segment
+    (number,) = segment_item.referenced_segment_numbers
+    assert written.SegmentSequence[number - 1].TrackingID == "glioscope-label-4"
+    assert series_item.value == str(datasets[0].SeriesInstanceUID)

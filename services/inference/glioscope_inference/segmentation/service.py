@@ -98,6 +98,20 @@ def job_progress(stage: str, fraction: float) -> float:
     return round(start + width * min(1.0, max(0.0, fraction)), 4)
 
 
+def source_series(role: str, datasets: list[pydicom.Dataset]) -> dict[str, Any]:
+    """A `SourceSeries` of the report payload: one series the model read and all its instances."""
+    first = datasets[0]
+    number = first.get("SeriesNumber")
+    return {
+        "role": role,
+        "series_instance_uid": str(first.SeriesInstanceUID),
+        "sop_class_uid": str(first.SOPClassUID),
+        "sop_instance_uids": [str(ds.SOPInstanceUID) for ds in datasets],
+        "series_number": int(number) if number not in (None, "") else None,
+        "series_description": str(first.get("SeriesDescription", "") or ""),
+    }
+
+
 @dataclass
 class Outputs:
     seg_series_instance_uid: str
@@ -268,7 +282,7 @@ class SegmentationService:
                 raise UnprocessableInput("the PACS refused the DICOM-SEG")
 
         def draft_report() -> str:
-            payload = self._report_payload(job_id, study_uid, first, result)
+            payload = self._report_payload(job_id, study_uid, sources, result, outputs)
             return str(self._reporting.create_report(payload, result.key_images)["id"])
 
         pending = [pool.submit(store_segmentation), pool.submit(self._put_nifti, mask_path, mask)]
@@ -280,8 +294,18 @@ class SegmentationService:
         return outputs
 
     def _report_payload(
-        self, job_id: str, study_uid: str, first: pydicom.Dataset, result: SegmentationResult
+        self,
+        job_id: str,
+        study_uid: str,
+        sources: Mapping[str, list[pydicom.Dataset]],
+        result: SegmentationResult,
+        outputs: Outputs,
     ) -> dict[str, Any]:
+        """The reporting service's CreateReport: the patient and study attributes of the SEG's source series
+        (the first T1c instance) as they are, the measurements, the model, and the `segmentation` reference the
+        SR cites: the SEG (version 1) and every instance of each series the model read, the SEG's grid first."""
+        first = sources["T1c"][0]
+
         def text(keyword: str) -> str:
             return str(first.get(keyword, "") or "")
 
@@ -296,13 +320,23 @@ class SegmentationService:
             },
             "study": {
                 "study_date": text("StudyDate"),
+                "study_time": text("StudyTime"),
+                "study_id": text("StudyID"),
                 "study_description": text("StudyDescription"),
                 "accession_number": text("AccessionNumber"),
+                "referring_physician_name": text("ReferringPhysicianName"),
             },
             "measurements": result.measurements.model_dump(mode="json"),
             "model": {
                 "name": self._metadata.name,
                 "version": self._metadata.version,
                 "intended_use": self._metadata.intended_use,
+            },
+            "segmentation": {
+                "version": 1,
+                "series_instance_uid": outputs.seg_series_instance_uid,
+                "sop_instance_uid": outputs.seg_sop_instance_uid,
+                "series_number": SEG_SERIES_NUMBER,
+                "source_series": [source_series(role, sources[role]) for role in sorted(sources, key=lambda r: r != "T1c")],
             },
         }
