@@ -30,6 +30,7 @@ from glioscope_common.volume import Volume
 from glioscope_inference.dicom_seg import build_segmentation
 from glioscope_inference.editing.repository import VersionRepository
 from glioscope_inference.measure import measure_delivered
+from glioscope_inference.slice_reference import with_measured_slice
 from glioscope_inference.segmentation.clients import NiftiClient
 from glioscope_inference.segmentation.repository import JobRepository
 from glioscope_inference.segmentation.service import (
@@ -109,6 +110,7 @@ class EditService(SegmentationService):
             measurements = measure_delivered(
                 labels, reference, self._metadata, registration=registration, input_warnings=warnings
             )
+            measurements = with_measured_slice(measurements, datasets, reference)
             timings["measure"] = time.perf_counter() - started
 
             started = time.perf_counter()
