@@ -147,8 +147,13 @@ def test_served_measurements_are_the_segs(platform: Platform, processed: dict, r
     uid = processed["study_instance_uid"]
     served = platform.client.get(f"/api/studies/{uid}/measurements")
     assert served.status_code == 200, served.text
-    _same_measurements(Measurements.model_validate(served.json()), recomputed)
+    served_measurements = Measurements.model_validate(served.json())
+    _same_measurements(served_measurements, recomputed)
     assert recomputed.tumour_detected, processed["case"]
+    # the measured slice is named by the T1c instance at that position
+    assert served_measurements.measured_on is not None
+    assert served_measurements.measured_on.series_instance_uid == processed["sequence_series"]["T1c"]
+    assert served_measurements.measured_on.instance_number is not None
     if processed["case"] == "tcga-fg-6692-raw":  # the visible right frontal lesion, found inside the brain
         assert recomputed.hemisphere == "right" and recomputed.location is not None
         assert recomputed.location.lobes[0].name == "frontal lobe"

@@ -37,6 +37,7 @@ from glioscope_inference.brain_extraction import BrainExtractor
 from glioscope_inference.pipeline import SegmentationResult, segment_study
 from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
 from glioscope_inference.segmentation.repository import JobRepository
+from glioscope_inference.slice_reference import with_measured_slice
 
 logger = logging.getLogger("glioscope.inference.segmentation")
 
@@ -88,8 +89,8 @@ def nifti_bytes(volume: Volume, dtype: np.dtype | type) -> bytes:  # type: ignor
 
 # (start, width) of each pipeline stage on the job's progress bar: fetch before 0.15, outputs from 0.9
 PIPELINE_PROGRESS = {"coregister": (0.15, 0.05), "resample": (0.2, 0.05), "normalise": (0.25, 0.05),
-                     "inference": (0.3, 0.55), "postprocess": (0.85, 0.02), "measure": (0.87, 0.01),
-                     "key_images": (0.88, 0.02)}
+                     "inference": (0.3, 0.55), "postprocess": (0.85, 0.02), "locate": (0.87, 0.01),
+                     "measure": (0.88, 0.005), "key_images": (0.885, 0.015)}
 
 
 def job_progress(stage: str, fraction: float) -> float:
@@ -193,6 +194,7 @@ class SegmentationService:
                 brain_extractor=self._brain_extractor_factory(),
             )
             timings.update(result.timings_s)
+            result.measurements = with_measured_slice(result.measurements, sources["T1c"], volumes["T1c"])
 
             started = time.perf_counter()
             self._progress(job_id, "outputs", 0.9)
