@@ -33,6 +33,14 @@ from .conftest import E2ECase, Platform, dice, platform_env, seg_frame_points_ra
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.services]
 
 
+def dciodvfy_findings(path: Path) -> list[str]:
+    """dciodvfy's Error and Warning lines (a failure in CI, a skip elsewhere, without dicom3tools)."""
+    if shutil.which("dciodvfy") is None:
+        require_service("dciodvfy", "install the Debian package dicom3tools")
+    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith(("Error", "Warning"))]
+
+
 @pytest.fixture(scope="module", params=["services", "embedded"])
 def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     tmp = tmp_path_factory.mktemp(f"platform-{request.param}")
@@ -89,11 +97,7 @@ def test_segmentation_is_valid_dicom_seg_on_the_source_geometry(
     assert codes, "no SNOMED-coded segments"
     assert all(item.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT" for item in seg.SegmentSequence)
 
-    if shutil.which("dciodvfy") is None:
-        require_service("dciodvfy", "install the Debian package dicom3tools")
-    report = subprocess.run(["dciodvfy", str(seg_path)], capture_output=True, text=True)
-    errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
-    assert errors == [], errors
+    assert dciodvfy_findings(seg_path) == []
 
     # The NIfTI mask: same grid and affine as the T1c source series, same voxels as the SEG.
     mask_response = platform.client.get(f"/api/studies/{e2e_case.study_instance_uid}/mask.nii.gz")
@@ -233,8 +237,11 @@ def test_secrets_never_reach_the_logs(platform: Platform, segmented: dict, e2e_c
         assert secret not in logs
 
 
-def test_report_edit_sign_and_store_through_the_gateway(platform: Platform, segmented: dict, e2e_case: E2ECase) -> None:
-    """A radiologist edits a section, signs, and the signed report's PDF and SR reach the PACS."""
+def test_report_edit_sign_and_store_through_the_gateway(
+    platform: Platform, segmented: dict, e2e_case: E2ECase, tmp_path: Path
+) -> None:
+    """A radiologist edits a section, signs, and the signed report's PDF and SR reach the PACS, the SR citing
+    the SEG and source series that are there."""
     from .conftest import E2E_ADMIN
 
     client = platform.client
@@ -269,3 +276,35 @@ def test_report_edit_sign_and_store_through_the_gateway(platform: Platform, segm
     assert locked.status_code == 409
     modalities = {item["00080060"]["Value"][0] for item in client.get(f"/dicom-web/studies/{uid}/series").json()}
     assert {"MR", "SEG", "DOC", "SR"} <= modalities
+
+    # The stored SR cites the job's SEG and the four series the model read, all of which are in the PACS, and
+    # each label's volume points at a segment of that SEG; SR and PDF pass dciodvfy without a warning.
+    export = signed.json()["export"]
+    assert export["error"] is None and export["stored_at"], export
+    with platform.orthanc.dicomweb() as pacs:
+        sr = pacs.retrieve_instance(uid, export["sr_series_instance_uid"], export["sr_sop_instance_uid"])
+        pdf = pacs.retrieve_instance(uid, export["pdf_series_instance_uid"], export["pdf_sop_instance_uid"])
+        (evidence,) = sr.CurrentRequestedProcedureEvidenceSequence
+        assert evidence.StudyInstanceUID == uid
+        cited = {str(s.SeriesInstanceUID): {str(i.ReferencedSOPInstanceUID) for i in s.ReferencedSOPSequence}
+                 for s in evidence.ReferencedSeriesSequence}
+        assert set(cited) == set(segmented["sequence_series"].values()) | {segmented["seg_series_instance_uid"]}
+        for series_uid, instances in cited.items():
+            stored = {str(i["00080018"]["Value"][0]) for i in pacs.search_instances(uid, series_uid)}
+            assert instances == stored, series_uid
+        seg = pacs.retrieve_instance(uid, segmented["seg_series_instance_uid"], segmented["seg_sop_instance_uid"])
+        groups = hd.sr.Comprehensive3DSR.from_dataset(sr).content.get_volumetric_roi_measurement_groups()
+        assert len(groups) == len(seg.SegmentSequence)
+        for group in groups:
+            segment_item, series_item = group.referenced_segment
+            assert segment_item.referenced_sop_instance_uid == segmented["seg_sop_instance_uid"]
+            assert series_item.value == segmented["sequence_series"]["T1c"]
+            (number,) = segment_item.referenced_segment_numbers
+            label = group.tracking_identifier.split()[1]  # "Label <value> <name>"
+            assert seg.SegmentSequence[number - 1].TrackingID == f"glioscope-label-{label}"
+        for name, ds in (("sr", sr), ("pdf", pdf)):
+            path = tmp_path / f"{name}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            assert dciodvfy_findings(path) == [], name
+            for keyword in ("PatientName", "PatientID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber"):
+                assert str(ds.get(keyword, "")) == str(seg.get(keyword, "")), (name, keyword)
