@@ -130,6 +130,11 @@ def measurements_high_grade() -> dict[str, Any]:
         "axial_slice_index": 77,
         "centroid_ras_mm": [-30.21, 12.5, 20.04],
         "hemisphere": "left",
+        "location": {"hemisphere": "left", "lobes": [{"name": "frontal lobe", "fraction": 0.92}],
+                     "right_fraction": 0.0, "left_fraction": 1.0, "centroid_mni_mm": [-31.0, 24.5, 28.0],
+                     "method": "registration to the MNI152 template (test)"},
+        "measured_on": {"series_instance_uid": "1.2.826.0.1.3680043.8.498.1", "series_number": 5,
+                        "series_description": "T1 post contrast", "instance_number": 78},
         "tumour_detected": True,
     }
 
