@@ -5,12 +5,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { assert, CHROMIUM_ARGS, colourCounts, env } from './browser-helpers.mjs';
 
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
 const url = env('GLIOSCOPE_URL');
 const username = env('GLIOSCOPE_USERNAME');
 const password = env('GLIOSCOPE_PASSWORD');
@@ -20,45 +16,6 @@ const executablePath = env('CHROMIUM_PATH', '/usr/bin/chromium');
 // 1: the gateway stores edited segmentations (POST …/segmentation/versions); 0: skip the save step
 const expectSave = env('GLIOSCOPE_EXPECT_SAVE', '1') === '1';
 mkdirSync(artifacts, { recursive: true });
-
-function assert(condition, message) {
-  if (!condition) throw new Error(`assertion failed: ${message}`);
-}
-
-// Count pixels of a screenshot (PNG) by colour class, decoded in the page (no PNG library needed).
-async function colourCounts(page, png, colours) {
-  return page.evaluate(
-    async ({ b64, colours }) => {
-      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-      const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
-      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-      const ctx = canvas.getContext('2d');
-      ctx.drawImage(bitmap, 0, 0);
-      const { data } = ctx.getImageData(0, 0, bitmap.width, bitmap.height);
-      const counts = Object.fromEntries(Object.keys(colours).map((k) => [k, 0]));
-      let coloured = 0;
-      for (let p = 0; p < data.length; p += 4) {
-        const [r, g, b] = [data[p], data[p + 1], data[p + 2]];
-        if (Math.max(r, g, b) - Math.min(r, g, b) < 40) continue; // grey: the MR image
-        coloured++;
-        // the overlay is blended over grey: classify by the chroma direction of the segment colour
-        let best = null;
-        let bestScore = -Infinity;
-        for (const [name, [cr, cg, cb]] of Object.entries(colours)) {
-          const mean = (cr + cg + cb) / 3;
-          const pm = (r + g + b) / 3;
-          const v1 = [cr - mean, cg - mean, cb - mean];
-          const v2 = [r - pm, g - pm, b - pm];
-          const score = (v1[0] * v2[0] + v1[1] * v2[1] + v1[2] * v2[2]) / (Math.hypot(...v1) * Math.hypot(...v2) || 1);
-          if (score > bestScore) [best, bestScore] = [name, score];
-        }
-        if (best && bestScore > 0.9) counts[best]++;
-      }
-      return { coloured, counts };
-    },
-    { b64: png.toString('base64'), colours },
-  );
-}
 
 // The rendered image of a viewport (its Cornerstone canvas, without the SVG annotation layer) kept
 // in the page under `key`, and the share of its pixels that changed since (any channel by > 24).
@@ -102,13 +59,7 @@ async function poll(page, predicate, timeoutMs, what) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--no-first-run', '--enable-unsafe-swiftshader', '--use-angle=swiftshader',
-  ],
-});
+const browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
 const errors = [];
 const failedResponses = []; // status ≥ 400: which URL a console "Failed to load resource" was about
 try {
