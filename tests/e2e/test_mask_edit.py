@@ -39,6 +39,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.services]
 
 CLINICIAN = ("dr-editor", "dr-editor-password-1", "clinician")
 RESEARCHER = ("dr-research", "dr-research-password-1", "researcher")
+RADIOLOGIST = ("dr-signer", "dr-signer-password-1", "radiologist")
 
 
 @pytest.fixture(scope="module", params=["services", "embedded"])
@@ -94,7 +95,7 @@ def edit(platform: Platform, e2e_case: E2ECase) -> Edit:
     uid, t1c_uid = e2e_case.study_instance_uid, job["sequence_series"]["T1c"]
 
     admin = bearer(platform, *E2E_ADMIN)
-    for username, password, role in (CLINICIAN, RESEARCHER):
+    for username, password, role in (CLINICIAN, RESEARCHER, RADIOLOGIST):
         created = platform.client.post("/api/admin/users", headers=admin, json={
             "username": username, "password": password, "role": role, "projects": ["default"]})
         assert created.status_code == 201, created.text
@@ -210,7 +211,24 @@ def test_measurements_are_recomputed(platform: Platform, edit: Edit) -> None:
     assert measurements["region_volumes_ml"]["WT"] == pytest.approx((edit.after > 0).sum() * voxel_ml, rel=1e-9)
     assert measurements["region_volumes_ml"]["ET"] == pytest.approx((edit.after == 3).sum() * voxel_ml, rel=1e-9)
     assert measurements["tumour_detected"] and measurements["max_axial_diameter_mm"] > 0
-    assert measurements["hemisphere"] in ("left", "right", "bilateral")
+    assert measurements["hemisphere"] in ("left", "right", "bilateral", "midline", "undetermined")
+
+
+def test_the_report_follows_the_new_version(platform: Platform, edit: Edit) -> None:
+    """The model run's report now describes SEG version 2: its reference, measurements, text, PDF."""
+    report = platform.client.get(f"/api/studies/{edit.uid}/report", headers=edit.headers).json()
+    assert report["segmentation"]["version"] == 2
+    assert report["segmentation"]["sop_instance_uid"] == edit.job["seg_sop_instance_uid"]
+    assert report["segmentation"]["source_series"][0]["series_instance_uid"] == edit.t1c_uid
+    assert report["measurements"] == edit.job["measurements"]
+    wt = edit.job["measurements"]["region_volumes_ml"]["WT"]
+    assert f"Whole tumour (WT) {wt:.1f} mL" in report["sections"]["findings"]
+    versions = platform.client.get(f"/api/studies/{edit.uid}/report/versions", headers=edit.headers).json()["versions"]
+    assert versions[-1]["action"] == "segmentation:v2"
+    pdf = platform.client.get(f"/api/studies/{edit.uid}/report.pdf", headers=edit.headers)
+    from pypdf import PdfReader
+
+    assert f"{wt:.1f} mL" in " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
 
 
 def test_painted_voxels_keep_their_patient_coordinates(platform: Platform, edit: Edit) -> None:
@@ -303,6 +321,10 @@ def test_a_lost_edit_message_is_recovered(platform: Platform, edit: Edit) -> Non
         assert platform.client.get(f"/api/studies/{edit.uid}/measurements", headers=edit.headers).json() == edit.job["measurements"]
         assert post_edit(platform, edit.uid, edit.headers, base_version=2, source_series_instance_uid=edit.t1c_uid,
                          geometry=edit.geometry, labels="AAAA").status_code == 409
+        # a radiologist cannot sign while version 3 is being saved: the report still describes version 2
+        signer = bearer(platform, *RADIOLOGIST[:2])
+        refused = platform.client.post(f"/api/studies/{edit.uid}/report/sign", headers=signer, json={})
+        assert refused.status_code == 409 and "being saved" in refused.text
         with Connection(platform.env["GLIOSCOPE_BROKER_URL"]) as broker:
             lost = broker.default_channel.queue_purge(platform.stack.worker_queue)
         assert lost == 1
@@ -318,3 +340,8 @@ def test_a_lost_edit_message_is_recovered(platform: Platform, edit: Edit) -> Non
     seg = pydicom.dcmread(io.BytesIO(platform.client.get(f"/api/studies/{edit.uid}/segmentation", headers=edit.headers).content))
     assert str(seg.SeriesDescription) == "Glioscope tumour segmentation v3 (edited)"
     np.testing.assert_array_equal(read_segmentation(seg, edit.sources), after)
+    # the report followed version 3, and now it can be signed
+    report = platform.client.get(f"/api/studies/{edit.uid}/report", headers=edit.headers).json()
+    assert report["segmentation"]["version"] == 3 and report["review_sections"] == []
+    signed = platform.client.post(f"/api/studies/{edit.uid}/report/sign", headers=bearer(platform, *RADIOLOGIST[:2]), json={})
+    assert signed.status_code == 200, signed.text

@@ -309,3 +309,15 @@ def test_sign_survives_an_unreachable_pacs(tmp_path: Path, payload_factory) -> N
         assert signed.json()["export"]["stored_at"] is None and "unreachable" in signed.json()["export"]["error"]
         retry = client.post(f"/api/reports/{rid}/export", headers=auth)
         assert retry.status_code == 503 and retry.json()["error"] == "upstream_unavailable"
+
+
+def test_each_label_group_names_its_own_finding(objects) -> None:  # type: ignore[no-untyped-def]
+    """Necrosis, oedema and enhancing tumour are coded as the SEG codes their segments; the regions as neoplasm."""
+    _, sr, _ = objects
+    report = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(io.BytesIO(sr)))
+    groups = [*report.content.get_image_measurement_groups(), *report.content.get_volumetric_roi_measurement_groups()]
+    findings = {group.tracking_identifier: group.finding_type.value for group in groups}
+    assert findings == {
+        "Label 1 necrotic core": "6574001", "Label 2 peritumoural oedema": "79654002", "Label 3 enhancing tumour": "108369006",
+        "WT whole tumour": "108369006", "TC tumour core": "108369006", "ET enhancing tumour": "108369006",
+    }

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from glioscope_common.errors import NotFound, UpstreamUnavailable
+from glioscope_common.errors import Conflict, NotFound, UpstreamUnavailable
 from glioscope_common.records.access import AuditAction
 from glioscope_common.records.models import JobState
 from glioscope_gateway.auth.deps import audited, require
@@ -38,7 +38,8 @@ def _report_id(c: Container, study_instance_uid: str, principal: Principal) -> s
 
 
 async def _forward(
-    request: Request, c: Container, principal: Principal, study_instance_uid: str, method: str, path: str
+    request: Request, c: Container, principal: Principal, study_instance_uid: str, method: str, path: str,
+    params: dict[str, str] | None = None,
 ) -> Response:
     report_id = await run_in_threadpool(_report_id, c, study_instance_uid, principal)
     headers = identity_headers(c.settings, principal, "reporting")
@@ -49,7 +50,9 @@ async def _forward(
     try:
         upstream = await c.services_http.request(
             method, f"{c.settings.reporting_url}/api/reports/{report_id}{path}",
-            params=list(request.query_params.multi_items()), content=body, headers=headers,
+            params=[*((k, v) for k, v in request.query_params.multi_items() if k not in (params or {})),
+                    *(params or {}).items()],  # the gateway's own parameters replace a client's
+            content=body, headers=headers,
         )
     except Exception as exc:
         raise UpstreamUnavailable("the reporting service is unreachable") from exc
@@ -81,7 +84,20 @@ async def diff(study_instance_uid: str, request: Request,
 @router.post("/sign", summary="Sign the report (radiologist); it is locked afterwards", dependencies=[Depends(audited(AuditAction.signed))])
 async def sign(study_instance_uid: str, request: Request,
                principal: Principal = Depends(require(SIGN)), c: Container = Depends(container)) -> Response:
-    return await _forward(request, c, principal, study_instance_uid, "POST", "/sign")
+    latest = await run_in_threadpool(_latest_segmentation_version, request, c, study_instance_uid, principal)
+    return await _forward(request, c, principal, study_instance_uid, "POST", "/sign",
+                          params={"latest_segmentation_version": str(latest)})
+
+
+def _latest_segmentation_version(request: Request, c: Container, study_instance_uid: str, principal: Principal) -> int:
+    """The newest segmentation version with a result, for the reporting service to refuse a stale report; a
+    version still being saved refuses the sign-off here (409): the report will follow it in a moment."""
+    versions = request.app.state.segmentation_versions.list(study_instance_uid, principal.projects)
+    saving = [v.version for v in versions if v.state in (JobState.queued, JobState.running)]
+    if saving:
+        raise Conflict(f"segmentation version {max(saving)} is being saved: sign once the report follows it")
+    done = [v.version for v in versions if v.state == JobState.succeeded]
+    return max(done, default=1)
 
 
 @router.post("/addenda", summary="Add an addendum to a signed report (radiologist)", dependencies=[Depends(audited(AuditAction.edited))])

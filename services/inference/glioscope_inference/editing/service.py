@@ -29,9 +29,11 @@ from glioscope_common.records.segmentations import SegmentationVersion
 from glioscope_common.volume import Volume
 from glioscope_inference.dicom_seg import build_segmentation
 from glioscope_inference.editing.repository import VersionRepository
+from glioscope_inference.keyimages import render_key_images
 from glioscope_inference.measure import measure_delivered
+from glioscope_inference.preprocess import reference_grid, resample
 from glioscope_inference.slice_reference import with_measured_slice
-from glioscope_inference.segmentation.clients import NiftiClient
+from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
 from glioscope_inference.segmentation.repository import JobRepository
 from glioscope_inference.segmentation.service import (
     SEG_SERIES_NUMBER,
@@ -39,6 +41,7 @@ from glioscope_inference.segmentation.service import (
     SegmentationService,
     bids_anat,
     nifti_bytes,
+    source_series,
 )
 
 logger = logging.getLogger("glioscope.inference.editing")
@@ -52,6 +55,15 @@ def edited_mask_path(first: pydicom.Dataset, study_uid: str, version: int) -> st
     """The BIDS derivative beside the model's mask (`..._space-orig_dseg.nii.gz`), the version in `desc`."""
     anat, stem = bids_anat(study_uid, first)
     return f"derivatives/glioscope/{anat}/{stem}_space-orig_desc-v{version}edited_dseg.nii.gz"
+
+
+def edited_key_images(reference: Volume, labels: np.ndarray, metadata: ModelMetadata) -> dict[str, bytes]:
+    """The key images of an edited mask: the source series and the labels on the model's axis-aligned grid,
+    drawn as the model run draws them."""
+    grid_affine, grid_shape = reference_grid(reference, metadata.spacing_mm)
+    background = resample(reference, grid_affine, grid_shape, order=1)
+    on_grid = resample(Volume(labels, reference.affine), grid_affine, grid_shape, order=0).astype(np.uint8)
+    return render_key_images(background, on_grid, grid_affine, metadata)
 
 
 def model_run_context(measurements: dict[str, object] | None) -> tuple[AtlasRegistration | None, list[str]]:
@@ -74,8 +86,9 @@ class EditService(SegmentationService):
         nifti: NiftiClient,
         metadata: ModelMetadata,
         publish: ProgressSink | None = None,
+        reporting: ReportingClient | None = None,
     ) -> None:
-        super().__init__(jobs, dicomweb, nifti, None, _no_backend, metadata, publish)  # type: ignore[arg-type]
+        super().__init__(jobs, dicomweb, nifti, reporting, _no_backend, metadata, publish)  # type: ignore[arg-type]
         self._versions = versions
 
     def run(self, job_id: str) -> str:
@@ -116,6 +129,7 @@ class EditService(SegmentationService):
             started = time.perf_counter()
             self._progress(job_id, "outputs", 0.6)
             outputs = self._store(job_id, study_uid, version, datasets, reference, labels)
+            self._refresh_report(version, outputs, datasets, reference, labels, measurements)
             timings["outputs"] = time.perf_counter() - started
         except UnprocessableInput as exc:
             self._jobs.fail(job_id, exc.detail, timings)
@@ -142,6 +156,36 @@ class EditService(SegmentationService):
         self._versions.clear_labels(version.id)
         self._progress(job_id, "done", 1.0)
         return JobState.succeeded.value
+
+    def _refresh_report(
+        self,
+        version: SegmentationVersion,
+        outputs: dict[str, object],
+        datasets: list[pydicom.Dataset],
+        reference: Volume,
+        labels: np.ndarray,
+        measurements: Measurements,
+    ) -> None:
+        """The model run's report follows this version: its measurements, key images and redrafted text
+        (reporting's refresh, idempotent per version). Before the job succeeds, so a retry does it again; a
+        report that cannot follow (signed: 409) is logged, the new version stands."""
+        model_job = self._jobs.load(version.model_job_id)
+        if self._reporting is None or model_job is None or not model_job.report_id:
+            return
+        payload = {
+            "segmentation": {
+                "version": version.version,
+                "series_instance_uid": outputs["seg_series_instance_uid"],
+                "sop_instance_uid": outputs["seg_sop_instance_uid"],
+                "series_number": outputs["seg_series_number"],
+                "source_series": [source_series("T1c", datasets)],
+            },
+            "measurements": measurements.model_dump(mode="json"),
+        }
+        try:
+            self._reporting.refresh_segmentation(model_job.report_id, payload, edited_key_images(reference, labels, self._metadata))
+        except UnprocessableInput as exc:
+            logger.warning("the report did not follow segmentation version %s: %s", version.version, exc.detail)
 
     def _series_number(self, study_uid: str, series_uid: str) -> int:
         """The next SeriesNumber in the study; on a re-run the number the series already has."""

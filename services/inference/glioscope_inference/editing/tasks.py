@@ -11,7 +11,7 @@ from glioscope_common.dicomweb import HttpDicomWeb
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_inference.editing.repository import VersionRepository
 from glioscope_inference.editing.service import EditService
-from glioscope_inference.segmentation.clients import NiftiClient
+from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
 from glioscope_inference.segmentation.repository import JobRepository
 from glioscope_inference.segmentation.tasks import progress_publisher, run_with_retries
 from glioscope_inference.settings import InferenceSettings
@@ -30,6 +30,7 @@ def _service() -> tuple[EditService, JobRepository, InferenceSettings]:
         NiftiClient(settings.nifti_url, settings.internal_key),
         ModelMetadata.load(settings.model_repository / settings.model_name),
         progress_publisher(settings),
+        ReportingClient(settings.reporting_url, settings.internal_key),
     )
     return service, jobs, settings
 

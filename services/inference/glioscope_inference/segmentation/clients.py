@@ -69,3 +69,13 @@ class ReportingClient(ServiceClient):
             "the reporting service", "POST", "/api/reports", data={"payload": json.dumps(payload)}, files=files
         )
         return response.json()  # type: ignore[no-any-return]
+
+    @_retry
+    def refresh_segmentation(self, report_id: str, payload: dict[str, Any], key_images: dict[str, bytes]) -> dict[str, Any]:
+        """The report follows a new SEG version (PUT /api/reports/{id}/segmentation; idempotent per version)."""
+        files = [("key_images", (f"{name}.png", png, "image/png")) for name, png in key_images.items()]
+        response = self._send(
+            "the reporting service", "PUT", f"/api/reports/{report_id}/segmentation",
+            data={"payload": json.dumps(payload)}, files=files or None,
+        )
+        return response.json()  # type: ignore[no-any-return]

@@ -46,7 +46,14 @@ VOLUME = hd.sr.CodedConcept("118565006", "SCT", "Volume")
 ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 BRAIN_MRI = hd.sr.CodedConcept("241601008", "SCT", "MR of head")
 BRAIN = hd.sr.CodedConcept("12738006", "SCT", "Brain")
-FINDING_TYPE = hd.sr.CodedConcept("108369006", "SCT", "Neoplasm")
+FINDING_TYPE = hd.sr.CodedConcept("108369006", "SCT", "Neoplasm")  # the regions WT, TC, ET
+# Each BraTS label's finding, the same concept as its segment's Segmented Property Type in the SEG
+# (model_repository/glioscope_unet/metadata.json).
+LABEL_FINDING_TYPES = {
+    1: hd.sr.CodedConcept("6574001", "SCT", "Necrosis"),
+    2: hd.sr.CodedConcept("79654002", "SCT", "Edema"),
+    3: hd.sr.CodedConcept("108369006", "SCT", "Neoplasm"),
+}
 REPORT_TITLE = "Glioscope brain tumour report"
 # DA, TM and CS values that DICOM accepts; anything else from the source is left empty, not copied broken.
 _DATE = re.compile(r"^\d{8}$")
@@ -217,15 +224,17 @@ def measurement_report(
     grid_series = segmentation.source_series[0].series_instance_uid if segmentation and segmentation.source_series else None
     segment_numbers = _segment_numbers(measurements)
     groups: list[hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations] = []
-    volumes: list[tuple[str, str, float, int | None]] = [
-        (f"label-{v.label}", f"Label {v.label} {v.name}", v.volume_ml, segment_numbers[v.label])
+    volumes: list[tuple[str, str, float, int | None, hd.sr.CodedConcept]] = [
+        (f"label-{v.label}", f"Label {v.label} {v.name}", v.volume_ml, segment_numbers[v.label],
+         LABEL_FINDING_TYPES.get(v.label, FINDING_TYPE))
         for v in sorted(measurements.label_volumes, key=lambda v: v.label)
     ]
-    volumes += [(f"region-{key}", f"{key} {REGION_NAMES[key]}", region(measurements, key), None) for key in ("WT", "TC", "ET")]
-    for key, name, value, segment_number in volumes:
+    volumes += [(f"region-{key}", f"{key} {REGION_NAMES[key]}", region(measurements, key), None, FINDING_TYPE)
+                for key in ("WT", "TC", "ET")]
+    for key, name, value, segment_number, finding_type in volumes:
         common = dict(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=deterministic_uid(report_id, "tracking", key), identifier=name[:64]),
-            finding_type=FINDING_TYPE,
+            finding_type=finding_type,
             algorithm_id=algorithm,
             finding_sites=[hd.sr.FindingSite(anatomic_location=BRAIN)],
             measurements=[hd.sr.Measurement(name=VOLUME, value=round(float(value), 3), unit=ML, algorithm_id=algorithm)],

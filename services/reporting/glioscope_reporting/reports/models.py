@@ -47,6 +47,8 @@ class Report(ReportingBase):
     # Added by reporting_0003: the DICOM-SEG and source series the measurements describe (schemas.SegmentationRef);
     # null for reports created before it (their SR references no instance).
     segmentation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # sections a clinician wrote whose numbers changed with a newer segmentation (reports/refresh.py)
+    review_sections: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
 
     key_images: Mapped[list[KeyImage]] = relationship(
         back_populates="report", cascade="all, delete-orphan", order_by="KeyImage.position", lazy="selectin"

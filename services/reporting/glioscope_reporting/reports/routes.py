@@ -145,10 +145,35 @@ async def sign_report(
     request: Request,
     report_id: str,
     body: SignRequest | None = Body(None),
+    latest_segmentation_version: int | None = Query(
+        None, ge=1, description="the study's newest SEG version (the gateway sets it): a report describing an older "
+        "one is not signed (409)"),
     who: Identity = Depends(identity),
     service: ReportService = Depends(get_service),
 ) -> ReportOut:
-    return await _write(request, AuditAction.signed, service.sign, report_id, who, body.name if body else None)
+    return await _write(request, AuditAction.signed, service.sign, report_id, who, body.name if body else None,
+                        latest_segmentation_version)
+
+
+@router.put(
+    "/{report_id}/segmentation",
+    response_model=ReportOut,
+    summary="The report follows a new SEG version (the worker, after an edit job): measurements and untouched "
+    "sections are redrafted, sections a clinician wrote whose numbers changed are marked for review; "
+    "409 for a signed report",
+    dependencies=[Depends(require_drafting_role)],
+)
+async def refresh_segmentation(
+    request: Request,
+    report_id: str,
+    payload: str = Form(..., description="JSON: {segmentation, measurements}"),
+    key_images: list[UploadFile] | None = File(None, description="PNG files named axial.png, coronal.png, sagittal.png"),
+    who: Identity = Depends(identity),
+    service: ReportService = Depends(get_service),
+) -> ReportOut:
+    limit = service.settings.max_key_image_bytes
+    images = [(upload.filename or "", await upload.read(limit + 1)) for upload in key_images or []]
+    return await _write(request, AuditAction.edited, service.refresh_segmentation, report_id, payload, images, who)
 
 
 @router.post(

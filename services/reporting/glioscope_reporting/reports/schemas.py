@@ -80,6 +80,16 @@ class CreateReport(BaseModel):
     segmentation: SegmentationRef | None = None
 
 
+class RefreshSegmentation(BaseModel):
+    """The `payload` form field of PUT /api/reports/{id}/segmentation: the worker, after an edit job, gives
+    the new SEG version and the measurements of its labels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segmentation: SegmentationRef
+    measurements: Measurements
+
+
 class Sections(BaseModel):
     findings: str
     impression: str
@@ -144,6 +154,7 @@ class ReportOut(BaseModel):
     model: ModelInfo
     measurements: Measurements
     segmentation: SegmentationRef | None = None
+    review_sections: list[SectionName] = []  # to review before signing: their numbers changed with the segmentation
     structured: dict[str, Any]
     sections: Sections
     signature: Signature | None

@@ -10,9 +10,10 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from PIL import Image as PILImage
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,17 +23,20 @@ from glioscope_common.dicomweb import HttpDicomWeb, make_dicomweb
 from glioscope_common.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, UnprocessableInput, UpstreamUnavailable
 from glioscope_common.measurements import Measurements
 from glioscope_reporting.reports import dicom_export
-from glioscope_reporting.reports.analysis import Comparison, compare, structured_fields
+from glioscope_reporting.reports.analysis import Comparison, Structured, compare, structured_fields
 from glioscope_reporting.reports.draft import draft_sections
 from glioscope_reporting.reports.llm import LlmConfig, polish
 from glioscope_reporting.reports.models import Addendum, KeyImage, Report, ReportVersion, Screenshot
 from glioscope_reporting.reports.pdf import PdfInput, render_pdf
+from glioscope_reporting.reports.refresh import refresh_sections
 from glioscope_reporting.reports.repository import ReportRepository
 from glioscope_reporting.reports.schemas import (
     KEY_IMAGE_NAMES,
     SECTION_NAMES,
     CreateReport,
     DiffOut,
+    ModelInfo,
+    RefreshSegmentation,
     ReportOut,
     SectionDiff,
     Sections,
@@ -42,6 +46,7 @@ from glioscope_reporting.settings import Settings
 
 logger = logging.getLogger("glioscope.reporting")
 
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SIGNING_ROLE = "radiologist"
 
@@ -59,13 +64,13 @@ class Identity:
         return self.user
 
 
-def parse_payload(raw: str | bytes) -> CreateReport:
+def parse_payload(raw: str | bytes, schema: type[PayloadT] = CreateReport) -> PayloadT:  # type: ignore[assignment]
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"payload is not valid JSON: {exc}") from exc
     try:
-        return CreateReport.model_validate(value)
+        return schema.model_validate(value)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise UnprocessableInput(f"invalid payload: {problems}") from exc
@@ -131,6 +136,7 @@ def to_out(report: Report, addenda: list[Addendum], screenshots: list[Screenshot
             "model": report.model,
             "measurements": report.measurements,
             "segmentation": report.segmentation,
+            "review_sections": report.review_sections or [],
             "structured": report.structured or {},
             "sections": report.sections,
             "signature": signature,
@@ -252,19 +258,74 @@ class ReportService:
         return out, True
 
     def _comparison(self, payload: CreateReport) -> Comparison | None:
+        return self._comparison_for(payload.patient.patient_id, payload.study_instance_uid,
+                                    payload.study.study_date, payload.measurements)
+
+    def _comparison_for(
+        self, patient_id: str, study_instance_uid: str, study_date: str, measurements: Measurements
+    ) -> Comparison | None:
         with session_scope(self.session_factory) as session:
-            prior = ReportRepository(session).prior(
-                payload.patient.patient_id, payload.study_instance_uid, payload.study.study_date
-            )
+            prior = ReportRepository(session).prior(patient_id, study_instance_uid, study_date)
             if prior is None:
                 return None
             return compare(
-                payload.measurements,
+                measurements,
                 Measurements.model_validate(prior.measurements),
                 prior.id,
                 prior.study_instance_uid,
                 prior.study_date,
             )
+
+    # ------------------------------------------------------------------------------------- a new segmentation
+
+    def refresh_segmentation(self, report_id: str, payload_raw: str | bytes, images: list[tuple[str, bytes]],
+                             identity: Identity | None) -> ReportOut:
+        """The report follows SEG version n (reports/refresh.py). Idempotent: a version the report already
+        describes (or an older one) changes nothing. A signed report is not changed (409): its SR and PDF
+        keep citing the version that was signed; an addendum is the way to describe the new one."""
+        payload = parse_payload(payload_raw, RefreshSegmentation)
+        key_images = check_key_images(images, self.settings.max_key_image_bytes)
+        with session_scope(self.session_factory) as session:
+            report = self._load(ReportRepository(session), report_id)
+            current = int((report.segmentation or {}).get("version", 1))
+            if payload.segmentation.version <= current:
+                return self._out(ReportRepository(session), report)
+            if report.status == "final":
+                raise Conflict(f"the report is signed and describes segmentation version {current}; version "
+                               f"{payload.segmentation.version} is newer: add an addendum")
+            patient_id, study_date, study_uid = report.patient_id, report.study_date, report.study_instance_uid
+        comparison = self._comparison_for(patient_id, study_uid, study_date, payload.measurements)
+        with session_scope(self.session_factory) as session:
+            repo = ReportRepository(session)
+            report = self._load(repo, report_id, for_update=True)
+            if report.status == "final" or payload.segmentation.version <= int((report.segmentation or {}).get("version", 1)):
+                return self._out(repo, report)  # signed or refreshed meanwhile
+            model = ModelInfo.model_validate(report.model)
+            old_measurements = Measurements.model_validate(report.measurements)
+            try:
+                old_structured: Structured | None = Structured.model_validate(report.structured)
+            except ValidationError:  # drafted before the atlas location: redraft from the measurements
+                old_structured = None
+            new_structured = structured_fields(payload.measurements, comparison)
+            refreshed = refresh_sections(
+                report.sections, report.ai_sections or {},
+                draft_sections(old_measurements, model, old_structured),
+                draft_sections(payload.measurements, model, new_structured),
+                list(report.review_sections or []),
+            )
+            report.measurements = payload.measurements.model_dump(mode="json")
+            report.structured = new_structured.model_dump(mode="json")
+            report.segmentation = payload.segmentation.model_dump(mode="json")
+            report.sections = refreshed.sections
+            report.ai_sections = refreshed.ai_sections
+            report.ai_drafted = any(refreshed.ai_sections.values())
+            report.review_sections = refreshed.review
+            if key_images:  # the new version's pictures: the old ones are deleted first (one image per name)
+                report.key_images.clear()
+                session.flush()
+                report.key_images.extend(KeyImage(name=name, position=i, png=png) for i, (name, png) in enumerate(key_images))
+            self._new_version(repo, report, f"segmentation:v{payload.segmentation.version}", identity)
+            return self._out(repo, report)
 
     def _find(self, study_instance_uid: str, job_id: str) -> ReportOut | None:
         with session_scope(self.session_factory) as session:
@@ -332,6 +393,7 @@ class ReportService:
             if report.sections.get(section) == new_text:
                 return self._out(repo, report)  # no change, no version
             report.sections = {**report.sections, section: new_text}
+            report.review_sections = [name for name in (report.review_sections or []) if name != section]
             ai = {**_ai_map(False), **(report.ai_sections or {}), section: False}
             report.ai_sections = ai
             report.ai_drafted = any(ai.values())
@@ -339,7 +401,11 @@ class ReportService:
             self._new_version(repo, report, f"edit:{section}", identity)
             return self._out(repo, report)
 
-    def sign(self, report_id: str, identity: Identity, display_name: str | None) -> ReportOut:
+    def sign(
+        self, report_id: str, identity: Identity, display_name: str | None, latest_segmentation_version: int | None = None
+    ) -> ReportOut:
+        """`latest_segmentation_version`: the newest SEG version of the study (the gateway knows it); a report
+        that describes an older one is stale and is not signed (409), nor one with sections to review."""
         user = identity.require_user()
         if identity.role != SIGNING_ROLE:
             raise Forbidden(f"only the role {SIGNING_ROLE!r} may sign a report (caller's role: {identity.role!r})")
@@ -348,6 +414,13 @@ class ReportService:
             report = self._load(repo, report_id, for_update=True)
             if report.status == "final":
                 raise Conflict(f"report already signed by {report.signed_by} at {report.signed_at:%Y-%m-%d %H:%M} UTC")
+            described = int((report.segmentation or {}).get("version", 1))
+            if latest_segmentation_version is not None and latest_segmentation_version > described:
+                raise Conflict(f"the report describes segmentation version {described}, but version "
+                               f"{latest_segmentation_version} is newer: wait until the report follows it")
+            if report.review_sections:
+                raise Conflict("the numbers changed with the new segmentation: review (edit and save) the sections "
+                               + ", ".join(report.review_sections) + " before signing")
             report.status = "final"
             # The signer is the verified user; a display name the radiologist gives only precedes it.
             shown = (display_name or "").strip()
