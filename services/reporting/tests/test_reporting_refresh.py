@@ -70,7 +70,9 @@ def test_refresh_redrafts_untouched_sections_and_marks_edited_ones(
     # sign-off refused while a section is to review, and while a newer SEG version exists than described
     refused = client.post(f"{url}/sign", json={}, headers=radiologist)
     assert refused.status_code == 409 and "impression" in refused.text
-    assert client.put(f"{url}/sections/impression", json={"text": mine.replace("12.0", "3.5")}, headers=radiologist).json()["review_sections"] == []
+    kept = client.put(f"{url}/sections/impression", json={"text": mine}, headers=radiologist).json()  # reviewed, kept as is
+    assert kept["review_sections"] == [] and kept["sections"]["impression"] == mine and kept["version"] == 4
+    assert client.get(f"{url}/versions", headers=auth).json()["versions"][-1]["action"] == "reviewed:impression"
     stale = client.post(f"{url}/sign", params={"latest_segmentation_version": 3}, json={}, headers=radiologist)
     assert stale.status_code == 409 and "version 3 is newer" in stale.text
     signed = client.post(f"{url}/sign", params={"latest_segmentation_version": 2}, json={}, headers=radiologist)
@@ -82,7 +84,9 @@ def test_refresh_redrafts_untouched_sections_and_marks_edited_ones(
     path.write_bytes(pdf.content)
     if shutil.which("pdftotext"):
         text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
-        assert "3.5 mL" in text and "12.0 mL" not in text
+        text = " ".join(text.split())
+        assert "enhancing tumour (ET) 3.5 mL" in text and "enhancing tumour (ET) 12.0 mL" not in text
+        assert text.count("12.0 mL") == 1  # only in the clinician's own impression, which they reviewed and kept
 
     # a signed report is not changed by a later version: an addendum describes it
     version_3 = _version_2()

@@ -15,6 +15,7 @@ import {
   setDraft,
   type Drafts,
   type Report,
+  type Section,
   type ReportVersion,
 } from './report';
 
@@ -87,6 +88,14 @@ export function ReportPanel({
       return `Saved as version ${latest.version}.`;
     });
 
+  const keepAsIs = (section: Section) =>
+    run('Saving…', async () => {
+      const latest = await api.editReportSection(studyUid, section, report!.sections[section]);
+      setReport(latest);
+      api.reportVersions(studyUid).then((v) => setVersions(v.versions), () => undefined);
+      return `${SECTION_TITLES[section]} reviewed and kept (version ${latest.version}).`;
+    });
+
   const addScreenshot = () =>
     run('Capturing the viewports…', async () => {
       const png = await captureViewports();
@@ -149,6 +158,7 @@ export function ReportPanel({
       <h3>
         Report <span className={`badge ${report.status === 'final' ? 'ok' : 'busy'}`}>{report.status === 'final' ? 'signed' : 'draft'}</span>{' '}
         <span className="muted small">v{report.version}</span>
+        {report.segmentation && <span className="muted small"> · describes segmentation v{report.segmentation.version}</span>}
       </h3>
       {report.ai_drafted && report.status === 'draft' && (
         <p className="muted small">Drafted by the AI from the measurements: check every section before signing.</p>
@@ -164,6 +174,17 @@ export function ReportPanel({
             {SECTION_TITLES[section]}
             {report.ai_sections?.[section] && <span className="muted small"> · AI text</span>}
             {drafts[section] !== undefined && <span className="small"> · edited</span>}
+            {report.review_sections?.includes(section) && (
+              <span className="error small" data-review={section}>
+                {' '}
+                · numbers changed with segmentation v{report.segmentation?.version ?? '?'}: review
+                {edit.allowed && drafts[section] === undefined && (
+                  <button type="button" className="small" onClick={() => void keepAsIs(section)} disabled={!!busy}>
+                    Keep as is
+                  </button>
+                )}
+              </span>
+            )}
           </span>
           <textarea
             name={section}

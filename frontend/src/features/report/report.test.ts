@@ -33,6 +33,9 @@ describe('report editor state', () => {
     expect(canEditReport('clinician', report)).toEqual({ allowed: false, reason: 'Only radiologists and administrators edit reports.' });
     expect(canSignReport('radiologist', report).allowed).toBe(true);
     expect(canSignReport('admin', report).reason).toMatch(/Only a radiologist/);
+    const stale = { ...report, review_sections: ['impression' as const], segmentation: { version: 2 } };
+    expect(canSignReport('radiologist', stale).allowed).toBe(false);
+    expect(canSignReport('radiologist', stale).reason).toMatch(/segmentation version 2: review Impression/);
     expect(canAddScreenshot('clinician', report).allowed).toBe(true);
     expect(canAddScreenshot('researcher', report).allowed).toBe(false);
     const signed = { ...report, status: 'final' as const, signature: { signed_by: 'dr-r', role: 'radiologist', signed_at: '2026-11-25T22:00:00Z' } };

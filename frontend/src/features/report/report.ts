@@ -23,6 +23,9 @@ export interface Report {
   ai_drafted: boolean;
   ai_sections: Record<Section, boolean>;
   sections: Record<Section, string>;
+  // sections a person wrote whose numbers changed with a newer segmentation version: reviewed before signing
+  review_sections?: Section[];
+  segmentation?: { version: number } | null; // the SEG version the report describes
   signature: { signed_by: string; role: string; signed_at: string } | null;
   addenda: { version: number; created_at: string; author: string; text: string }[];
   key_images: string[];
@@ -53,11 +56,21 @@ export function canEditReport(role: string | null | undefined, report: Pick<Repo
   return yes;
 }
 
-export function canSignReport(role: string | null | undefined, report: Pick<Report, 'status' | 'signature'> | null): Permission {
+export function canSignReport(
+  role: string | null | undefined,
+  report: Pick<Report, 'status' | 'signature' | 'review_sections' | 'segmentation'> | null,
+): Permission {
   if (!report) return no('No report yet.');
   if (report.status === 'final')
     return no(report.signature ? `Signed by ${report.signature.signed_by} at ${report.signature.signed_at}.` : 'The report is signed.');
   if (role !== 'radiologist') return no('Only a radiologist may sign the report.');
+  const review = report.review_sections ?? [];
+  if (review.length)
+    return no(
+      `The numbers changed with segmentation version ${report.segmentation?.version ?? '?'}: review ${review
+        .map((s) => SECTION_TITLES[s])
+        .join(', ')} (edit, or keep as is) before signing.`,
+    );
   return yes;
 }
 

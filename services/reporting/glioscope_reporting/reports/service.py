@@ -390,10 +390,17 @@ class ReportService:
             report = self._load(repo, report_id, for_update=True)
             if report.status == "final":
                 raise Conflict("the report is signed: add an addendum instead (POST /api/reports/{id}/addenda)")
+            to_review = list(report.review_sections or [])
             if report.sections.get(section) == new_text:
-                return self._out(repo, report)  # no change, no version
+                if section not in to_review:
+                    return self._out(repo, report)  # no change, no version
+                # the clinician reviewed the section and keeps its text as it is
+                report.review_sections = [name for name in to_review if name != section]
+                report.author = user
+                self._new_version(repo, report, f"reviewed:{section}", identity)
+                return self._out(repo, report)
             report.sections = {**report.sections, section: new_text}
-            report.review_sections = [name for name in (report.review_sections or []) if name != section]
+            report.review_sections = [name for name in to_review if name != section]
             ai = {**_ai_map(False), **(report.ai_sections or {}), section: False}
             report.ai_sections = ai
             report.ai_drafted = any(ai.values())
