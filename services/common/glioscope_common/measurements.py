@@ -42,6 +42,18 @@ class AtlasRegistration(BaseModel):
     note: str = ""
 
 
+class SegmentationQuality(BaseModel):
+    """The model's own confidence in its regions (glioscope_inference.quality): soft Dice of each region's
+    probabilities with its labels, 1 = fully confident; None for a region neither drawn nor likely."""
+
+    wt: float | None
+    tc: float | None
+    et: float | None
+    overall: float | None = None  # the lowest of the regions' estimates: the case's estimate
+    review: bool  # `overall` is under `review_below`: review the case carefully
+    review_below: float
+
+
 class SliceReference(BaseModel):
     """A source image, as a radiologist finds it in the PACS: the series and the image's InstanceNumber."""
 
@@ -70,6 +82,7 @@ class Measurements(BaseModel):
     location_note: str = ""
     atlas_registration: AtlasRegistration | None = None
     tumour_detected: bool = False
+    quality: SegmentationQuality | None = None  # from the model run; an edited mask keeps the run's estimate
     # Why the input may be outside what the model was trained on (e.g. not skull-stripped); the
     # report repeats them. Plain sentences without patient data.
     input_warnings: list[str] = Field(default_factory=list)

@@ -5,7 +5,8 @@ the model grid (axis-aligned RAS at the model spacing over the T1c extent) -> no
 sliding-window inference -> probabilities resampled back to the T1c grid (linear) -> argmax ->
 connected-component clean-up (and the brain mask) -> the final label map on the T1c grid, which is what
 the SEG and the NIfTI mask hold -> affine registration to the MNI152 atlas (for the location) ->
-measurements of that final label map (measure_delivered) -> key images (the same labels on the model grid).
+measurements of that final label map (measure_delivered), with the model's quality estimate from its
+probabilities (glioscope_inference.quality) -> key images (the same labels on the model grid).
 
 A study that is not skull-stripped (image foreground of the T1c over SKULL_STRIPPED_MAX_ML) gets brain
 extraction when a BrainExtractor is given (deepbet's networks, `glioscope_inference.brain_extraction`):
@@ -35,6 +36,7 @@ from glioscope_inference.brain_extraction import BrainExtractor, dilate_mm
 from glioscope_inference.keyimages import render_key_images
 from glioscope_inference.measure import measure_delivered
 from glioscope_inference.postprocess import clean_labels, probabilities_to_labels
+from glioscope_inference.quality import segmentation_quality
 from glioscope_inference.preprocess import (
     coregister_rigid,
     foreground_mask,
@@ -248,6 +250,7 @@ def segment_study(
         outside = ~brain_mask
         probabilities[0][outside] = 1.0
         probabilities[1:, outside] = 0.0
+        quality = segmentation_quality(probabilities, probabilities_to_labels(probabilities, metadata), brain_mask, metadata)
         report("postprocess", 0.3)
         back = np.empty((probabilities.shape[0],) + ref.shape, dtype=np.float32)
         for c in range(probabilities.shape[0]):
@@ -273,6 +276,7 @@ def segment_study(
         warnings = input_warnings(brain_mask, abs(float(np.linalg.det(grid_affine[:3, :3]))),
                                   brain_extraction=native_brain is not None)
         measurements = measure_delivered(label_map, ref, metadata, registration=registration, input_warnings=warnings)
+        measurements = measurements.model_copy(update={"quality": quality})
 
     # 8. key images on the model grid
     with stage("key_images"):

@@ -110,6 +110,16 @@ def test_r6_result_not_reliable_outside_the_training_domain() -> None:
     assert "compatible with a high-grade glioma" in s.diagnosis and note in s.findings
 
 
+def test_r6_a_low_quality_estimate_makes_the_result_unreliable() -> None:
+    quality = {"wt": 0.92, "tc": 0.75, "et": 0.62, "overall": 0.62, "review": True, "review_below": 0.85}
+    s = draft_sections(Measurements.model_validate({**_m(6.04, 30.0, 9.96).model_dump(), "quality": quality}), MODEL)
+    assert s.diagnosis.startswith("Result not reliable") and "quality estimate 0.62, below 0.85" in s.diagnosis
+    assert "Model confidence (quality estimate, 1 = fully confident): 0.62, under 0.85" in s.findings
+    confident = {"wt": 0.97, "tc": 0.95, "et": 0.93, "overall": 0.93, "review": False, "review_below": 0.85}
+    s = draft_sections(Measurements.model_validate({**_m(6.04, 30.0, 9.96).model_dump(), "quality": confident}), MODEL)
+    assert "compatible with a high-grade glioma" in s.diagnosis and "fully confident): 0.93." in s.findings
+
+
 def test_r7_location_only_from_the_atlas() -> None:
     s = draft_sections(_m(2.0, 10.0, 6.0, hemisphere="undetermined",
                           location_note="the registration to the atlas was rejected: too little overlap"), MODEL)

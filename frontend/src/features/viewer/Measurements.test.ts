@@ -25,6 +25,7 @@ function measurementsFor(counts: Record<number, number>, voxelMl: number): Recor
     hemisphere: 'right',
     location: { hemisphere: 'right', lobes: [{ name: 'frontal lobe', fraction: 0.8 }, { name: 'insula', fraction: 0.2 }], centroid_mni_mm: [31.5, 12.25, 40.75] },
     measured_on: { series_instance_uid: '1.2.3', series_number: 7, series_description: 'T1 post Gd', instance_number: 45 },
+    quality: { wt: 0.95, tc: 0.9, et: 0.8, overall: 0.8, review: true, review_below: 0.85 },
     tumour_detected: true,
     input_warnings: [],
   };
@@ -56,6 +57,7 @@ describe('the measurements panel', () => {
       ['Measured on', 'image 45, series 7 (T1 post Gd)'],
       ['Hemisphere', 'right'],
       ['Lobes (approximate)', 'frontal lobe, insula'],
+      ['Model confidence (1 = fully confident)', '0.80 (under 0.85: review carefully)'],
     ]);
     for (const caption of ['Tumour regions', 'Segmentation labels', 'Axial measurement', 'Location']) {
       expect(html).toContain(`<caption>${caption}</caption>`);

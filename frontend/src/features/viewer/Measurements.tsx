@@ -13,6 +13,7 @@ export interface MeasurementsData {
   lobes: string[]; // from the atlas registration, largest share first
   locationNote: string | null; // why the location is not available
   measuredOn: string | null; // the source image of the axial measurement, as the PACS names it
+  quality: { overall: number; review: boolean; reviewBelow: number } | null; // the model's own estimate
   tumourDetected: boolean | null; // null: not stated
   inputWarnings: string[];
 }
@@ -27,6 +28,7 @@ export interface MeasurementTable {
   labels: Row[];
   diameters: Row[];
   location: Row[];
+  quality: Row[];
   notes: string[];
 }
 
@@ -60,6 +62,13 @@ function measuredOn(value: unknown): string | null {
   return `image ${instance}, ${number === null ? 'T1c series' : `series ${number}`}${description}`;
 }
 
+function quality(value: unknown): MeasurementsData['quality'] {
+  const q = value as { overall?: unknown; review?: unknown; review_below?: unknown } | null;
+  const overall = num(q?.overall);
+  const below = num(q?.review_below);
+  return overall === null || below === null ? null : { overall, review: q?.review === true, reviewBelow: below };
+}
+
 /** The measurements JSON from the gateway, typed; anything missing or malformed is left out. */
 export function parseMeasurements(json: Record<string, unknown>): MeasurementsData {
   const labels = Array.isArray(json.label_volumes) ? json.label_volumes : [];
@@ -82,6 +91,7 @@ export function parseMeasurements(json: Record<string, unknown>): MeasurementsDa
     lobes: lobeNames(json.location),
     locationNote: json.hemisphere === 'undetermined' && typeof json.location_note === 'string' ? json.location_note : null,
     measuredOn: measuredOn(json.measured_on),
+    quality: quality(json.quality),
     tumourDetected: typeof json.tumour_detected === 'boolean' ? json.tumour_detected : null,
     inputWarnings: Array.isArray(json.input_warnings) ? json.input_warnings.map(String) : [],
   };
@@ -103,11 +113,17 @@ export function measurementTable(m: MeasurementsData): MeasurementTable {
   if (m.hemisphere !== null) location.push({ name: 'Hemisphere', value: m.hemisphere });
   if (m.hemisphere !== null && m.lobes.length > 0) location.push({ name: 'Lobes (approximate)', value: m.lobes.join(', ') });
   if (m.locationNote !== null) location.push({ name: 'Location', value: `not available (${m.locationNote})` });
+  const quality: Row[] = [];
+  if (m.quality !== null)
+    quality.push({
+      name: 'Model confidence (1 = fully confident)',
+      value: `${m.quality.overall.toFixed(2)}${m.quality.review ? ` (under ${m.quality.reviewBelow.toFixed(2)}: review carefully)` : ''}`,
+    });
   const notes: string[] = [];
   if (m.tumourDetected === false) notes.push(NO_TUMOUR);
   if (regions.length > 0 && labels.length > 0) notes.push(ROUNDING_NOTE);
   if (regions.length + labels.length + diameters.length === 0) notes.push(NO_MEASUREMENTS);
-  return { regions, labels, diameters, location, notes };
+  return { regions, labels, diameters, location, quality, notes };
 }
 
 function Rows({ caption, rows }: { caption: string; rows: Row[] }) {
@@ -141,6 +157,7 @@ export function MeasurementsView({ data }: { data: MeasurementsData }) {
       <Rows caption="Segmentation labels" rows={table.labels} />
       <Rows caption="Axial measurement" rows={table.diameters} />
       <Rows caption="Location" rows={table.location} />
+      <Rows caption="Quality" rows={table.quality} />
       {table.notes.map((note) => (
         <p key={note} className="muted small">
           {note}

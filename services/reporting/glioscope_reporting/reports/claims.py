@@ -10,7 +10,7 @@ docs/report-rules.md lists the same rules for clinicians and reviewers.
 | R3 | necrosis is present | label 1 >= 0.5 mL, R2, and enhancement is at least 10 % of the tumour core | BraTS label 1 is "necrotic and non-enhancing tumour core" (Menze et al., IEEE TMI 2015; Bakas et al., Sci Data 2017): without enhancing tumour around it, it is called non-enhancing tumour core, not necrosis. |
 | R4 | rim enhancement around a necrotic core | R3, enhancing tumour >= 1 mL and enhancing / necrotic volume <= 3 | glioblastoma's typical pattern, an enhancing rim around central necrosis. Project rule on the BraTS labels: necrosis must be at least a quarter of the core (ratio <= 3); otherwise the enhancement is called solid. |
 | R5 | "imaging features compatible with a high-grade glioma" | R2, R3 and a reliable result (R6) | contrast enhancement with necrosis is the imaging hallmark of high-grade glioma (e.g. WHO CNS5, Louis et al., Neuro Oncol 2021; RANO). Otherwise no grade is suggested. |
-| R6 | the result is reliable | no input warning that the model may have labelled tissue outside the brain (images not skull-stripped and no brain extraction) | the model was trained on skull-stripped images; outside that domain no diagnosis is drafted and the report says "result not reliable". |
+| R6 | the result is reliable | no input warning that the model may have labelled tissue outside the brain (images not skull-stripped and no brain extraction), and the model's own quality estimate not flagged (glioscope_inference.quality, threshold in docs/model-card.md) | the model was trained on skull-stripped images; outside that domain, or where it is unsure of its own answer, no diagnosis is drafted and the report says "result not reliable". |
 | R7 | a location (hemisphere, lobes) | an accepted registration to the MNI152 atlas (glioscope_common.brain_atlas) | otherwise "location not available" with the reason; no side is guessed from scanner coordinates. |
 """
 
@@ -48,7 +48,11 @@ class Claims(BaseModel):
 
 
 def unreliable_reasons(m: Measurements) -> list[str]:
-    return [w for w in m.input_warnings if w.startswith(UNRELIABLE_WARNING_PREFIX)]
+    reasons = [w for w in m.input_warnings if w.startswith(UNRELIABLE_WARNING_PREFIX)]
+    if m.quality is not None and m.quality.review and m.quality.overall is not None:
+        reasons.append(f"The model's own confidence in its segmentation is low (quality estimate "
+                       f"{m.quality.overall:.2f}, below {m.quality.review_below:.2f}): the segmentation may be wrong.")
+    return reasons
 
 
 def assess(m: Measurements) -> Claims:

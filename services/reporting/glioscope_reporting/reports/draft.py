@@ -24,6 +24,15 @@ def tumour_present(m: Measurements) -> bool:
     return assess(m).tumour
 
 
+def quality_phrase(m: Measurements) -> str:
+    """The model's quality estimate as the findings state it ("" without one)."""
+    q = m.quality
+    if q is None or q.overall is None:
+        return ""
+    flag = f", under {q.review_below:.2f}: flagged for careful review" if q.review else ""
+    return f"Model confidence (quality estimate, 1 = fully confident): {q.overall:.2f}{flag}."
+
+
 def slice_phrase(m: Measurements) -> str:
     """Where the diameters were measured, as the radiologist finds the image ("" when not known)."""
     ref = m.measured_on
@@ -133,6 +142,7 @@ def _sections(measurements: Measurements, model: ModelInfo, structured: Structur
             necrosis_text,
             f"Enhancement pattern: {PATTERN_TEXT[claims.pattern]}." if claims.enhancement else "",
             location_text,
+            quality_phrase(m),
             comparison[0] if comparison else "",
         ]
     ).replace("  ", " ").strip()

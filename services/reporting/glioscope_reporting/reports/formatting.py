@@ -50,4 +50,7 @@ def table_rows(m: Measurements) -> list[tuple[str, str]]:
         series = f"series {ref.series_number}" if ref.series_number is not None else "T1c series"
         rows.append(("Diameters measured on", f"image {ref.instance_number}, {series}"
                      + (f" ({ref.series_description})" if ref.series_description else "")))
+    if m.quality is not None and m.quality.overall is not None:
+        rows.append(("Model confidence (1 = fully confident)", f"{m.quality.overall:.2f}"
+                     + (f" — under {m.quality.review_below:.2f}: review carefully" if m.quality.review else "")))
     return rows
