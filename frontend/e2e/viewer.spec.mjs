@@ -87,6 +87,13 @@ try {
   console.log(`TIMINGS first_mpr_frame_ms=${timings.firstFrameMs} overlay_ms=${timings.overlayMs} volume_loaded_ms=${timings.volumeLoadedMs}`);
   assert(timings.overlayMs >= timings.firstFrameMs || timings.overlayMs > 0, 'overlay timing recorded');
 
+  // The measurements panel as the clinician reads it (the test compares it with the delivered SEG's figures).
+  await page.waitForSelector('section.measurements th', { timeout: 30_000 });
+  const panel = await page.$$eval('section.measurements tr', (rows) =>
+    rows.map((r) => [r.querySelector('th')?.textContent ?? '', r.querySelector('td')?.textContent ?? '']),
+  );
+  console.log(`PANEL ${JSON.stringify(panel)}`);
+
   const segments = await page.$$eval('input[data-segment]', (inputs) =>
     inputs.map((i) => ({ number: i.dataset.segment, rgb: i.dataset.rgb.split(',').map(Number), label: i.getAttribute('aria-label') })),
   );

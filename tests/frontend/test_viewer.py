@@ -12,6 +12,7 @@ Screenshots land in test-artifacts/frontend/."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import pytest
 
 from glioscope_common.local_services import LocalOrthanc, ServiceStartError
 from glioscope_common.testing import REPO_ROOT, require_service
+from glioscope_reporting.reports.formatting import ml, mm, mm2
 
 from .conftest import e2e
 
@@ -118,6 +120,15 @@ def test_viewer_shows_the_tumour_overlay(platform: e2e.Platform, e2e_case: e2e.E
     print(run.stdout)
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{platform.stack.logs()}"
     assert "VIEWER FLOW OK" in run.stdout
+    # the panel quotes the measurements of the delivered SEG (tests/e2e/test_consistency.py recomputes those
+    # from the SEG), rounded as the report rounds them
+    panel = dict(json.loads(re.search(r"^PANEL (.*)$", run.stdout, re.MULTILINE).group(1)))
+    for key, name in (("WT", "Whole tumour (WT)"), ("TC", "Tumour core (TC)"), ("ET", "Enhancing tumour (ET)")):
+        assert panel[name] == ml(measurements_before["region_volumes_ml"][key]), (name, panel)
+    for label in measurements_before["label_volumes"]:
+        assert panel[label["name"]] == ml(label["volume_ml"]), (label, panel)
+    assert panel["Maximum axial diameter"] == mm(measurements_before["max_axial_diameter_mm"])
+    assert panel["Bidimensional product"] == mm2(measurements_before["bidimensional_product_mm2"])
     timings = dict(re.findall(r"(\w+_ms)=(\d+)", run.stdout))
     assert int(timings["first_mpr_frame_ms"]) > 0 and int(timings["overlay_ms"]) > 0
     assert int(timings["surface_ms"]) > int(timings["overlay_ms"]), "the 3D surface comes after the overlay"
