@@ -13,8 +13,6 @@ const password = env('GLIOSCOPE_PASSWORD');
 const studyUid = env('GLIOSCOPE_STUDY_UID');
 const artifacts = env('GLIOSCOPE_ARTIFACTS', 'test-artifacts/frontend');
 const executablePath = env('CHROMIUM_PATH', '/usr/bin/chromium');
-// 1: the gateway stores edited segmentations (POST …/segmentation/versions); 0: skip the save step
-const expectSave = env('GLIOSCOPE_EXPECT_SAVE', '1') === '1';
 mkdirSync(artifacts, { recursive: true });
 
 // The rendered image of a viewport (its Cornerstone canvas, without the SVG annotation layer) kept
@@ -191,7 +189,8 @@ try {
   console.log(`PAINTED segment=${paintSegment} ${JSON.stringify(painted)}`);
   assert(painted.counts[paintSegment] > axial.counts[paintSegment] + 50, `the stroke shows (${axial.counts[paintSegment]} → ${painted.counts[paintSegment]} pixels of segment ${paintSegment})`);
 
-  if (expectSave) {
+  // the save step is mandatory: the gateway stores edited segmentations (POST …/segmentation/versions)
+  {
     const before = Number(await page.getAttribute('.viewer', 'data-shown-version'));
     assert(before >= 1, `a shown version (${before})`);
     const clickAt = Date.now();
@@ -214,8 +213,6 @@ try {
     const reloaded = await colourCounts(page, await page.locator('[data-viewport=axial]').screenshot({ path: join(artifacts, 'axial-saved-version.png') }), colours);
     assert(reloaded.counts[paintSegment] > axial.counts[paintSegment] + 50, 'the reloaded version shows the stroke');
     console.log(`SAVED_VERSION ${after}`);
-  } else {
-    console.log('SAVE SKIPPED (the gateway has no segmentation versions)');
   }
   await page.screenshot({ path: join(artifacts, 'viewer-edited.png') });
 
@@ -342,11 +339,10 @@ try {
   console.log(`EXPIRED "${expired}"`);
   assert(/expired/i.test(expired), 'the sign-in page says the session expired');
 
-  // the expired-session step provokes the 401s it is about
-  // (without the backend's versions, its 404 is expected and shown to the user as such)
-  const only404sAreVersions = !expectSave && failedResponses.filter((r) => r.startsWith('404')).every((r) => r.endsWith('/segmentation/versions'));
+  // the expired-session step provokes the 401s it is about; any other failed response (a 404 from the
+  // versions route included) is an error
   console.log(`FAILED RESPONSES ${JSON.stringify(failedResponses)}`);
-  const serious = errors.filter((e) => !/favicon|DevTools|status of 401/.test(e) && !(only404sAreVersions && /status of 404/.test(e)));
+  const serious = errors.filter((e) => !/favicon|DevTools|status of 401/.test(e));
   writeFileSync(join(artifacts, 'browser-errors.txt'), errors.join('\n'));
   assert(serious.length === 0, `no page errors:\n${serious.join('\n')}`);
   console.log('VIEWER FLOW OK');

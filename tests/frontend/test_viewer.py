@@ -102,9 +102,9 @@ def test_viewer_shows_the_tumour_overlay(platform: e2e.Platform, e2e_case: e2e.E
     assert created.status_code in (201, 409), created.text
 
     uid = e2e_case.study_instance_uid
-    # The save step needs the gateway's segmentation versions (POST/GET …/segmentation/versions).
+    # The save step is mandatory: the gateway's segmentation versions (POST/GET …/segmentation/versions) exist.
     versions_before = client.get(f"/api/studies/{uid}/segmentation/versions")
-    expect_save = versions_before.status_code == 200
+    assert versions_before.status_code == 200, (versions_before.status_code, versions_before.text)
     measurements_before = client.get(f"/api/studies/{uid}/measurements").json()
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,6 @@ def test_viewer_shows_the_tumour_overlay(platform: e2e.Platform, e2e_case: e2e.E
         cwd=FRONTEND,
         env={**os.environ, "GLIOSCOPE_URL": platform.stack.gateway_url, "GLIOSCOPE_USERNAME": RADIOLOGIST[0],
              "GLIOSCOPE_PASSWORD": RADIOLOGIST[1], "GLIOSCOPE_STUDY_UID": uid,
-             "GLIOSCOPE_EXPECT_SAVE": "1" if expect_save else "0",
              "GLIOSCOPE_ARTIFACTS": str(ARTIFACTS), "CHROMIUM_PATH": CHROMIUM},
         capture_output=True, text=True, timeout=300,
     )
@@ -134,12 +133,11 @@ def test_viewer_shows_the_tumour_overlay(platform: e2e.Platform, e2e_case: e2e.E
     assert int(timings["surface_ms"]) > int(timings["overlay_ms"]), "the 3D surface comes after the overlay"
     assert (ARTIFACTS / "report.pdf").read_bytes().startswith(b"%PDF-")
 
-    if not expect_save:
-        print(f"SAVE STEP SKIPPED: GET /api/studies/{{uid}}/segmentation/versions answered {versions_before.status_code}")
-        return
     # The browser's save made a new DICOM-SEG version through the gateway, with who and when, the
     # previous version kept and the measurements recomputed.
-    saved = int(re.search(r"SAVED_VERSION (\d+)", run.stdout).group(1))
+    saved_line = re.search(r"SAVED_VERSION (\d+)", run.stdout)
+    assert saved_line, "the browser saved no segmentation version"
+    saved = int(saved_line.group(1))
     versions = {v["version"]: v for v in client.get(f"/api/studies/{uid}/segmentation/versions").json()}
     new, base = versions[saved], versions[saved - 1]
     edit_job = client.get(f"/api/jobs/{new['job_id']}").json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -133,10 +134,16 @@ def test_postgres_fixture_gives_a_fresh_database(postgres_url: str) -> None:
 def test_redis_fixture(redis_url: str) -> None:
     import redis
 
+    # the fixture hands out one of the numbered databases 1..15, never the default database 0
+    database = int(redis_url.rsplit("/", 1)[1])
+    assert 1 <= database <= 15, redis_url
     client = redis.Redis.from_url(redis_url)
-    assert client.dbsize() == 0 or client.set("glioscope:test", "1")
-    client.set("glioscope:test", "1")
-    assert client.get("glioscope:test") == b"1"
+    assert client.connection_pool.connection_kwargs["db"] == database
+    key = f"glioscope:test:{secrets.token_hex(4)}"
+    assert client.get(key) is None
+    assert client.set(key, "1") is True
+    assert client.get(key) == b"1"
+    assert client.delete(key) == 1
     client.close()
 
 
