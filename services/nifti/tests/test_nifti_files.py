@@ -18,6 +18,7 @@ from glioscope_nifti.files.paths import parse_bids_path
 T1 = "sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz"
 T1C = "sub-01/ses-01/anat/sub-01_ses-01_ce-gadolinium_T1w.nii.gz"
 DSEG = "derivatives/glioscope/sub-01/ses-01/anat/sub-01_ses-01_space-T1c_dseg.nii.gz"
+BRAIN_MASK = "derivatives/glioscope/sub-01/ses-01/anat/sub-01_ses-01_space-orig_desc-brain_mask.nii.gz"
 
 
 def url(path: str) -> str:
@@ -91,6 +92,8 @@ BAD_PATHS = [
     "sub-01/ses-01/anat/sub-01_ses-02_T1w.nii.gz",  # session mismatch
     "sub-01/ses-01/anat/sub-01_ses-01_bold.nii.gz",  # wrong suffix
     "sub-01/ses-01/anat/sub-01_ses-01_dseg.nii.gz",  # derivative suffix in raw data
+    "sub-01/ses-01/anat/sub-01_ses-01_desc-brain_mask.nii.gz",  # the brain mask is a derivative
+    "derivatives/glioscope/sub-01/ses-01/anat/sub-01_ses-01_desc-brain_space-orig_mask.nii.gz",  # entity order
     "derivatives/glioscope/sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz",  # raw suffix in derivatives
     "sub-01/ses-01/anat/sub-01_ses-01_T1w.nii",  # not gzipped
     "sub-01/ses-01/anat/sub-01_ses-01_T1w.txt",
@@ -114,6 +117,12 @@ BAD_PATHS = [
     "%2e%2e/%2e%2e/etc/passwd",  # double-encoded traversal arrives as literal %2e
     "",
 ]
+
+
+def test_the_brain_mask_is_a_derivative() -> None:
+    parsed = parse_bids_path(BRAIN_MASK)
+    assert parsed.derivative and parsed.suffix == "mask"
+    assert parsed.entities == (("space", "orig"), ("desc", "brain"))
 
 
 @pytest.mark.parametrize("bad", BAD_PATHS)

@@ -241,6 +241,20 @@ async def get_mask(study_instance_uid: str, principal: Principal = Depends(requi
     return await _proxy_service(c, principal, "nifti", f"{c.settings.nifti_url}/api/nifti/files/{path}", "application/gzip", "mask.nii.gz")
 
 
+@router.get("/{study_instance_uid}/brain-mask.nii.gz", response_class=Response,
+            summary="The brain mask (deepbet, T1c grid, BIDS desc-brain_mask) of the latest model run as NIfTI; "
+                    "404 when no brain extraction ran (skull-stripped input)",
+            dependencies=[Depends(audited(AuditAction.downloaded))])
+async def get_brain_mask(study_instance_uid: str, principal: Principal = Depends(require(READ)),
+                         c: Container = Depends(container)) -> Response:
+    job = await run_in_threadpool(_finished_job, c, study_instance_uid, principal)
+    path = job.nifti_paths.get("brain_mask")
+    if not path:
+        raise NotFound("no brain extraction ran for this study (its images were skull-stripped)")
+    return await _proxy_service(c, principal, "nifti", f"{c.settings.nifti_url}/api/nifti/files/{path}", "application/gzip",
+                                "brain-mask.nii.gz")
+
+
 @router.get("/{study_instance_uid}/report.pdf", response_class=Response, summary="The report as PDF",
             dependencies=[Depends(audited(AuditAction.downloaded))])
 async def get_report_pdf(study_instance_uid: str, principal: Principal = Depends(require(IDENTIFIED)),

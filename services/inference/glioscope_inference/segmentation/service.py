@@ -87,6 +87,14 @@ def nifti_bytes(volume: Volume, dtype: np.dtype | type) -> bytes:  # type: ignor
     return igzip.compress(image.to_bytes(), compresslevel=1)
 
 
+def brain_mask_file(anat: str, stem: str, result: SegmentationResult) -> tuple[str, Volume] | None:
+    """The BIDS derivative of the brain mask (uint8 0/1 on the T1c grid and affine) when brain extraction ran."""
+    if result.brain_mask is None:
+        return None
+    path = f"derivatives/glioscope/{anat}/{stem}_space-orig_desc-brain_mask.nii.gz"
+    return path, Volume(np.asarray(result.brain_mask, dtype=np.uint8), result.reference.affine)
+
+
 # (start, width) of each pipeline stage on the job's progress bar: fetch before 0.15, outputs from 0.9
 PIPELINE_PROGRESS = {"coregister": (0.15, 0.05), "resample": (0.2, 0.05), "normalise": (0.25, 0.05),
                      "inference": (0.3, 0.55), "postprocess": (0.85, 0.02), "locate": (0.87, 0.01),
@@ -288,11 +296,16 @@ class SegmentationService:
             return str(self._reporting.create_report(payload, result.key_images)["id"])
 
         pending = [pool.submit(store_segmentation), pool.submit(self._put_nifti, mask_path, mask)]
+        brain = brain_mask_file(anat, stem, result)
+        if brain is not None:
+            pending.append(pool.submit(self._put_nifti, *brain))
         report = pool.submit(draft_report)
         for future in [*pending, *stored_sources]:
             future.result()  # re-raises the first failure (the job is retried or fails as a whole)
         outputs.report_id = report.result()
         outputs.nifti_paths = {role: path for role, (path, _) in files.items()} | {"mask": mask_path}
+        if brain is not None:
+            outputs.nifti_paths["brain_mask"] = brain[0]
         return outputs
 
     def _report_payload(

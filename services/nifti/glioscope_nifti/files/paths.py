@@ -11,7 +11,7 @@ from glioscope_common.errors import InvalidInput
 LABEL = r"[a-zA-Z0-9]+"
 LABEL_RE = re.compile(rf"^{LABEL}$")
 RAW_SUFFIXES = ("T1w", "T2w", "FLAIR")
-DERIVATIVE_SUFFIXES = ("dseg", "probseg")
+DERIVATIVE_SUFFIXES = ("dseg", "probseg", "mask")  # mask: the brain mask, _desc-brain_mask
 DERIVATIVES_PREFIX = "derivatives/glioscope"
 EXTENSIONS = (".nii.gz", ".json")
 # Optional entities in BIDS order (anat raw data / segmentation derivatives).
@@ -33,7 +33,7 @@ _SAFE_CHARS = re.compile(r"^[A-Za-z0-9._/-]+$")
 EXPECTED = (
     "expected sub-<label>/ses-<label>/anat/sub-<label>_ses-<label>[_<key>-<value>]*_<T1w|T2w|FLAIR>.nii.gz "
     "(T1c: _ce-gadolinium_T1w) or derivatives/glioscope/sub-<label>/ses-<label>/anat/"
-    "sub-<label>_ses-<label>[_space-<label>]_<dseg|probseg>.nii.gz (or .json sidecars); labels [a-zA-Z0-9]+"
+    "sub-<label>_ses-<label>[_space-<label>][_desc-<label>]_<dseg|probseg|mask>.nii.gz (or .json sidecars); labels [a-zA-Z0-9]+"
 )
 
 
