@@ -16,7 +16,6 @@ recomputing it is the atlas tests' business). These must agree with that recompu
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from glioscope_common.dicom_volume import read_series, write_study
 from glioscope_common.local_services import LocalOrthanc
 from glioscope_common.measurements import REGIONS, Measurements
 from glioscope_common.model_metadata import ModelMetadata
-from glioscope_common.testing import REPO_ROOT
+from glioscope_common.testing import REPO_ROOT, require_path
 from glioscope_common.volume import Volume
 from glioscope_inference.measure import measure
 from glioscope_reporting.reports.formatting import ml, mm, mm2
@@ -63,10 +62,7 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 def _real_study_files(name: str, folder: Path) -> list[Path]:
     source = REAL / name
-    if not source.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{source} is missing (../shared/data/real must be present in CI)")
-        pytest.skip("../shared/data/real is not on this machine")
+    require_path(source, "../shared/data/real")
     images = {}
     for role, stem in NIFTI_NAMES[name].items():
         image = nib.load(str(source / f"{stem}.nii.gz"))

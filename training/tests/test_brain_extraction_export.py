@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from glioscope_common.testing import require_module
 from glioscope_training.brain_extraction_export import (
     bbox_with_margin,
     decompose_instance_norm,
@@ -20,7 +22,7 @@ from scipy import ndimage
 
 @pytest.mark.parametrize("n_in,n_out", [(26, 128), (26, 256), (240, 128), (185, 256), (256, 185), (7, 3)])
 def test_nearest_exact_matches_torch(n_in: int, n_out: int) -> None:
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     x = torch.arange(n_in, dtype=torch.float32)[None, None, :, None, None].expand(1, 1, n_in, 2, 2)
     ref = torch.nn.functional.interpolate(x.contiguous(), (n_out, 2, 2), mode="nearest-exact")[0, 0, :, 0, 0]
     assert np.array_equal(nearest_exact_index(n_in, n_out), ref.numpy().astype(np.int64))
@@ -68,8 +70,8 @@ def test_bbox_scaled_with_margin() -> None:
 
 
 def test_decomposed_instance_norm_is_exact() -> None:
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    onnx = require_module("onnx")
+    ort = require_module("onnxruntime")
     from onnx import TensorProto, helper
 
     c = 3

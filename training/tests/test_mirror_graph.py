@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx", reason="onnx not installed")
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+from glioscope_common.testing import require_module
+
+onnx = require_module("onnx")
+ort = require_module("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
@@ -144,7 +146,7 @@ def test_convert_rewrites_a_model_folder_in_place(tmp_path):
     assert json.loads((folder / "metadata.json").read_text()) == new
     for path in (folder / "config.pbtxt", folder / "configs" / "cpu.pbtxt"):
         assert 'output [ { name: "probabilities"' in path.read_text()
-    mm = pytest.importorskip("glioscope_common.model_metadata", reason="glioscope-common not installed")
+    import glioscope_common.model_metadata as mm
     assert mm.ModelMetadata.load(folder).graph_flip_axes == [0]
     image = np.random.default_rng(4).normal(size=(1, *SHAPE)).astype(np.float32)
     rewritten = ort.InferenceSession(str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from glioscope_common.testing import require_module
+
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO / "model_repository" / "glioscope_unet"
 
 
 def test_metadata_valid_for_model_metadata():
-    mm = pytest.importorskip("glioscope_common.model_metadata", reason="glioscope-common not installed")
+    import glioscope_common.model_metadata as mm
     meta = mm.ModelMetadata.load(MODEL_DIR)
     assert meta.channels == ["T1", "T1c", "T2", "FLAIR"]
     assert tuple(meta.spacing_mm) == (1.0, 1.0, 1.0)
@@ -50,7 +52,7 @@ def test_triton_configs_match_metadata(config, kind):
 def test_onnx_file_contract():
     onnx_path = MODEL_DIR / "1" / "model.onnx"
     assert onnx_path.stat().st_size <= 30e6
-    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    onnx = require_module("onnx")
     model = onnx.load(str(onnx_path), load_external_data=False)
     assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) <= 17
     meta = json.loads((MODEL_DIR / "metadata.json").read_text())
@@ -63,7 +65,7 @@ def test_onnx_file_contract():
 
 @pytest.mark.parametrize("config", ["config.pbtxt", "configs/cpu.pbtxt"])
 def test_triton_configs_declare_the_onnx_tensor_types(config):
-    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    onnx = require_module("onnx")
     model = onnx.load(str(MODEL_DIR / "1" / "model.onnx"), load_external_data=False)
     triton_type = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
     text = (MODEL_DIR / config).read_text()
@@ -75,7 +77,7 @@ def test_triton_configs_declare_the_onnx_tensor_types(config):
 def test_the_shipped_graph_mirrors_inside():
     """metadata graph_flip_axes [0]: the file's output for a patch mirrored left-right is its output
     mirrored back, and probabilities sum to 1 (one 160³ patch, twice)."""
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    ort = require_module("onnxruntime")
     meta = json.loads((MODEL_DIR / "metadata.json").read_text())
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2

@@ -1,15 +1,10 @@
 """Training smoke test on tiny volumes: train a few steps, resume, export to ONNX, run ORT."""
 
-import importlib.util
-import os
-
 import numpy as np
-import pytest
 
-if importlib.util.find_spec("torch") is None:
-    if os.environ.get("CI") == "true":
-        raise ImportError("torch is required in CI for the training smoke test (pip install -e 'training[train]')")
-    pytest.skip("torch is not installed (pip install -e 'training[train]'); CI installs it", allow_module_level=True)
+from glioscope_common.testing import require_module
+
+require_module("torch", "pip install -e 'training[train]'; CI installs it")
 
 
 def test_train_resume_export(tmp_path):

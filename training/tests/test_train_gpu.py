@@ -3,9 +3,10 @@
 import time
 
 import numpy as np
-import pytest
 
-torch = pytest.importorskip("torch", reason="training extra not installed")
+from glioscope_common.testing import require_module
+
+torch = require_module("torch", "pip install -e 'training[train]'")
 
 from glioscope_training.infer import largest_components, segment, zscore  # noqa: E402
 from glioscope_training.model import build_model  # noqa: E402

@@ -25,7 +25,9 @@ from glioscope_common.local_services import LocalOrthanc, LocalTriton, ServiceSt
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
-__all__ = ["REPO_ROOT", "in_ci", "make_mr_series", "require_service"]
+__all__ = [
+    "REPO_ROOT", "in_ci", "make_mr_series", "require_executable", "require_module", "require_path", "require_service",
+]
 
 
 def in_ci() -> bool:
@@ -37,7 +39,35 @@ def require_service(name: str, reason: str) -> None:
     message = f"{name} unavailable: {reason}"
     if in_ci():
         pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=True)  # (also at a test module's top level)
+
+
+def require_module(name: str, hint: str = "") -> Any:
+    """The imported module `name`; missing: a skip on a developer machine, a failure with CI=true (CI installs
+    every extra). Use instead of `pytest.importorskip`, which skips in CI too."""
+    import importlib  # noqa: PLC0415
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        require_service(f"python module {name}", f"{e}{f' ({hint})' if hint else ''}")
+
+
+def require_executable(name: str, package: str = "") -> str:
+    """The path of the program `name` on PATH; missing: a skip, or a failure with CI=true."""
+    import shutil  # noqa: PLC0415
+
+    path = shutil.which(name)
+    if path is None:
+        require_service(name, f"not on PATH{f' (install {package})' if package else ''}")
+    return path  # type: ignore[return-value]
+
+
+def require_path(path: Path, what: str = "") -> Path:
+    """`path` (test data such as ../shared/data); missing: a skip, or a failure with CI=true (CI has the data)."""
+    if not Path(path).exists():
+        require_service(what or str(path), f"{path} is missing")
+    return Path(path)
 
 
 def _tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -86,7 +116,7 @@ def triton(triton_model_repository: Path) -> Iterator[LocalTriton]:
     """tritonserver from the nvidia-pytriton wheel serving `triton_model_repository` (configs/cpu.pbtxt)."""
     repo = Path(triton_model_repository)
     if not repo.is_dir() or not any((p / "config.pbtxt").exists() or (p / "configs").is_dir() for p in repo.iterdir() if p.is_dir()):
-        pytest.skip(f"no model in {repo}")
+        require_service("Triton", f"no model in {repo}")
     server = LocalTriton(repo)
     try:
         server.start()

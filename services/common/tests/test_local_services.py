@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import secrets
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from glioscope_common.local_services import (
     tritonserver_binary,
 )
 
-from glioscope_common.testing import make_mr_series
+from glioscope_common.testing import make_mr_series, require_executable, require_module
 
 
 def _uids(data: bytes) -> tuple[str, str, str]:
@@ -68,9 +67,7 @@ def test_orthanc_fixed_ports_and_clear_start_error(tmp_path: Path) -> None:
 
 @pytest.mark.services
 def test_cstore_with_storescu_reaches_orthanc_and_study_becomes_stable(orthanc, tmp_path: Path) -> None:
-    storescu = shutil.which("storescu")
-    if storescu is None:
-        pytest.skip("dcmtk's storescu is not installed")
+    storescu = require_executable("storescu", "Debian dcmtk")
     rest = orthanc.rest()
     _, since, _ = rest.changes(since=0, limit=0)
     changes, last, _ = rest.changes(since=0, limit=1000)
@@ -109,7 +106,7 @@ def test_cstore_with_storescu_reaches_orthanc_and_study_becomes_stable(orthanc, 
 
 
 def test_tritonserver_binary_is_in_the_pytriton_wheel() -> None:
-    pytest.importorskip("pytriton")
+    require_module("pytriton")
     binary = tritonserver_binary()
     assert binary.name == "tritonserver" and binary.exists()
 
@@ -149,7 +146,7 @@ def test_redis_fixture(redis_url: str) -> None:
 
 @pytest.mark.services
 def test_rabbitmq_fixture(rabbitmq_url: str) -> None:
-    kombu = pytest.importorskip("kombu")
+    kombu = require_module("kombu")
     with kombu.Connection(rabbitmq_url) as conn:
         queue = conn.SimpleQueue(f"glioscope-test-{free_port()}", queue_opts={"auto_delete": True})
         queue.put({"ok": True})
@@ -174,7 +171,7 @@ instance_group [ {{ count: 1 kind: {kind} }} ]
 def build_tiny_model_repository(root: Path) -> Path:
     """A model repository like the real one: `tiny` = a 1x1x1 Conv doubling each of 4 channels, and
     `tiny16` = the same with float16 image and logits (cast to float32 and back inside)."""
-    onnx = pytest.importorskip("onnx")
+    onnx = require_module("onnx")
     from onnx import TensorProto, helper
 
     weight = (2.0 * np.eye(4, dtype=np.float32)).reshape(4, 4, 1, 1, 1)
@@ -215,7 +212,7 @@ def triton_model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.services
 def test_triton_serves_the_tiny_onnx_model_over_grpc(triton) -> None:
-    grpcclient = pytest.importorskip("tritonclient.grpc")
+    grpcclient = require_module("tritonclient.grpc")
     assert triton.grpc_url.startswith("grpc://127.0.0.1:")
     assert httpx.get(triton.http_url + "/v2/health/ready").status_code == 200
     client = grpcclient.InferenceServerClient(triton.grpc_url.removeprefix("grpc://"))
@@ -322,7 +319,7 @@ class _RefusingClient:
 
 
 def test_a_refused_shared_memory_region_leaves_nothing_behind() -> None:
-    pytest.importorskip("tritonclient.utils.shared_memory")
+    require_module("tritonclient.utils.shared_memory")
     from glioscope_common.errors import UpstreamUnavailable
     from glioscope_common.inference_backend import TritonBackend
 
@@ -335,7 +332,7 @@ def test_a_refused_shared_memory_region_leaves_nothing_behind() -> None:
 
 
 def test_a_full_dev_shm_is_refused_before_anything_is_written(monkeypatch) -> None:
-    pytest.importorskip("tritonclient.utils.shared_memory")
+    require_module("tritonclient.utils.shared_memory")
     from glioscope_common import inference_backend
     from glioscope_common.errors import UpstreamUnavailable
 
@@ -381,7 +378,7 @@ def test_triton_backend_refuses_a_model_whose_channels_disagree_with_its_labels(
 
 
 def test_onnxruntime_backend_with_a_float16_model(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     from glioscope_common.inference_backend import OnnxRuntimeBackend
 
     repo = build_tiny_model_repository(tmp_path / "repo")
@@ -403,7 +400,7 @@ def test_triton_backend_shared_memory_needs_a_known_output_size() -> None:
 
 @pytest.mark.services
 def test_triton_reports_a_broken_model_with_its_log(tmp_path: Path) -> None:
-    pytest.importorskip("pytriton")
+    require_module("pytriton")
     from glioscope_common.local_services import LocalTriton
 
     repo = build_tiny_model_repository(tmp_path / "repo")
@@ -417,7 +414,7 @@ def test_triton_reports_a_broken_model_with_its_log(tmp_path: Path) -> None:
 
 
 def test_a_local_triton_can_run_at_the_workers_niceness(tmp_path: Path) -> None:
-    pytest.importorskip("pytriton")
+    require_module("pytriton")
     from glioscope_common.local_services import LocalTriton
 
     niced, plain = LocalTriton(tmp_path, nice=10), LocalTriton(tmp_path)

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from glioscope_common.testing import require_module
 from glioscope_common import metrics
 from glioscope_common.logs import JsonFormatter
 from glioscope_common.settings import CommonSettings
@@ -144,7 +145,7 @@ def test_tracing_is_off_without_an_endpoint() -> None:
 def test_trace_context_travels_in_celery_headers_and_into_json_logs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Publisher and worker in one process (eager-free: a real kombu broker on SQLite): the worker's
     span has the publisher's trace id, and a log line inside the task carries it."""
-    pytest.importorskip("opentelemetry.sdk")
+    require_module("opentelemetry.sdk")
     script = textwrap.dedent(f"""
         import json, logging, threading
         from celery import Celery

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pb = pytest.importorskip("tritonclient.grpc.service_pb2")
+from glioscope_common.testing import require_module
+
+pb = require_module("tritonclient.grpc.service_pb2")
 
 from glioscope_common.inference_backend import TRITON_DTYPES  # noqa: E402
 from glioscope_common.triton_wire import (  # noqa: E402

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.testing import require_path
 
 from .conftest import SERVICE_KEY, as_files, gateway_settings, small_study
 
@@ -87,16 +88,24 @@ def test_truncated_dicom(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: P
 
 
 def test_study_without_the_four_sequences_names_what_is_missing(gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    assert_refused_for_missing_sequences(gateway, orthanc, small_study(tmp_path, seed=4, roles=("T1", "T2")), ("T1c", "FLAIR"))
+
+
+def test_real_vendor_series_without_the_four_sequences_names_what_is_missing(
+    gateway: TestClient, orthanc: LocalOrthanc, tmp_path: Path
+) -> None:
+    """A real Siemens T1 series alone (../shared/data/real: a skip on a developer machine, a failure in CI)."""
+    archive = require_path(REAL / "siemens-t1-mprage-dicom" / "t1_MPRAGEcr_noGRAPPA_19.tar.gz", "../shared/data/real")
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "siemens", filter="data")
+    paths = sorted(p for p in (tmp_path / "siemens").rglob("*") if p.is_file())
+    assert_refused_for_missing_sequences(gateway, orthanc, paths, ("T1c", "T2", "FLAIR"))
+
+
+def assert_refused_for_missing_sequences(
+    gateway: TestClient, orthanc: LocalOrthanc, paths: list[Path], expected_missing: tuple[str, ...]
+) -> None:
     before = orthanc_study_count(orthanc)
-    archive = REAL / "siemens-t1-mprage-dicom" / "t1_MPRAGEcr_noGRAPPA_19.tar.gz"
-    if archive.exists():
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp_path / "siemens", filter="data")
-        paths = sorted(p for p in (tmp_path / "siemens").rglob("*") if p.is_file())
-        expected_missing = ("T1c", "T2", "FLAIR")
-    else:  # a developer machine without ../shared: the same rule on a synthetic study
-        paths = small_study(tmp_path, seed=4, roles=("T1", "T2"))
-        expected_missing = ("T1c", "FLAIR")
     response = gateway.post("/api/studies", files=as_files(paths))
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]

@@ -8,7 +8,6 @@ so a bright FLAIR blob is labelled 2 and a bright T1c blob 3.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ try:
 except ModuleNotFoundError:  # the inference package is not installed in this environment
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from glioscope_common.testing import require_path  # noqa: E402
 from glioscope_common.model_metadata import ModelMetadata  # noqa: E402
 from glioscope_common.volume import Volume  # noqa: E402
 
@@ -30,11 +30,7 @@ RAW = REPO.parent / "shared" / "data" / "real" / "tcga-fg-6692-raw"  # the real 
 
 def raw_case() -> Path:
     """RAW, or a skip on a machine without ../shared (a failure with CI=true: CI has the data)."""
-    if not RAW.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{RAW} is missing (../shared/data/real must be present in CI)")
-        pytest.skip("../shared/data/real is not on this machine")
-    return RAW
+    return require_path(RAW, "../shared/data/real")
 
 
 def tiny_metadata_dict(spacing=(1.5, 1.5, 1.5), patch=(16, 16, 16), mask="nonzero") -> dict:

@@ -7,13 +7,13 @@ keeps both. A study far from the template (a brain cut in half, a phantom) gets 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from glioscope_common.testing import require_path
 from glioscope_common.brain_atlas import locate_in_atlas
 from glioscope_common.volume import Volume
 from glioscope_inference.atlas import apply_affine, register_to_atlas
@@ -24,10 +24,7 @@ CASE = "Brats18_CBICA_ALU_1"  # a left temporal tumour (checked by eye on the T1
 
 def _case() -> tuple[Volume, np.ndarray]:
     folder = BRATS / CASE
-    if not folder.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{folder} is missing (../shared/data must be present in CI)")
-        pytest.skip("../shared/data/brats18-labelled is not on this machine")
+    require_path(folder, "../shared/data/brats18-labelled")
     t1 = nib.load(str(folder / f"{CASE}_t1.nii.gz"))
     labels = np.asarray(nib.load(str(folder / f"{CASE}_seg.nii.gz")).dataobj)
     return Volume(np.asarray(t1.dataobj, dtype=np.float32), np.asarray(t1.affine, dtype=float)), labels

@@ -5,9 +5,7 @@ from the worker's report payload."""
 from __future__ import annotations
 
 import io
-import os
 import random
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -21,6 +19,7 @@ from pydicom.uid import generate_uid
 
 from glioscope_common.dicom_volume import read_series, write_series
 from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.testing import require_executable, require_module, require_path
 from glioscope_common.volume import Volume
 
 try:
@@ -201,10 +200,7 @@ SIEMENS_MPRAGE = REAL / "siemens-t1-mprage-dicom" / "t1_MPRAGEcr_noGRAPPA_19.tar
 
 def dciodvfy_findings(path: Path) -> list[str]:
     """dciodvfy's Error and Warning lines for one file. Fails (CI=true) or skips (elsewhere) without dciodvfy."""
-    if shutil.which("dciodvfy") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("dciodvfy (Debian dicom3tools) is not installed", pytrace=False)
-        pytest.skip("dciodvfy (Debian dicom3tools) not installed")
+    require_executable("dciodvfy", "Debian dicom3tools")
     proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
     output = proc.stdout + proc.stderr
     assert output.strip(), "dciodvfy printed nothing"
@@ -234,10 +230,7 @@ def test_dciodvfy(source, tmp_path):
 
 def test_dciodvfy_on_a_vendor_series(tmp_path):
     """A SEG on a real Siemens MR series (../shared/data/real): no error, no warning, and it reads back."""
-    if not SIEMENS_MPRAGE.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SIEMENS_MPRAGE} is missing (../shared/data/real must be present in CI)")
-        pytest.skip("../shared/data/real is not on this machine")
+    require_path(SIEMENS_MPRAGE, "../shared/data/real")
     with tarfile.open(SIEMENS_MPRAGE) as tar:
         tar.extractall(tmp_path / "siemens", filter="data")
     datasets = [pydicom.dcmread(p) for p in sorted((tmp_path / "siemens").rglob("*.dcm"))]
@@ -258,7 +251,7 @@ def test_dciodvfy_on_a_vendor_series(tmp_path):
     np.testing.assert_array_equal(read_segmentation(written, datasets), labels)
 
     # The worker's report payload from the same series, and the SR and PDF the reporting service makes of it.
-    reports = pytest.importorskip("glioscope_reporting.reports.dicom_export")
+    reports = require_module("glioscope_reporting.reports.dicom_export")
     from glioscope_common.measurements import LabelVolume, Measurements
     from glioscope_inference.segmentation.service import SEG_SERIES_NUMBER, Outputs, SegmentationService
     from glioscope_reporting.reports.schemas import CreateReport

@@ -7,12 +7,12 @@ before anything else (preprocess.without_constant_background)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from glioscope_common.testing import require_path
 from glioscope_common.volume import Volume
 from glioscope_inference.pipeline import segment_study
 from glioscope_inference.preprocess import constant_background, without_constant_background
@@ -47,10 +47,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_labels_survive_rescaling_offsets_and_zscoring_on_a_real_case() -> None:
     """The shipped model on the real BraTS case: x3 + 100 on every voxel, and z-scored copies whose
     background is a constant negative value, give the same whole tumour (Dice within 0.02)."""
-    if not BRATS.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{BRATS} is missing (../shared/data/real must be present in CI)")
-        pytest.skip("../shared/data/real is not on this machine")
+    require_path(BRATS, "../shared/data/real")
     import nibabel as nib
 
     from glioscope_common.inference_backend import OnnxRuntimeBackend

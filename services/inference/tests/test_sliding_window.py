@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from glioscope_common.testing import require_module
 from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.inference_backend import OnnxRuntimeBackend, TritonBackend, make_backend
 from glioscope_inference.sliding_window import gaussian_importance_map, sliding_window_inference, window_starts
@@ -175,7 +176,7 @@ def test_mirroring_inside_the_graph_equals_whole_volume_passes(tmp_path):
     """A model rewritten by glioscope_training.mirror_graph (one request per patch, probabilities
     out) gives what the worker computed with a second, mirrored sliding-window pass: the windows are
     placed symmetrically and the Gaussian weight is symmetric."""
-    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    onnx = require_module("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     from glioscope_training.mirror_graph import mirror_in_graph

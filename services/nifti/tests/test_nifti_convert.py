@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from glioscope_common.testing import require_executable, require_path
 from glioscope_common.volume import Volume
 from glioscope_nifti.main import create_app
 from glioscope_nifti.settings import Settings
@@ -84,11 +84,9 @@ def test_convert_pydicom_path(tmp_path: Path, auth) -> None:
     assert not list((tmp_path / "ds/.tmp").iterdir())
 
 
-@pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="dcm2niix not installed")
 def test_convert_real_ge_series_with_dcm2niix(client: TestClient, auth, root: Path) -> None:
-    zip_path = GE_ZIP if GE_ZIP.exists() else GE_ZIP_ALT
-    if not zip_path.exists():
-        pytest.skip("shared/data/real/ge-epi-dicom is not here")
+    require_executable("dcm2niix", "Debian dcm2niix")
+    zip_path = require_path(GE_ZIP if GE_ZIP.exists() else GE_ZIP_ALT, "../shared/data/real/ge-epi-dicom")
     response = client.post(
         "/api/nifti/convert",
         params={"subject": "GE", "session": "1", "suffix": "T2w"},
@@ -104,8 +102,8 @@ def test_convert_real_ge_series_with_dcm2niix(client: TestClient, auth, root: Pa
     assert (root / result["path"]).exists()
 
 
-@pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="dcm2niix not installed")
 def test_convert_generated_series_with_dcm2niix(client: TestClient, auth) -> None:
+    require_executable("dcm2niix", "Debian dcm2niix")
     body, volume = _series_zip()
     response = client.post("/api/nifti/convert", params={"subject": "X", "session": "Y", "suffix": "FLAIR"}, content=body, headers=auth)
     assert response.status_code == 201, response.text

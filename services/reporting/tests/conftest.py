@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import inspect, text
 
+from glioscope_common.testing import require_service
 from glioscope_common.db import make_engine
 from glioscope_common.internal_identity import bearer_header
 from glioscope_common.records.migrate import migrate as migrate_records
@@ -26,9 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _unavailable(message: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"Postgres unavailable in CI: {message}", pytrace=False)
-    pytest.skip(f"Postgres unavailable: {message}")
+    require_service("Postgres", message)
 
 
 @pytest.fixture(scope="session")

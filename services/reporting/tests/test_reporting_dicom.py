@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 
+from glioscope_common.testing import require_executable
 from glioscope_common.dicomweb import HttpDicomWeb
 from glioscope_common.measurements import Measurements
 from glioscope_reporting.main import create_app
@@ -35,10 +34,7 @@ STUDY_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", 
 
 def dciodvfy_findings(data: bytes, tmp_path: Path, name: str) -> list[str]:
     """dciodvfy's Error and Warning lines. Without dciodvfy: a skip, a failure with CI=true."""
-    if shutil.which("dciodvfy") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("dciodvfy (Debian dicom3tools) is not installed", pytrace=False)
-        pytest.skip("dciodvfy (dicom3tools) is not installed")
+    require_executable("dciodvfy", "Debian dicom3tools")
     path = tmp_path / f"{name}.dcm"
     path.write_bytes(data)
     result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
