@@ -17,8 +17,8 @@ writes
 
     <out>/glioscope_brain_bbox/1/model.onnx   config.pbtxt  configs/cpu.pbtxt  metadata.json
     <out>/glioscope_brain_mask/1/model.onnx   config.pbtxt  configs/cpu.pbtxt  metadata.json
-    (+ LICENSE-deepbet in both); with --bundle DIR also the worker's single folder (bundle()):
-    DIR/bbox.onnx  mask.onnx  metadata.json  LICENSE-deepbet
+    (+ LICENSE-deepbet in both); with --bundle DIR also the worker's folder (bundle()):
+    DIR/metadata.json  LICENSE-deepbet, and the two Triton model folders copied beside DIR (DIR/../glioscope_brain_bbox/, ...)
 
 Each ONNX graph takes `image` float32 [1, 1, X, Y, Z] and gives `brain` float32 [1, 1, X, Y, Z], the
 softmax probability of the brain class (deepbet's output channel 1; channel 0 is 1 - brain and is
@@ -358,15 +358,23 @@ def export_all(out_root: str | Path, two_pass_norm: bool = True) -> dict[str, fl
 
 
 def bundle(out_root: str | Path, dest: str | Path) -> Path:
-    """The worker's model folder (`model_repository/glioscope_brainmask/`) from the two exported
-    folders: bbox.onnx, mask.onnx, LICENSE-deepbet and one metadata.json (the pipeline constants, both
-    networks' sources, and how the platform uses the mask: dilation, plausible brain volume). No
-    config.pbtxt: the worker runs these networks with onnxruntime (Triton serving is a next step)."""
+    """The worker's model folder (`model_repository/glioscope_brainmask/`: LICENSE-deepbet and one
+    metadata.json with the pipeline constants, both networks' sources, and how the platform uses the mask:
+    dilation, plausible brain volume) and, beside it, the two networks as Triton models
+    (`glioscope_brain_bbox/`, `glioscope_brain_mask/`: 1/model.onnx, config.pbtxt, configs/cpu.pbtxt,
+    LICENSE-deepbet). metadata.json's `files` point into those folders, so the worker's onnxruntime and
+    Triton read the same ONNX files."""
     out_root, dest = Path(out_root), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     metas = {}
+    files = {}
     for role, model_name in (("bbox", BBOX_MODEL), ("mask", MASK_MODEL)):
-        shutil.copyfile(out_root / model_name / "1" / "model.onnx", dest / f"{role}.onnx")
+        served = dest.parent / model_name
+        (served / "1").mkdir(parents=True, exist_ok=True)
+        (served / "configs").mkdir(exist_ok=True)
+        for item in ("1/model.onnx", "config.pbtxt", "configs/cpu.pbtxt", "LICENSE-deepbet"):
+            shutil.copyfile(out_root / model_name / item, served / item)
+        files[role] = f"../{model_name}/1/model.onnx"
         metas[role] = json.loads((out_root / model_name / "metadata.json").read_text())
     shutil.copyfile(out_root / MASK_MODEL / "LICENSE-deepbet", dest / "LICENSE-deepbet")
     mask = metas["mask"]
@@ -374,8 +382,9 @@ def bundle(out_root: str | Path, dest: str | Path) -> Path:
         "name": BRAIN_MODEL,
         "pipeline": "deepbet",
         "version": mask["version"],
-        "files": {"bbox": "bbox.onnx", "mask": "mask.onnx"},
-        "files_sha256": {role: _sha256(dest / f"{role}.onnx") for role in ("bbox", "mask")},
+        "files": files,
+        "triton_models": {"bbox": BBOX_MODEL, "mask": MASK_MODEL},
+        "files_sha256": {role: _sha256(dest / files[role]) for role in ("bbox", "mask")},
         "input_name": mask["input_name"],
         "output_name": mask["output_name"],
         "input_shapes": {role: metas[role]["input_shape"] for role in ("bbox", "mask")},
@@ -392,8 +401,8 @@ def bundle(out_root: str | Path, dest: str | Path) -> Path:
             "brain_ml_range": list(BRAIN_ML_RANGE),
             "outside_mask": "every channel set to 0 on the model grid before normalisation; labels removed",
         },
-        "serving": "onnxruntime in the worker process (also with Triton for the tumour model); "
-                   "Triton serving of the brain model: next step",
+        "serving": "onnxruntime in the worker process (also when the tumour model is on Triton); the two networks "
+                   "are also Triton models (glioscope_brain_bbox, glioscope_brain_mask: config.pbtxt, configs/cpu.pbtxt)",
         "source": {**{k: v for k, v in mask["source"].items() if k not in ("weights_file", "weights_sha256")},
                    "weights": {role: {"file": metas[role]["source"]["weights_file"],
                                       "sha256": metas[role]["source"]["weights_sha256"]} for role in ("bbox", "mask")}},
@@ -477,7 +486,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--onnx-instance-norm", action="store_true",
                     help="keep ONNX InstanceNormalization nodes (faster, but less exact in onnxruntime)")
     ap.add_argument("--bundle", default=None,
-                    help="also write the worker's single model folder here (model_repository/glioscope_brainmask)")
+                    help="also write the worker's folder here (model_repository/glioscope_brainmask) and the two "
+                         "Triton model folders beside it")
     args = ap.parse_args(argv)
     checks = export_all(args.out, two_pass_norm=not args.onnx_instance_norm)
     if args.bundle:

@@ -2,11 +2,12 @@
 `glioscope_training.brain_extraction_export`) run with onnxruntime, and a numpy copy of deepbet's
 pipeline around them (no torch, no cc3d, no fill_voids). See docs/brain-extraction.md.
 
-The model folder (`model_repository/glioscope_brainmask/`) holds `bbox.onnx` (coarse network, 128³),
-`mask.onnx` (fine network, 256³), `metadata.json` (pipeline constants, thresholds, source, licence)
-and `LICENSE-deepbet` (MIT: keep it with the weights). The worker loads it once per process
-(`load_brain_extractor`). Triton serving of these networks is a next step: the folder has no
-`config.pbtxt`, and the tumour model's Triton configuration is unaffected.
+The model folder (`model_repository/glioscope_brainmask/`) holds `metadata.json` (pipeline constants,
+thresholds, source, licence; `files` names the two networks) and `LICENSE-deepbet` (MIT: keep it with
+the weights). The networks are Triton models beside it, `glioscope_brain_bbox/1/model.onnx` (coarse,
+128³) and `glioscope_brain_mask/1/model.onnx` (fine, 256³), each with `config.pbtxt` and
+`configs/cpu.pbtxt`; the worker runs the same files with onnxruntime in its own process, loaded once
+(`load_brain_extractor`), also when the tumour model is on Triton (docs/brain-extraction.md says why).
 """
 
 from __future__ import annotations

@@ -34,10 +34,13 @@ def test_the_model_folder_is_complete_and_says_where_it_comes_from() -> None:
     meta = json.loads((BRAIN_DIR / "metadata.json").read_text())
     assert meta["pipeline"] == "deepbet" and meta["licence"]["spdx"] == "MIT"
     assert "Münster" in (BRAIN_DIR / "LICENSE-deepbet").read_text()
-    for name in meta["files"].values():
-        assert (BRAIN_DIR / name).stat().st_size > 1_000_000
+    import hashlib
+
+    for role, name in meta["files"].items():  # the networks are the Triton models' files (test_brain_triton.py)
+        assert name == f"../{meta['triton_models'][role]}/1/model.onnx"
+        assert hashlib.sha256((BRAIN_DIR / name).read_bytes()).hexdigest() == meta["files_sha256"][role]
     assert meta["use"]["brain_ml_range"] == [800.0, 2200.0]
-    # not a Triton model (yet): no config, so the test Triton's shadow repository leaves it out
+    # the pipeline's folder (metadata, licence) is not a Triton model itself: Triton loads the networks' folders
     assert not (BRAIN_DIR / "config.pbtxt").exists()
 
 
