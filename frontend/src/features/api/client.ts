@@ -26,6 +26,7 @@ export interface Job {
   timings_s: Record<string, number>;
   seg_series_instance_uid: string | null;
   seg_sop_instance_uid: string | null;
+  nifti_paths?: Record<string, string>; // "brain_mask" when brain extraction ran
   created_at: string;
   finished_at: string | null;
 }

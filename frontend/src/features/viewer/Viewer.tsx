@@ -31,6 +31,8 @@ import { parseSeg, rasterise, type Segment } from './dicomSeg';
 import { PRESETS, applyPreset, type VoiRange } from './presets';
 import { DEFAULT_FILL_ALPHA, opacityOf, segmentFillStyle } from './segmentStyle';
 import { Measurements } from './Measurements';
+import { BrainMaskToggle } from './BrainMaskToggle';
+import { BRAIN_SEG_ID } from './useBrainMaskOutline';
 
 const VIEWPORTS = [
   { id: 'axial', label: 'Axial', orientation: Enums.OrientationAxis.AXIAL },
@@ -221,7 +223,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         elements.current.axial?.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
         await setVolumesForViewports(engine, [{ volumeId }], MPR_IDS);
         // a new volume replaces the viewports' actors: the labelmap is drawn again on top of it
-        if (segmentation.state.getSegmentation(SEG_ID)) toolUtilities.segmentation.triggerSegmentationRenderBySegmentationId(SEG_ID);
+        for (const id of [SEG_ID, BRAIN_SEG_ID]) if (segmentation.state.getSegmentation(id)) toolUtilities.segmentation.triggerSegmentationRenderBySegmentationId(id);
         baseVoi.current = null;
         const centre = tumourCentre.current;
         if (centre) for (const id of MPR_IDS) sliceThrough(engine.getViewport(id) as Types.IVolumeViewport, centre);
@@ -621,6 +623,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         >
           Crosshairs
         </button>
+        <BrainMaskToggle api={api} study={study} reference={t1cVolume} viewportIds={MPR_IDS} activeSegmentationId={SEG_ID} ready={overlayReady} />
         <span className="group" role="group" aria-label="Panel">
           <button className={panel === 'segments' ? 'active' : ''} onClick={() => setPanel('segments')}>Segments</button>
           <button className={panel === 'report' ? 'active' : ''} onClick={() => setPanel('report')} disabled={!segmented}>Report</button>
