@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pydicom
 import pytest
@@ -335,6 +336,42 @@ def test_a_surviving_identifier_fails_the_export(secure_gateway: TestClient, tmp
     assert response.status_code == 500, response.text
     assert response.json()["error"] == "deidentification_failed"
     assert PATIENT_ID not in response.text and "SequenceName" in response.text
+    assert orthanc_studies(gateway) == studies_before
+
+
+def test_an_undeletable_copy_fails_the_export_visibly(secure_gateway: TestClient, tmp_path: Path, monkeypatch) -> None:
+    """The PACS refuses to delete the anonymised copy: the export is refused (503, nothing sent), the copy is
+    counted in glioscope_degraded_total{component="export_cleanup"}. Catches a copy left behind with only a
+    warning in the log."""
+    from prometheus_client import REGISTRY
+
+    from glioscope_gateway.studies import export
+
+    gateway = secure_gateway
+    source = build_source(tmp_path)
+    put_in_pacs(gateway, source)
+    studies_before = orthanc_studies(gateway)
+    orthanc = gateway.app.state.container.orthanc  # type: ignore[attr-defined]
+    attempts: list[str] = []
+
+    def refuse(copy: str) -> None:
+        attempts.append(copy)
+        raise httpx.ConnectError("the PACS refuses the delete")
+
+    def degraded() -> float:
+        return REGISTRY.get_sample_value("glioscope_degraded_total", {"component": "export_cleanup"}) or 0.0
+
+    before = degraded()
+    monkeypatch.setattr(export.time, "sleep", lambda s: None)
+    monkeypatch.setattr(orthanc, "delete_study", refuse)
+    response = gateway.post(f"/api/studies/{source.study_instance_uid}/export", headers=researcher(gateway))
+    assert response.status_code == 503, response.text
+    assert "could not be removed" in response.json()["detail"] and response.headers["content-type"] != "application/zip"
+    assert len(attempts) == 3 and len(set(attempts)) == 1
+    assert degraded() == before + 1
+    monkeypatch.undo()
+    assert orthanc_studies(gateway) == studies_before + 1  # the copy is there, as the error says
+    orthanc.delete_study(attempts[0])
     assert orthanc_studies(gateway) == studies_before
 
 

@@ -48,6 +48,18 @@ INFERENCE_SECONDS = Histogram(
 # Stages whose duration is inference proper (pipeline timings_s keys).
 INFERENCE_STAGES = ("inference",)
 
+# A fallback that keeps a service running in a weaker mode is counted here, never taken silently (issue 23):
+# `component` names it (ratelimit_redis: a sign-in/upload limit held per process because Redis failed;
+# oidc_jwks_stale: OIDC tokens checked with keys kept from an earlier fetch; export_cleanup: a
+# de-identified copy that could not be deleted). Alert: GlioscopeDegraded (infra/prometheus/rules).
+DEGRADED_TOTAL = Counter(
+    "glioscope_degraded_total", "Times a component fell back to a degraded mode", ["component"]
+)
+
+
+def count_degraded(component: str) -> None:
+    DEGRADED_TOTAL.labels(component=component).inc()
+
 
 def backend_label(inference_url: str) -> str:
     """`triton` for grpc/http URLs, `onnxruntime` otherwise (the label of glioscope_inference_seconds)."""

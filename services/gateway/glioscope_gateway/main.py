@@ -86,7 +86,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
     if settings.oidc_jwks_url:
         oidc = OidcVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
                             settings.oidc_role_claim, settings.oidc_projects_claim, settings.oidc_username_claim,
-                            settings.oidc_jwks_cache_s)
+                            settings.oidc_jwks_cache_s, settings.oidc_jwks_max_age_s)
     auth = AuthService(
         sessions,
         LocalTokens(settings.jwt_key, settings.access_token_ttl_s, settings.refresh_token_ttl_s),

@@ -51,6 +51,9 @@ class GatewaySettings(CommonSettings):
     oidc_projects_claim: str = "projects"
     oidc_username_claim: str = "preferred_username"
     oidc_jwks_cache_s: float = Field(300.0, gt=0)
+    # While the identity provider is unreachable, keys from the last successful fetch are used for at most
+    # this long after that fetch; older ones are refused (fail closed: 401 for OIDC tokens).
+    oidc_jwks_max_age_s: float = Field(3600.0, gt=0)
     # Seconds a verified API key is remembered (no database lookup); a key revoked on another
     # replica is still accepted here for at most this long. 0: look it up on every request.
     api_key_cache_s: float = Field(10.0, ge=0)

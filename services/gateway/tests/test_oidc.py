@@ -31,6 +31,7 @@ class Jwks:
     def __init__(self) -> None:
         self.fetches = 0
         self.keys: list[dict] = []
+        self.down = False  # the provider answers 503
 
 
 def rsa_key(kid: str) -> tuple[str, dict]:
@@ -52,6 +53,9 @@ def jwks_server() -> Iterator[tuple[str, Jwks]]:
         def do_GET(self) -> None:  # noqa: N802
             state.fetches += 1
             body = json.dumps({"keys": state.keys}).encode()
+            if state.down:
+                self.send_error(503)
+                return
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -112,3 +116,33 @@ def test_oidc_tokens(tmp_path: Path, orthanc: LocalOrthanc, jwks_server: tuple[s
         forged = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "roles": ["admin"], "exp": int(time.time()) + 60},
                             public_pem, algorithm="HS256", headers={"kid": "key-1"})
         assert client.get("/api/auth/me", headers=bearer(forged)).status_code == 401
+
+
+def test_kept_keys_expire_while_the_provider_is_unreachable(jwks_server: tuple[str, Jwks]) -> None:
+    """The provider goes down: the last keys are used (counted, logged) up to max_age_s after their fetch, then
+    every OIDC token is refused until the provider is back. Catches a verifier that keeps keys forever."""
+    from prometheus_client import REGISTRY
+
+    from glioscope_common.errors import Unauthorized
+    from glioscope_gateway.auth.tokens import OidcVerifier
+
+    def degraded() -> float:
+        return REGISTRY.get_sample_value("glioscope_degraded_total", {"component": "oidc_jwks_stale"}) or 0.0
+
+    url, state = jwks_server
+    pem, public = rsa_key("key-1")
+    state.keys = [public]
+    verifier = OidcVerifier(url, ISSUER, AUDIENCE, cache_s=60, max_age_s=600)
+    assert verifier.principal(token(pem, "key-1")).role.value == "radiologist"
+    state.down = True
+    verifier._fetched_at -= 120  # the cache has expired: a refetch is due and fails
+    before = degraded()
+    assert verifier.principal(token(pem, "key-1")).subject == "oidc:dr.who"  # kept keys, 120 s old
+    assert degraded() == before + 1
+    verifier._fetched_at -= 600  # now older than max_age_s
+    with pytest.raises(Unauthorized, match="keys are unavailable"):
+        verifier.principal(token(pem, "key-1"))
+    with pytest.raises(Unauthorized):  # and stays refused, not served from the old keys again
+        verifier.principal(token(pem, "key-1"))
+    state.down = False  # the provider is back: accepted again
+    assert verifier.principal(token(pem, "key-1")).role.value == "radiologist"

@@ -34,19 +34,28 @@ def _settings():  # type: ignore[no-untyped-def]
     return CommandSettings()
 
 
-def _default_model_dir() -> Path:
+def _checked_settings():  # type: ignore[no-untyped-def]
+    """The settings, or a bad-input error naming what is wrong: no silent default when GLIOSCOPE_* is invalid
+    (a wrong GLIOSCOPE_INFERENCE_URL or GLIOSCOPE_MODEL_REPOSITORY must not quietly become onnxruntime or a
+    relative path)."""
+    from pydantic import ValidationError
+
     try:
-        settings = _settings()
-        return Path(settings.model_repository) / settings.model_name
-    except Exception:
-        return Path("model_repository/glioscope_unet")
+        return _settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise UnprocessableInput(
+            f"invalid GLIOSCOPE_* settings ({problems}); fix the environment or give --model-dir and --inference-url"
+        ) from None
+
+
+def _default_model_dir() -> Path:
+    settings = _checked_settings()
+    return Path(settings.model_repository) / settings.model_name
 
 
 def _default_inference_url() -> str:
-    try:
-        return str(_settings().inference_url)
-    except Exception:
-        return "onnxruntime"
+    return str(_checked_settings().inference_url)
 
 
 def load_nifti(path: str | Path) -> Volume:

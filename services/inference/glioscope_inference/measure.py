@@ -52,20 +52,32 @@ def _slice_axis(affine: np.ndarray, tol: float = 1e-4) -> int | None:
 
 
 def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    if len(points) == 1:
-        return 0.0, points[0], points[0]
-    candidates = points
-    if len(points) > 3:
+    """The exact largest distance between two of `points` (n x d) and the pair: the farthest pair lies on the
+    convex hull, so all hull vertices are compared with each other (in chunks, bounded memory; never a
+    thinned subset). Points Qhull cannot hull (fewer than d + 1 distinct ones, or all on one line, such as a
+    line of voxels) are few, and are compared all with all."""
+    candidates = np.unique(points, axis=0)
+    if len(candidates) == 1:
+        return 0.0, candidates[0], candidates[0]
+    if len(candidates) > points.shape[1] + 1:
         try:
-            candidates = points[ConvexHull(points).vertices]
-        except (QhullError, ValueError):
-            candidates = points
-        if len(candidates) > 4000:  # degenerate hull fallback guard
-            candidates = candidates[:: int(np.ceil(len(candidates) / 4000))]
-    diff = candidates[:, None, :] - candidates[None, :, :]
-    dist = np.sqrt((diff**2).sum(-1))
-    a, b = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return float(dist[a, b]), candidates[a], candidates[b]
+            candidates = candidates[ConvexHull(candidates).vertices]
+        except QhullError:  # degenerate (collinear) input: no hull; compare every distinct point
+            pass
+    return _farthest_pair(candidates)
+
+
+def _farthest_pair(candidates: np.ndarray, max_pairs: int = 4_000_000) -> tuple[float, np.ndarray, np.ndarray]:
+    n = len(candidates)
+    chunk = max(1, max_pairs // n)
+    best, a, b = -1.0, 0, 0
+    for start in range(0, n, chunk):
+        block = candidates[start : start + chunk]
+        squared = ((block[:, None, :] - candidates[None, :, :]) ** 2).sum(-1)
+        i, j = np.unravel_index(int(np.argmax(squared)), squared.shape)
+        if squared[i, j] > best:
+            best, a, b = float(squared[i, j]), start + int(i), int(j)
+    return float(np.sqrt(best)), candidates[a], candidates[b]
 
 
 def _perpendicular_chord(points: np.ndarray, direction: np.ndarray, bin_mm: float) -> float:

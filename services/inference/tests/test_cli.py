@@ -56,6 +56,20 @@ def test_missing_file_exit_code_2(nifti_inputs, tiny_model_dir, tmp_path, capsys
     assert code == 2 and "absent.nii.gz" in err and len(err.splitlines()) == 1
 
 
+def test_invalid_settings_fail_instead_of_falling_back(nifti_inputs, tmp_path, capsys, monkeypatch):
+    """An invalid GLIOSCOPE_* environment is an error naming the setting, not a quiet relative model path
+    or onnxruntime (catches a CLI that swallows settings errors again)."""
+    monkeypatch.setenv("GLIOSCOPE_METRICS_PORT", "not-a-port")
+    code = main([
+        "segment", "--t1", str(nifti_inputs["T1"]), "--t1c", str(nifti_inputs["T1c"]),
+        "--t2", str(nifti_inputs["T2"]), "--flair", str(nifti_inputs["FLAIR"]), "--output", str(tmp_path / "out"),
+    ])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "invalid GLIOSCOPE_* settings" in err and "metrics_port" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_sequence_argument_exit_code_2(nifti_inputs, tiny_model_dir, tmp_path, capsys):
     code = main(["segment", "--t1", str(nifti_inputs["T1"]), "--output", str(tmp_path / "o"),
                  "--model-dir", str(tiny_model_dir)])

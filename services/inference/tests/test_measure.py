@@ -172,3 +172,30 @@ def test_edited_masks_keep_the_model_runs_warnings_and_registration(tiny_metadat
     assert edited.atlas_registration == prior.atlas_registration
     assert (prior.hemisphere, edited.hemisphere) == ("right", "left")  # x 100-136 -> 0-36; x 20-56 -> -80..-44
     assert model_run_context(None) == (None, [])
+
+
+def test_max_distance_is_exact_on_a_hull_with_thousands_of_vertices():
+    """6000 points on a circle (every one a hull vertex) and two opposite points just outside it: the diameter
+    is theirs, 102 mm. Catches a thinned hull (the earlier code kept every 2nd vertex above 4000 and answered
+    100.5 mm)."""
+    from glioscope_inference.measure import _max_distance
+
+    angles = np.linspace(0, 2 * np.pi, 6000, endpoint=False)
+    circle = 50 * np.c_[np.cos(angles), np.sin(angles)]
+    spike = 51 * np.array([np.cos(0.3007), np.sin(0.3007)])
+    diameter, a, b = _max_distance(np.r_[circle, [spike, -spike]])
+    assert diameter == pytest.approx(102.0, abs=1e-9)
+    assert {tuple(np.round(a, 6)), tuple(np.round(b, 6))} == {tuple(np.round(spike, 6)), tuple(np.round(-spike, 6))}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_max_distance_equals_all_pairs(seed):
+    from glioscope_inference.measure import _max_distance
+
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, 40, size=(300, 2)).astype(float) * [0.9, 1.1]
+    line = np.c_[np.arange(50.0), np.full(50, 3.0)]  # collinear: no hull, all pairs
+    for pts in (points, line, points[:2], points[:1]):
+        brute = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1)).max()
+        diameter, a, b = _max_distance(pts)
+        assert diameter == pytest.approx(brute) and np.linalg.norm(a - b) == pytest.approx(brute)

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Protocol
 
+from glioscope_common.metrics import count_degraded
 from glioscope_gateway.auth.errors import RateLimited
 
 logger = logging.getLogger("glioscope.gateway.ratelimit")
@@ -79,7 +80,9 @@ return 1
 
 
 class RedisTokenBucket:
-    """The same bucket in Redis (one Lua script, atomic); falls back to the local bucket if Redis is down."""
+    """The same bucket in Redis (one Lua script, atomic). If Redis is down the in-process bucket holds the limit
+    (per replica, so N replicas allow up to N times the rate): each such request is logged at warning level and
+    counted in `glioscope_degraded_total{component="ratelimit_redis"}` (alert GlioscopeDegraded)."""
 
     def __init__(self, redis_url: str, name: str, rate_per_min: float, burst: int) -> None:
         import redis
@@ -96,8 +99,8 @@ class RedisTokenBucket:
         try:
             allowed, tokens = self._script(keys=[f"glioscope:ratelimit:{self.name}:{key}"],
                                            args=[self.rate, self.burst, time.time()])
-        except Exception:
-            logger.warning("rate limiter: Redis unavailable, using the in-process bucket")
+        except Exception as exc:
+            self._degraded(exc)
             self._fallback.hit(key)
             return
         if not int(allowed):
@@ -106,9 +109,14 @@ class RedisTokenBucket:
     def refund(self, key: str) -> None:
         try:
             self._refund(keys=[f"glioscope:ratelimit:{self.name}:{key}"], args=[self.burst])
-        except Exception:
-            logger.warning("rate limiter: Redis unavailable, using the in-process bucket")
+        except Exception as exc:
+            self._degraded(exc)
             self._fallback.refund(key)
+
+    def _degraded(self, exc: Exception) -> None:
+        count_degraded("ratelimit_redis")
+        logger.warning("rate limiter %s: Redis unavailable (%s), the limit is per process until it is back",
+                       self.name, type(exc).__name__)
 
 
 def make_limiter(redis_url: str, name: str, rate_per_min: float, burst: int) -> Limiter:

@@ -14,6 +14,7 @@ import httpx
 from jose import ExpiredSignatureError, JWTError, jwt
 
 from glioscope_common.errors import Unauthorized
+from glioscope_common.metrics import count_degraded
 from glioscope_common.records.access import Role
 from glioscope_gateway.auth.errors import Forbidden
 from glioscope_gateway.auth.principal import Principal
@@ -73,7 +74,11 @@ class LocalTokens:
 
 
 class OidcVerifier:
-    """RS256 tokens of an external identity provider, checked against its JWKS (cached, refetched on an unknown key)."""
+    """RS256 tokens of an external identity provider, checked against its JWKS (cached, refetched on an unknown key).
+
+    While the provider is unreachable the last fetched keys are used, each time logged and counted
+    (`glioscope_degraded_total{component="oidc_jwks_stale"}`), for at most `max_age_s` after their fetch;
+    after that every OIDC token is refused until the provider answers again (fail closed)."""
 
     def __init__(
         self,
@@ -84,6 +89,7 @@ class OidcVerifier:
         projects_claim: str = "projects",
         username_claim: str = "preferred_username",
         cache_s: float = 300.0,
+        max_age_s: float = 3600.0,
     ) -> None:
         self.jwks_url = jwks_url
         self.issuer = issuer
@@ -92,6 +98,7 @@ class OidcVerifier:
         self.projects_claim = projects_claim
         self.username_claim = username_claim
         self.cache_s = cache_s
+        self.max_age_s = max(max_age_s, cache_s)
         self.min_refetch_s = 10.0  # an unknown key ID refetches the JWKS at most this often
         self._keys: list[dict[str, Any]] = []
         self._fetched_at = float("-inf")
@@ -109,9 +116,15 @@ class OidcVerifier:
                 self._keys = list(response.json()["keys"])
                 self._fetched_at = time.monotonic()
             except Exception as exc:
-                logger.warning("the OIDC provider's JWKS could not be fetched (%s)", type(exc).__name__)
-                if not self._keys:
+                if not self._keys or age > self.max_age_s:
+                    logger.warning("the OIDC provider's JWKS could not be fetched (%s); %s", type(exc).__name__,
+                                   "no keys yet" if not self._keys else f"the kept keys are {age:.0f} s old "
+                                   f"(max {self.max_age_s:.0f} s): OIDC tokens refused")
+                    self._keys = []
                     raise Unauthorized("the identity provider's keys are unavailable") from exc
+                count_degraded("oidc_jwks_stale")
+                logger.warning("the OIDC provider's JWKS could not be fetched (%s); using the keys fetched %.0f s "
+                               "ago (refused after %.0f s)", type(exc).__name__, age, self.max_age_s)
             return self._keys
 
     def _key_for(self, kid: str | None) -> dict[str, Any]:

@@ -37,7 +37,10 @@ Study/Series/SOP Instance UIDs, the export fails (500 `deidentification_failed`,
 never the value) and nothing is sent.
 
 The anonymised copy Orthanc makes is downloaded (`GET /studies/{copy}/archive`) and deleted at once; the
-watcher ignores such copies (Orthanc marks them with the `AnonymizedFrom` metadata). File names in the zip
+watcher ignores such copies (Orthanc marks them with the `AnonymizedFrom` metadata). A copy that cannot be
+deleted (three tries) fails the export (503, nothing sent), is logged at error level with its Orthanc ID and
+counted in `glioscope_degraded_total{component="export_cleanup"}` (alert GlioscopeDegraded): it is never left
+behind silently. File names in the zip
 are `<nn>-<role or modality>/<nnnnn>.dcm`.
 """
 
@@ -46,6 +49,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import time
 import uuid
 import zipfile
 from collections import Counter
@@ -61,6 +65,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from glioscope_common.dicomweb import OrthancRest
 from glioscope_common.errors import GlioscopeError, NotFound, UpstreamUnavailable
+from glioscope_common.metrics import count_degraded
 
 logger = logging.getLogger("glioscope.gateway.export")
 
@@ -355,6 +360,21 @@ def deidentify_archive(archive: bytes, series_roles: Mapping[str, str], identity
     return out.getvalue(), counts
 
 
+def _delete_copy(orthanc: OrthancRest, copy: str, tries: int = 3) -> bool:
+    """Delete the anonymised copy; False (logged at error level, counted) when it stays in the PACS."""
+    for attempt in range(tries):
+        try:
+            orthanc.delete_study(copy)
+            return True
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the copy behind
+            error = exc
+            time.sleep(0.2 * (attempt + 1))
+    count_degraded("export_cleanup")
+    logger.error("could not delete a de-identified copy from the PACS (%s); delete it by hand",
+                 type(error).__name__, extra={"orthanc_id": copy})
+    return False
+
+
 def export_deidentified(orthanc: OrthancRest, study_instance_uid: str, roles: Mapping[str, str] | None = None) -> bytes:
     """A zip of the study de-identified (module docstring); the anonymised copy is removed from the PACS.
 
@@ -371,10 +391,12 @@ def export_deidentified(orthanc: OrthancRest, study_instance_uid: str, roles: Ma
         series_roles = copy_series_roles(orthanc, source, copy, roles or {})
         archive = orthanc._request("GET", f"/studies/{copy}/archive", timeout=600).content
     finally:
-        try:
-            orthanc.delete_study(copy)
-        except Exception:
-            logger.warning("could not delete a de-identified copy from the PACS", extra={"orthanc_id": copy})
+        deleted = _delete_copy(orthanc, copy)
+    if not deleted:
+        raise UpstreamUnavailable(
+            f"the de-identified copy could not be removed from the PACS (Orthanc study {copy}); the export is "
+            "refused until an administrator deletes it"
+        )
     content, counts = deidentify_archive(archive, series_roles, identity)
     logger.info("de-identified export", extra={"files": dict(counts)})
     return content
