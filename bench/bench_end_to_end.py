@@ -68,7 +68,7 @@ def direct_stow_rate(files: list[Path], work: Path) -> float:
 
 
 def pure_onnxruntime_seconds(files: list[Path]) -> tuple[float, dict[str, float]]:
-    from glioscope_common.dicom_volume import read_series
+    from glioscope_common.dicom.read import read_series
     from glioscope_common.inference_backend import OnnxRuntimeBackend
     from glioscope_common.model_metadata import ModelMetadata
     from glioscope_common.sequences import SeriesInfo, identify_sequences

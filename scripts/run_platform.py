@@ -66,7 +66,7 @@ def synthetic_study(out_dir: Path, seed: int) -> Path:
     marker = out_dir / "study.json"
     if marker.exists():
         return out_dir
-    from glioscope_common.dicom_volume import write_study
+    from glioscope_common.dev.synthetic_study import write_study
     from glioscope_common.volume import Volume
     from glioscope_training.synth import generate_case
 
@@ -82,7 +82,8 @@ def real_brats_study(out_dir: Path) -> Path:
     marker = out_dir / "study.json"
     if marker.exists():
         return out_dir
-    from glioscope_common.dicom_volume import volume_from_nifti, write_study
+    from glioscope_common.dev.synthetic_study import write_study
+    from glioscope_common.dicom.nifti import volume_from_nifti
 
     names = {"T1": "t1n", "T1c": "t1c", "T2": "t2w", "FLAIR": "t2f"}
     images = {role: volume_from_nifti(REAL_BRATS / f"BraTS-GLI-00001-000-{suffix}.nii.gz") for role, suffix in names.items()}

@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from glioscope_common.dicom_volume import write_study
+from glioscope_common.dev.synthetic_study import write_study
 from glioscope_common.local_services import LocalOrthanc
 from glioscope_common.stack import LocalStack
 from glioscope_common.testing import REPO_ROOT

@@ -27,7 +27,8 @@ import pydicom
 import pytest
 from pypdf import PdfReader
 
-from glioscope_common.dicom_volume import read_series, write_study
+from glioscope_common.dev.synthetic_study import write_study
+from glioscope_common.dicom.read import read_series
 from glioscope_common.local_services import LocalOrthanc
 from glioscope_common.measurements import REGIONS, Measurements
 from glioscope_common.model_metadata import ModelMetadata

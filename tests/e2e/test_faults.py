@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import redis
 
-from glioscope_common.dicom_volume import write_study
+from glioscope_common.dev.synthetic_study import write_study
 from glioscope_common.internal_identity import bearer_header
 from glioscope_common.local_services import LocalOrthanc, LocalTriton
 from glioscope_common.testing import fresh_postgres_database, require_service

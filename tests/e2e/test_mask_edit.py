@@ -27,7 +27,8 @@ import pydicom
 import pytest
 from kombu import Connection
 
-from glioscope_common.dicom_volume import LPS_TO_RAS, read_series
+from glioscope_common.dicom import LPS_TO_RAS
+from glioscope_common.dicom.read import read_series
 from glioscope_common.labelmap import encode_labels
 from glioscope_common.local_services import LocalOrthanc
 from glioscope_common.testing import cornerstone_geometry, fresh_postgres_database, require_service

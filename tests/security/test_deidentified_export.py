@@ -27,7 +27,8 @@ from pydicom.sequence import Sequence
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from glioscope_common.dicom_volume import read_series, write_study
+from glioscope_common.dev.synthetic_study import write_study
+from glioscope_common.dicom.read import read_series
 from glioscope_common.measurements import LabelVolume, Measurements
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.testing import REPO_ROOT, require_service

@@ -1,7 +1,7 @@
 """The edited-mask wire format shared by the gateway (validates what a client posts) and the worker
 (reads what the gateway stored): gzip of a uint8 label map, voxel (i, j, k) at byte
 i + j*nx + k*nx*ny (Cornerstone3D's volume layout; i column, j row, k slice along the normal, as in
-`glioscope_common.dicom_volume.read_series`).
+`glioscope_common.dicom.read.read_series`).
 
 Decompression is bounded: it never produces more than the expected number of bytes plus one, so a
 gzip bomb costs no more memory than an honest payload.

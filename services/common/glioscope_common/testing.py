@@ -280,7 +280,7 @@ def cornerstone_geometry(datasets: Sequence[Any]) -> dict[str, list[float] | lis
     viewer posts with an edited mask): slices sorted along the scan-axis normal (IOP row x column),
     origin the first slice's ImagePositionPatient, spacing [column, row, slice], direction [row
     cosines, column cosines, normal], all LPS. Written from the DICOM attributes only, independently
-    of `glioscope_common.dicom_volume`."""
+    of `glioscope_common.dicom`."""
     import numpy as np  # noqa: PLC0415
 
     orientation = np.array(datasets[0].ImageOrientationPatient, dtype=float)

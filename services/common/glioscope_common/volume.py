@@ -2,7 +2,7 @@
 
 Convention used across Glioscope: `data` is indexed [i, j, k] and `affine` maps (i, j, k, 1) to
 RAS+ world millimetres, exactly as nibabel does. DICOM (LPS+) is converted at the boundary
-(glioscope_common.dicom_volume).
+(the glioscope_common.dicom package).
 """
 
 from __future__ import annotations

@@ -16,15 +16,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from glioscope_common.dicom_volume import (
-    canonical_slice_order,
-    read_series,
-    series_geometry,
-    volume_from_nifti,
-    volume_to_nifti,
-    write_series,
-    write_study,
-)
+from glioscope_common.dev.synthetic_study import write_study
+from glioscope_common.dicom.nifti import volume_from_nifti, volume_to_nifti
+from glioscope_common.dicom.read import read_series, series_geometry
+from glioscope_common.dicom.write import canonical_slice_order, write_series
 from glioscope_common.errors import UnprocessableInput
 from glioscope_common.volume import Volume
 
@@ -379,7 +374,7 @@ def _plane_instance(pixels: np.ndarray, *, bits_stored: int, transfer_syntax=Exp
     ids=["u16", "u12", "i16", "u8", "i12-falls-back"],
 )
 def test_native_pixels_match_pydicom(dtype, bits_stored, high):
-    from glioscope_common.dicom_volume import _native_pixels
+    from glioscope_common.dicom.read import _native_pixels
 
     rng = np.random.default_rng(0)
     low = -high if np.dtype(dtype).kind == "i" else 0
@@ -396,7 +391,7 @@ def test_native_pixels_match_pydicom(dtype, bits_stored, high):
 
 
 def test_native_pixels_leave_stray_high_bits_to_pydicom():
-    from glioscope_common.dicom_volume import _native_pixels
+    from glioscope_common.dicom.read import _native_pixels
 
     pixels = np.full((4, 5), 0x1000 | 123, "<u2")  # bit 12 set although BitsStored is 12
     ds = _plane_instance(pixels, bits_stored=12)
@@ -438,7 +433,7 @@ LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def test_the_buffer_fast_path_leaves_odd_instances_to_pydicom():
-    from glioscope_common.dicom_volume import _native_pixels
+    from glioscope_common.dicom.read import _native_pixels
 
     pixels = np.arange(12, dtype="<u2").reshape(3, 4)
     ds = _plane_instance(pixels, bits_stored=16)

@@ -13,7 +13,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from glioscope_common.dicom_volume import LPS_TO_RAS, read_series, write_series
+from glioscope_common.dicom import LPS_TO_RAS
+from glioscope_common.dicom.read import read_series
+from glioscope_common.dicom.write import write_series
 from glioscope_common.errors import PayloadTooLarge, UnprocessableInput
 from glioscope_common.labelmap import decode_labels, encode_labels
 from glioscope_common.testing import cornerstone_geometry

@@ -104,7 +104,7 @@ def load_dicom_study(folder: str | Path, overrides: dict[str, str] | None = None
     missing = missing_sequences(mapping)
     if missing:
         raise UnprocessableInput(f"missing sequences: {', '.join(missing)} (found {len(by_series)} series)")
-    from glioscope_common.dicom_volume import read_series  # written alongside; imported lazily
+    from glioscope_common.dicom.read import read_series  # written alongside; imported lazily
 
     volumes: dict[str, Volume] = {}
     frames: dict[str, str] = {}

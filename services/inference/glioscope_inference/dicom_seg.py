@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from glioscope_common.dicom_volume import series_geometry
+from glioscope_common.dicom.read import series_geometry
 from glioscope_common.errors import UnprocessableInput
 from glioscope_common.model_metadata import ModelMetadata
 
@@ -165,7 +165,7 @@ def read_segmentation(seg_dataset: Dataset, source_datasets: Sequence[Dataset]) 
 def warm_up(metadata: ModelMetadata) -> None:
     """Build a SEG on a tiny synthetic series. highdicom loads its standard tables (about half a
     second) the first time a process builds a SEG: a worker calls this at start, not in a job."""
-    from glioscope_common.dicom_volume import write_series
+    from glioscope_common.dicom.write import write_series
     from glioscope_common.volume import Volume
 
     sources = write_series(

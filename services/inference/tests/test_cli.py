@@ -87,7 +87,7 @@ def test_dicom_folder_without_images_exit_code_2(tmp_path, tiny_model_dir, capsy
 def test_segment_dicom_folder(synthetic_study, tiny_model_dir, tmp_path, capsys):
     from pydicom.uid import generate_uid
 
-    from glioscope_common.dicom_volume import write_series
+    from glioscope_common.dicom.write import write_series
 
     study, frame = generate_uid(), generate_uid()
     descriptions = {"T1": "t1_mprage_sag", "T1c": "t1_mprage_sag_KM", "T2": "t2_tse_tra", "FLAIR": "t2_tirm_tra_dark-fluid"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from glioscope_common.dicom_volume import read_series, write_study
+from glioscope_common.dev.synthetic_study import write_study
+from glioscope_common.dicom.read import read_series
 from glioscope_common.measurements import Measurements
 from glioscope_common.volume import Volume
 from glioscope_inference.slice_reference import slice_reference, with_measured_slice

@@ -30,7 +30,7 @@ def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> 
 
 
 def _series_zip() -> tuple[bytes, Volume]:
-    from glioscope_common.dicom_volume import write_series
+    from glioscope_common.dicom.write import write_series
 
     data = np.arange(12 * 10 * 6, dtype=np.float32).reshape(12, 10, 6)
     affine = np.array([[-0.9, 0, 0, 10.0], [0, -0.9, 0, 20.0], [0, 0, 2.5, -30.0], [0, 0, 0, 1]])

@@ -26,7 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from glioscope_common.db import session_scope
-from glioscope_common.dicom_volume import LPS_TO_RAS, series_geometry
+from glioscope_common.dicom import LPS_TO_RAS
+from glioscope_common.dicom.read import series_geometry
 from glioscope_common.dicomweb import DicomWeb
 from glioscope_common.errors import Conflict, NotFound, UnprocessableInput
 from glioscope_common.labelmap import decode_labels

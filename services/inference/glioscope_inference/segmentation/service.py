@@ -24,7 +24,7 @@ import pydicom
 from isal import igzip
 from pydicom.uid import generate_uid
 
-from glioscope_common.dicom_volume import read_series
+from glioscope_common.dicom.read import read_series
 from glioscope_common.dicomweb import DicomWeb
 from glioscope_common.errors import NotFound, UnprocessableInput
 from glioscope_common.inference_backend import InferenceBackend

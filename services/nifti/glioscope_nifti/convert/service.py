@@ -93,7 +93,8 @@ class ConvertService:
 
     def _run_pydicom(self, dicoms: list[Path], out_dir: Path) -> tuple[Path, Path | None]:
         try:  # imported lazily: the pydicom path is only needed where dcm2niix is missing
-            from glioscope_common.dicom_volume import read_series, volume_to_nifti
+            from glioscope_common.dicom.nifti import volume_to_nifti
+            from glioscope_common.dicom.read import read_series
         except ImportError as exc:
             raise UpstreamUnavailable("no DICOM converter available: install dcm2niix") from exc
         import numpy as np
