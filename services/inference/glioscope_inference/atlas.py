@@ -24,6 +24,7 @@ import numpy as np
 from glioscope_common.measurements import AtlasRegistration
 from glioscope_common.volume import Volume
 from glioscope_inference.preprocess import resample
+from glioscope_inference.registration import itk_matrix, itk_to_ras_world, mattes_registration, to_sitk
 
 __all__ = ["TEMPLATE_PATH", "register_to_atlas", "MIN_BRAIN_DICE", "SCALE_RANGE", "apply_affine"]
 
@@ -31,7 +32,6 @@ TEMPLATE_PATH = Path(__file__).parent / "atlas_data" / "mni152_2009a_t1_2mm.nii.
 TEMPLATE_SPACING_MM = 2.0
 MIN_BRAIN_DICE = 0.85
 SCALE_RANGE = (0.75, 1.35)
-_LPS = np.diag([-1.0, -1.0, 1.0])  # ITK's physical space is LPS; ours is RAS
 
 
 @lru_cache(maxsize=1)
@@ -43,17 +43,6 @@ def _template() -> tuple[np.ndarray, np.ndarray]:
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=float).reshape(-1, 3)
     return points @ np.asarray(matrix)[:3, :3].T + np.asarray(matrix)[:3, 3]
-
-
-def _to_sitk(data: np.ndarray, affine: np.ndarray):  # type: ignore[no-untyped-def]
-    import SimpleITK as sitk
-
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(data, dtype=np.float32).transpose(2, 1, 0)))
-    image.SetSpacing([float(s) for s in spacing])
-    image.SetOrigin([float(v) for v in _LPS @ affine[:3, 3]])
-    image.SetDirection([float(v) for v in (_LPS @ affine[:3, :3] / spacing).ravel()])
-    return image
 
 
 def _axis_aligned_grid(brain: Volume, spacing: float) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -90,33 +79,26 @@ def register_to_atlas(image: Volume, brain: np.ndarray) -> AtlasRegistration:
         moving_data = np.clip((moving_data - low) / (high - low), 0, 1) * moving_brain
     else:  # a constant image: its mask is all there is to register
         moving_data = moving_brain.astype(np.float32)
-    fixed = _to_sitk(template / 255.0, template_affine)
-    moving = _to_sitk(moving_data, grid_affine)
+    fixed = to_sitk(template / 255.0, template_affine)
+    moving = to_sitk(moving_data, grid_affine)
 
     initial = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Similarity3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
     )
-    registration = sitk.ImageRegistrationMethod()
-    registration.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    registration.SetMetricSamplingStrategy(registration.RANDOM)
-    registration.SetMetricSamplingPercentage(0.1, seed=17)
-    registration.SetInterpolator(sitk.sitkLinear)
+    registration = mattes_registration(sampling=0.1, seed=17, shrink=[2, 1], smoothing_mm=[2.0, 0.0])
     registration.SetOptimizerAsRegularStepGradientDescent(
         learningRate=1.0, minStep=1e-3, numberOfIterations=150, relaxationFactor=0.6
     )
     registration.SetOptimizerScalesFromPhysicalShift()
-    registration.SetShrinkFactorsPerLevel([2, 1])
-    registration.SetSmoothingSigmasPerLevel([2.0, 0.0])
-    registration.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    registration.SetNumberOfThreads(1)
     registration.SetInitialTransform(initial, inPlace=False)
     similarity = registration.Execute(fixed, moving)
 
-    affine = sitk.AffineTransform(3)
-    composite = sitk.CompositeTransform(similarity)
-    affine.SetCenter(initial.GetCenter())
-    affine.SetMatrix(_matrix_of(composite, initial.GetCenter()).ravel().tolist())
-    affine.SetTranslation(_translation_of(composite, initial.GetCenter()).tolist())
+    affine = sitk.AffineTransform(3)  # the similarity result, refined with shears and per-axis scales
+    similarity_matrix = itk_matrix(similarity)  # x -> M x + o; with a centre c: M (x - c) + c + (o - c + M c)
+    centre = np.asarray(initial.GetCenter())
+    affine.SetCenter(centre.tolist())
+    affine.SetMatrix(similarity_matrix[:3, :3].ravel().tolist())
+    affine.SetTranslation((similarity_matrix[:3, 3] - centre + similarity_matrix[:3, :3] @ centre).tolist())
     registration.SetInitialTransform(affine, inPlace=True)
     registration.SetOptimizerAsRegularStepGradientDescent(
         learningRate=0.5, minStep=1e-4, numberOfIterations=150, relaxationFactor=0.6
@@ -124,16 +106,8 @@ def register_to_atlas(image: Volume, brain: np.ndarray) -> AtlasRegistration:
     registration.SetOptimizerScalesFromPhysicalShift()
     registration.Execute(fixed, moving)
 
-    # ITK maps fixed (template) points to moving (study) points, in LPS: invert and go to RAS.
-    lps_fixed_to_moving = np.eye(4)
-    lps_fixed_to_moving[:3, :3] = np.asarray(affine.GetMatrix()).reshape(3, 3)
-    center = np.asarray(affine.GetCenter())
-    lps_fixed_to_moving[:3, 3] = np.asarray(affine.GetTranslation()) + center - lps_fixed_to_moving[:3, :3] @ center
-    flip = np.eye(4)
-    flip[:3, :3] = _LPS
-    ras_template_to_study = flip @ lps_fixed_to_moving @ flip
-    world_to_mni = np.linalg.inv(ras_template_to_study)
-
+    world_to_mni = itk_to_ras_world(affine)  # the study (moving) onto the template (fixed)
+    ras_template_to_study = np.linalg.inv(world_to_mni)
     scales = tuple(float(s) for s in np.linalg.svd(world_to_mni[:3, :3], compute_uv=False))
     template_brain = template > 0
     study_brain_in_template = resample(
@@ -154,16 +128,3 @@ def register_to_atlas(image: Volume, brain: np.ndarray) -> AtlasRegistration:
         accepted=not problems,
         note="; ".join(problems),
     )
-
-
-def _matrix_of(transform, center) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """The linear part of a transform, by differences around its centre (works for any affine-like ITK transform)."""
-    c = np.asarray(center, dtype=float)
-    origin = np.asarray(transform.TransformPoint(tuple(c)))
-    columns = [np.asarray(transform.TransformPoint(tuple(c + e))) - origin for e in np.eye(3)]
-    return np.stack(columns, axis=1)
-
-
-def _translation_of(transform, center) -> np.ndarray:  # type: ignore[no-untyped-def]
-    c = np.asarray(center, dtype=float)
-    return np.asarray(transform.TransformPoint(tuple(c))) - c

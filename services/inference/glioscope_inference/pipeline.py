@@ -37,8 +37,8 @@ from glioscope_inference.keyimages import render_key_images
 from glioscope_inference.measure import measure_delivered
 from glioscope_inference.postprocess import clean_labels, probabilities_to_labels
 from glioscope_inference.quality import segmentation_quality
+from glioscope_inference.registration import coregister_rigid
 from glioscope_inference.preprocess import (
-    coregister_rigid,
     foreground_mask,
     normalise,
     reference_grid,

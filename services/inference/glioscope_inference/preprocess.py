@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage, optimize
+from scipy import ndimage
 
 from glioscope_common.model_metadata import Normalisation
 from glioscope_common.volume import Volume
@@ -17,8 +17,6 @@ __all__ = [
     "reference_grid",
     "resample",
     "resample_volume",
-    "coregister_rigid",
-    "rigid_matrix",
     "should_coregister",
     "normalise",
     "foreground_mask",
@@ -127,117 +125,6 @@ def _permutation_resample(data: np.ndarray, matrix: np.ndarray, shape: tuple[int
 
 def _is_identity(matrix: np.ndarray, tol: float = 1e-6) -> bool:
     return bool(np.allclose(matrix, np.eye(4), atol=tol))
-
-
-# ---------------------------------------------------------------------------------------------
-# rigid co-registration
-# ---------------------------------------------------------------------------------------------
-def rigid_matrix(params: Sequence[float], centre: np.ndarray) -> np.ndarray:
-    """4x4 world transform from (rx, ry, rz in degrees, tx, ty, tz in mm), rotating about `centre`."""
-    rx, ry, rz = np.deg2rad(params[:3])
-    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    rot = rot_z @ rot_y @ rot_x
-    out = np.eye(4)
-    out[:3, :3] = rot
-    out[:3, 3] = centre - rot @ centre + np.asarray(params[3:6], dtype=float)
-    return out
-
-
-def _mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
-    hist, _, _ = np.histogram2d(a, b, bins=bins, range=((0.0, 1.0), (0.0, 1.0)))
-    total = hist.sum()
-    if total <= 0:
-        return 0.0
-    pxy = hist / total
-    px, py = pxy.sum(axis=1), pxy.sum(axis=0)
-    nz = pxy > 0
-    hxy = -np.sum(pxy[nz] * np.log(pxy[nz]))
-    hx = -np.sum(px[px > 0] * np.log(px[px > 0]))
-    hy = -np.sum(py[py > 0] * np.log(py[py > 0]))
-    return float((hx + hy) / hxy)  # normalised mutual information (Studholme), in [1, 2]
-
-
-def _unit_range(data: np.ndarray) -> np.ndarray:
-    nonzero = data[data != 0]
-    if nonzero.size == 0:
-        return np.zeros_like(data, dtype=np.float32)
-    lo, hi = np.percentile(nonzero, [1.0, 99.0])
-    if hi <= lo:
-        hi = lo + 1.0
-    return np.clip((data - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-
-
-def coregister_rigid(
-    moving: Volume,
-    fixed: Volume,
-    *,
-    spacing_mm: float = 4.0,
-    min_voxels: int = 30_000,
-    max_samples: int = 20_000,
-    max_rotation_deg: float = 15.0,
-    max_translation_mm: float = 30.0,
-    max_evaluations: int = 600,
-) -> np.ndarray:
-    """Rigid (6-parameter) world transform T with `Volume(moving.data, T @ moving.affine)` aligned to `fixed`.
-
-    Normalised mutual information (32 bins, works across contrasts) between both images on a
-    downsampled RAS grid over the fixed image's extent (4 mm, finer for small images so that at
-    least `min_voxels` grid points exist; at most `max_samples` random foreground points are used),
-    bounded Powell from the identity (±15 degrees, ±30 mm). Returns the identity when the optimum
-    does not beat the identity or sits on a bound (implausible).
-    """
-    extent = _corners_world(fixed.shape, fixed.affine)
-    size = extent.max(axis=0) - extent.min(axis=0) + np.asarray(fixed.spacing)
-    spacing = min(spacing_mm, max(float(np.prod(size) / min_voxels) ** (1 / 3), min(fixed.spacing)))
-    grid_affine, grid_shape = reference_grid(fixed, spacing)
-
-    def smoothed(volume: Volume) -> Volume:
-        sigma = [max(0.0, 0.5 * (spacing / s - 1.0)) for s in volume.spacing]
-        data = volume.data.astype(np.float32)
-        if max(sigma) > 0:
-            data = ndimage.gaussian_filter(data, sigma)
-        return Volume(_unit_range(data), volume.affine)
-
-    fixed_s, moving_s = smoothed(fixed), smoothed(moving)
-    fixed_grid = resample(fixed_s, grid_affine, grid_shape, order=1, cval=0.0)
-    sample_mask = fixed_grid > 0.02
-    if sample_mask.sum() < 100:
-        return np.eye(4)
-    # a fixed random subset of the foreground grid points (Mattes-style sampling): cost ~ samples
-    points = np.argwhere(sample_mask)
-    if len(points) > max_samples:
-        points = points[np.random.default_rng(0).choice(len(points), max_samples, replace=False)]
-    fixed_samples = fixed_grid[tuple(points.T)]
-    world = np.c_[points.astype(float), np.ones(len(points))] @ grid_affine.T  # (N, 4)
-    centre = (extent.min(axis=0) + extent.max(axis=0)) / 2.0
-    inv_moving = np.linalg.inv(moving_s.affine)
-    moving_data = np.ascontiguousarray(moving_s.data)
-
-    def cost(params: np.ndarray) -> float:
-        transform = rigid_matrix(params, centre)
-        # moving sampled at inv(T) applied to the sample points' world coordinates
-        matrix = inv_moving @ np.linalg.inv(transform)
-        voxels = world @ matrix[:3].T  # (N, 3)
-        warped = ndimage.map_coordinates(moving_data, voxels.T, order=1, mode="constant", cval=0.0, prefilter=False)
-        return -_mutual_information(fixed_samples, warped)
-
-    x0 = np.zeros(6)
-    start = cost(x0)
-    direc = np.diag([2.0, 2.0, 2.0, spacing, spacing, spacing])
-    bounds = [(-max_rotation_deg, max_rotation_deg)] * 3 + [(-max_translation_mm, max_translation_mm)] * 3
-    result = optimize.minimize(
-        cost, x0, method="Powell", bounds=bounds,
-        options={"xtol": 0.05, "ftol": 1e-5, "maxfev": max_evaluations, "direc": direc},
-    )
-    params = np.asarray(result.x, dtype=float)
-    if not np.isfinite(result.fun) or result.fun >= start - 1e-5:
-        return np.eye(4)
-    if np.any(np.abs(params[:3]) >= max_rotation_deg - 0.5) or np.any(np.abs(params[3:]) >= max_translation_mm - 0.5):
-        return np.eye(4)  # stuck on a bound: implausible, keep the scanner geometry
-    return rigid_matrix(params, centre)
 
 
 def _same_grid(a: Volume, b: Volume, tol_mm: float = 0.01) -> bool:

@@ -7,14 +7,8 @@ import pytest
 
 from glioscope_common.model_metadata import Normalisation
 from glioscope_common.volume import Volume
-from glioscope_inference.preprocess import (
-    coregister_rigid,
-    normalise,
-    reference_grid,
-    resample,
-    rigid_matrix,
-    should_coregister,
-)
+from glioscope_inference.preprocess import normalise, reference_grid, resample, should_coregister
+from glioscope_inference.registration import coregister_rigid
 
 
 def test_reference_grid_covers_extent_axis_aligned():
@@ -91,14 +85,6 @@ def test_coregister_identity_when_already_aligned():
     vol = Volume(_blob_phantom(affine, shape), affine)
     transform = coregister_rigid(vol, vol)
     assert np.allclose(transform[:3, 3], 0, atol=0.5) and np.allclose(transform[:3, :3], np.eye(3), atol=0.02)
-
-
-def test_rigid_matrix_rotates_about_centre():
-    centre = np.array([10.0, 0.0, 0.0])
-    m = rigid_matrix([0, 0, 90, 0, 0, 0], centre)
-    assert np.allclose(m[:3, :3] @ centre + m[:3, 3], centre)
-    p = np.array([11.0, 0, 0])
-    assert np.allclose(m[:3, :3] @ p + m[:3, 3], [10.0, 1.0, 0.0])
 
 
 def test_should_coregister_rules():
