@@ -270,6 +270,11 @@ def segment_study(
     with stage("locate"):
         registration = _register(Volume(raw_for_atlas, grid_affine), brain_mask)
         del raw_for_atlas
+        if native_brain is not None and not registration.accepted:
+            # the extracted "brain" is not shaped like one: a failed extraction, not a study to label
+            raise UnprocessableInput(
+                f"brain extraction failed: the extracted brain does not match the brain atlas ({registration.note}); "
+                "the images are not skull-stripped, so no segmentation is made")
 
     # 7. measurements of the delivered label map, on its grid
     with stage("measure"):

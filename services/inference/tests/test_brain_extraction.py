@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from glioscope_common.errors import UnprocessableInput
+from glioscope_common.measurements import AtlasRegistration
 from glioscope_inference import pipeline
 from glioscope_inference.brain_extraction import (
     BRAIN_MODEL,
@@ -103,6 +104,10 @@ def test_skull_stripped_inputs_do_not_run_brain_extraction(synthetic_study, tiny
 def test_not_skull_stripped_inputs_are_cut_to_the_brain(synthetic_study, tiny_metadata, tiny_backend,
                                                         monkeypatch) -> None:
     monkeypatch.setattr(pipeline, "SKULL_STRIPPED_MAX_ML", 0.0)  # every input "looks raw"
+    # the phantom's half "brain" is no brain for the atlas: accept its registration here (the next test
+    # shows what the real registration does with it)
+    monkeypatch.setattr(pipeline, "_register", lambda image, brain: AtlasRegistration(
+        world_to_mni=np.eye(4).tolist(), brain_dice=0.9, scales=(1.0, 1.0, 1.0), accepted=True))
     spy = FakeExtractor()
     result = segment_study(synthetic_study, tiny_metadata, tiny_backend, coregister=False, brain_extractor=spy)
     assert spy.calls == 1 and result.brain_mask is not None
@@ -111,6 +116,15 @@ def test_not_skull_stripped_inputs_are_cut_to_the_brain(synthetic_study, tiny_me
     assert result.label_map[:half].any()  # the lesion inside it is kept
     assert result.measurements.input_warnings == [BRAIN_EXTRACTION_NOTE]
     assert "brain_extraction" in result.timings_s
+
+
+def test_an_extracted_brain_unlike_the_atlas_fails_the_job(synthetic_study, tiny_metadata, tiny_backend,
+                                                          monkeypatch) -> None:
+    """A plausible volume that is not shaped like a brain (here half a phantom) fails after the registration
+    to the atlas, instead of labelling whatever the mask kept."""
+    monkeypatch.setattr(pipeline, "SKULL_STRIPPED_MAX_ML", 0.0)
+    with pytest.raises(UnprocessableInput, match="brain extraction failed: the extracted brain does not match the brain atlas"):
+        segment_study(synthetic_study, tiny_metadata, tiny_backend, coregister=False, brain_extractor=FakeExtractor())
 
 
 def test_an_implausible_brain_volume_fails_the_job(synthetic_study, tiny_metadata, tiny_backend, monkeypatch) -> None:
