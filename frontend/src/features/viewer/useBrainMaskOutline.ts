@@ -22,7 +22,7 @@ type LabelVolume = Types.IImageVolume & { voxelManager: { setCompleteScalarDataA
 
 export interface BrainMaskOutline {
   available: boolean; // the study has a brain mask
-  shown: boolean;
+  shown: boolean; // asked for (the outline is on screen once `loading` is over)
   loading: boolean;
   error: string | null;
   toggle: () => void;
@@ -93,14 +93,15 @@ export function useBrainMaskOutline(options: {
       setShown(next);
       return;
     }
+    setShown(true); // the checkbox follows the click at once; the outline appears once loaded
     setLoading(true);
     setError(null);
     show().then(
-      () => {
-        renderingEngine().renderViewports(viewportIds);
-        setShown(true);
+      () => renderingEngine().renderViewports(viewportIds),
+      (e: Error) => {
+        setShown(false);
+        setError(`The brain mask could not be shown: ${e.message}`);
       },
-      (e: Error) => setError(`The brain mask could not be shown: ${e.message}`),
     ).finally(() => setLoading(false));
   }, [url, loading, shown, show, viewportIds]);
 
