@@ -22,7 +22,8 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 
-from glioscope_common.dicomweb import MULTIPART_DICOM, dicom_json_value, encode_multipart_related
+from glioscope_common.dicomweb.multipart import encode_multipart_related
+from glioscope_common.dicomweb.protocol import MULTIPART_DICOM, dicom_json_value
 from glioscope_common.local_services import (
     DEFAULT_MODALITIES,
     LOCAL_SCU_AET,

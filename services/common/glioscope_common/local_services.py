@@ -41,7 +41,8 @@ import httpx
 from glioscope_common.allocator import TRITON_MALLOC_TUNABLES, with_malloc_tunables
 
 if TYPE_CHECKING:
-    from glioscope_common.dicomweb import HttpDicomWeb, OrthancRest
+    from glioscope_common.dicomweb.client import HttpDicomWeb
+    from glioscope_common.dicomweb.orthanc import OrthancRest
 
 __all__ = [
     "DEFAULT_MODALITIES",
@@ -342,12 +343,12 @@ class LocalOrthanc(_Process):
         return httpx.Client(base_url=self.url, auth=self.auth, **kwargs)
 
     def rest(self, **kwargs: Any) -> "OrthancRest":
-        from glioscope_common.dicomweb import OrthancRest  # noqa: PLC0415
+        from glioscope_common.dicomweb.orthanc import OrthancRest  # noqa: PLC0415
 
         return OrthancRest(self.url, auth=self.auth, **kwargs)
 
     def dicomweb(self, **kwargs: Any) -> "HttpDicomWeb":
-        from glioscope_common.dicomweb import HttpDicomWeb  # noqa: PLC0415
+        from glioscope_common.dicomweb.client import HttpDicomWeb  # noqa: PLC0415
 
         return HttpDicomWeb(self.dicomweb_url, auth=self.auth, **kwargs)
 

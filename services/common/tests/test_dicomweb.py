@@ -11,15 +11,11 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from glioscope_common.dicomweb import (
-    DicomWeb,
-    FileDicomWeb,
-    HttpDicomWeb,
-    OrthancRest,
-    dicom_json_value,
-    encode_multipart_related,
-    parse_multipart_related,
-)
+from glioscope_common.dicomweb.client import HttpDicomWeb
+from glioscope_common.dicomweb.files import FileDicomWeb
+from glioscope_common.dicomweb.multipart import encode_multipart_related, parse_multipart_related
+from glioscope_common.dicomweb.orthanc import OrthancRest
+from glioscope_common.dicomweb.protocol import DicomWeb, dicom_json_value
 from glioscope_common.errors import NotFound, UpstreamUnavailable
 from glioscope_common.testing import make_mr_series
 

@@ -8,7 +8,8 @@ import httpx
 from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from glioscope_common.dicomweb import DicomWeb, OrthancRest
+from glioscope_common.dicomweb.orthanc import OrthancRest
+from glioscope_common.dicomweb.protocol import DicomWeb
 from glioscope_gateway.audit.service import AuditLog
 from glioscope_gateway.auth.ratelimit import Limiter
 from glioscope_gateway.auth.service import AuthService

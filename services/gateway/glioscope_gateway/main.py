@@ -15,7 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from glioscope_common.db import make_engine, make_session_factory
-from glioscope_common.dicomweb import HttpDicomWeb, OrthancRest
+from glioscope_common.dicomweb.client import HttpDicomWeb
+from glioscope_common.dicomweb.orthanc import OrthancRest
 from glioscope_common.http import error_body, install_common
 from glioscope_common.logs import configure_logging
 from glioscope_common.metrics import register_gateway_collectors

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from glioscope_common.db import session_scope
-from glioscope_common.dicomweb import OrthancRest
+from glioscope_common.dicomweb.orthanc import OrthancRest
 from glioscope_common.errors import GlioscopeError, NotFound
 from glioscope_common.records.models import WatcherCursor
 from glioscope_gateway.studies.service import StudyService

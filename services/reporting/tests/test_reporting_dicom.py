@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from glioscope_common.testing import require_executable
-from glioscope_common.dicomweb import HttpDicomWeb
+from glioscope_common.dicomweb.client import HttpDicomWeb
 from glioscope_common.measurements import Measurements
 from glioscope_reporting.main import create_app
 from glioscope_reporting.reports import dicom_export

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from glioscope_common.db import session_scope
 from glioscope_common.dicom import LPS_TO_RAS
 from glioscope_common.dicom.read import series_geometry
-from glioscope_common.dicomweb import DicomWeb
+from glioscope_common.dicomweb.protocol import DicomWeb
 from glioscope_common.errors import Conflict, NotFound, UnprocessableInput
 from glioscope_common.labelmap import decode_labels
 from glioscope_common.measurements import REGIONS

@@ -63,7 +63,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from glioscope_common.dicomweb import OrthancRest
+from glioscope_common.dicomweb.orthanc import OrthancRest
 from glioscope_common.errors import GlioscopeError, NotFound, UpstreamUnavailable
 from glioscope_common.metrics import count_degraded
 

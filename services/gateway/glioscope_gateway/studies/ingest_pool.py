@@ -29,7 +29,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from glioscope_common.db import make_engine, make_session_factory
-from glioscope_common.dicomweb import DicomWeb, HttpDicomWeb, OrthancRest
+from glioscope_common.dicomweb.client import HttpDicomWeb
+from glioscope_common.dicomweb.orthanc import OrthancRest
+from glioscope_common.dicomweb.protocol import DicomWeb
 from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.logs import configure_logging
 from glioscope_gateway.jobs.queue import CeleryJobQueue, JobQueue

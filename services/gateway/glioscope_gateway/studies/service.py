@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from glioscope_common.db import read_scope, session_scope, utcnow
 from glioscope_common.dicom.read import series_geometry
-from glioscope_common.dicomweb import DicomWeb, OrthancRest, dicom_json_value
+from glioscope_common.dicomweb.orthanc import OrthancRest
+from glioscope_common.dicomweb.protocol import DicomWeb, dicom_json_value
 from glioscope_common.errors import Conflict, InvalidInput, NotFound, UnprocessableInput, UpstreamUnavailable
 from glioscope_common.model_metadata import SEQUENCES
 from glioscope_common.records.models import Job, JobState, Series, Study, StudyStatus

@@ -19,7 +19,7 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from glioscope_common.dicom.read import read_series
-from glioscope_common.dicomweb import DicomWeb, dicom_json_value
+from glioscope_common.dicomweb.protocol import DicomWeb, dicom_json_value
 from glioscope_common.errors import NotFound, UnprocessableInput
 from glioscope_common.labelmap import decode_labels
 from glioscope_common.measurements import AtlasRegistration, Measurements

@@ -7,7 +7,7 @@ import functools
 from celery import Task
 
 from glioscope_common.db import make_engine, make_session_factory
-from glioscope_common.dicomweb import HttpDicomWeb
+from glioscope_common.dicomweb.client import HttpDicomWeb
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_inference.editing.repository import VersionRepository
 from glioscope_inference.editing.service import EditService

@@ -25,7 +25,7 @@ from isal import igzip
 from pydicom.uid import generate_uid
 
 from glioscope_common.dicom.read import read_series
-from glioscope_common.dicomweb import DicomWeb
+from glioscope_common.dicomweb.protocol import DicomWeb
 from glioscope_common.errors import NotFound, UnprocessableInput
 from glioscope_common.inference_backend import InferenceBackend
 from glioscope_common.model_metadata import ModelMetadata

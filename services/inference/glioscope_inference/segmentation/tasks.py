@@ -11,7 +11,7 @@ from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from glioscope_common.db import make_engine, make_session_factory
-from glioscope_common.dicomweb import HttpDicomWeb
+from glioscope_common.dicomweb.client import HttpDicomWeb
 from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.inference_backend import InferenceBackend, make_backend
 from glioscope_common.metrics import count_job, observe_job

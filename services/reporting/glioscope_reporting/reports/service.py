@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from glioscope_common.db import session_scope, utcnow
-from glioscope_common.dicomweb import HttpDicomWeb, make_dicomweb
+from glioscope_common.dicomweb.client import HttpDicomWeb, make_dicomweb
 from glioscope_common.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, UnprocessableInput, UpstreamUnavailable
 from glioscope_common.measurements import Measurements
 from glioscope_reporting.reports import dicom_export
