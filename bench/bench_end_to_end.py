@@ -37,8 +37,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from run_platform import synthetic_study  # noqa: E402
 
-from glioscope_common.local_services import LocalOrthanc, LocalTriton  # noqa: E402
-from glioscope_common.stack import LocalStack  # noqa: E402
+from glioscope_common.dev.orthanc import LocalOrthanc  # noqa: E402
+from glioscope_common.dev.triton import LocalTriton  # noqa: E402
+from glioscope_common.dev.stack import LocalStack  # noqa: E402
 
 
 def peak_rss_bytes(pgid: int) -> int:

@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from glioscope_common.dev.synthetic_study import write_study  # noqa: E402
-from glioscope_common.local_services import LocalOrthanc  # noqa: E402
-from glioscope_common.stack import LocalStack  # noqa: E402
+from glioscope_common.dev.orthanc import LocalOrthanc  # noqa: E402
+from glioscope_common.dev.stack import LocalStack  # noqa: E402
 from glioscope_common.volume import Volume  # noqa: E402
 
 API_KEY = "bench-api-key-" + secrets.token_hex(8)

@@ -27,8 +27,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_load  # noqa: E402
-from glioscope_common.local_services import LocalOrthanc  # noqa: E402
-from glioscope_common.stack import LocalStack  # noqa: E402
+from glioscope_common.dev.orthanc import LocalOrthanc  # noqa: E402
+from glioscope_common.dev.stack import LocalStack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DB = "postgresql://postgres@127.0.0.1:5432/postgres"

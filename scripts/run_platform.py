@@ -157,8 +157,8 @@ def main() -> int:
     parser.add_argument("--gateway-port", type=int, default=8000)
     args = parser.parse_args()
 
-    from glioscope_common.local_services import LocalOrthanc
-    from glioscope_common.stack import LocalStack
+    from glioscope_common.dev.orthanc import LocalOrthanc
+    from glioscope_common.dev.stack import LocalStack
 
     var: Path = args.var.resolve()
     var.mkdir(parents=True, exist_ok=True)

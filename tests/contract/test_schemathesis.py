@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_gateway.main import create_app
 
 from .conftest import ADMIN, contract_settings

@@ -16,8 +16,8 @@ import pydicom
 import pytest
 
 from glioscope_common.dev.synthetic_study import write_study
-from glioscope_common.local_services import LocalOrthanc
-from glioscope_common.stack import LocalStack
+from glioscope_common.dev.orthanc import LocalOrthanc
+from glioscope_common.dev.stack import LocalStack
 from glioscope_common.testing import REPO_ROOT
 from glioscope_common.volume import Volume
 

@@ -29,7 +29,7 @@ from pypdf import PdfReader
 
 from glioscope_common.dev.synthetic_study import write_study
 from glioscope_common.dicom.read import read_series
-from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.measurements import REGIONS, Measurements
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.testing import REPO_ROOT, require_path

@@ -24,7 +24,7 @@ import redis
 from pypdf import PdfReader
 
 from glioscope_common.dev.synthetic_study import write_study
-from glioscope_common.local_services import LOCAL_SCU_AET, LocalOrthanc
+from glioscope_common.dev.orthanc import LOCAL_SCU_AET, LocalOrthanc
 from glioscope_common.testing import require_service
 from glioscope_common.volume import Volume
 

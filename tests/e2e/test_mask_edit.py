@@ -30,7 +30,7 @@ from kombu import Connection
 from glioscope_common.dicom import LPS_TO_RAS
 from glioscope_common.dicom.read import read_series
 from glioscope_common.labelmap import encode_labels
-from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.testing import cornerstone_geometry, fresh_postgres_database, require_service
 from glioscope_inference.dicom_seg import read_segmentation
 

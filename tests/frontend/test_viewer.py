@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from glioscope_common.local_services import LocalOrthanc, ServiceStartError
+from glioscope_common.dev.orthanc import LocalOrthanc
+from glioscope_common.dev.processes import ServiceStartError
 from glioscope_common.testing import REPO_ROOT, require_service
 from glioscope_reporting.reports.formatting import ml, mm, mm2
 

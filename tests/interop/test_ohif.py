@@ -40,7 +40,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from glioscope_common.local_services import LocalOrthanc, ServiceStartError
+from glioscope_common.dev.orthanc import LocalOrthanc
+from glioscope_common.dev.processes import ServiceStartError
 from glioscope_common.testing import REPO_ROOT, require_service
 
 from .conftest import e2e

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_gateway.main import create_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_gateway.dicomweb_proxy.paths import NotARoute, parse_route
 from glioscope_gateway.dicomweb_proxy.stow import parse_stow
 from glioscope_gateway.main import create_app

@@ -2,7 +2,7 @@
 per account as well as per address.
 
 The gateway runs as a real uvicorn process started exactly as the local stack starts it
-(`glioscope_common.stack.uvicorn_command`, `--no-proxy-headers` as in the Dockerfiles and the chart),
+(`glioscope_common.dev.stack.uvicorn_command`, `--no-proxy-headers` as in the Dockerfiles and the chart),
 against the real Orthanc. Requests come over real sockets from two loopback addresses: 127.0.0.1 (an
 untrusted client; uvicorn's own proxy-header handling would believe it by default) and 127.0.0.2 (the
 configured trusted proxy)."""
@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from glioscope_common.local_services import LocalOrthanc, free_port
-from glioscope_common.stack import ServiceProcess, uvicorn_command
+from glioscope_common.dev.orthanc import LocalOrthanc
+from glioscope_common.dev.processes import free_port
+from glioscope_common.dev.stack import ServiceProcess, uvicorn_command
 
 pytestmark = pytest.mark.services
 

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from glioscope_common.dicomweb.multipart import encode_multipart_related
 from glioscope_common.dicomweb.protocol import MULTIPART_DICOM, dicom_json_value
-from glioscope_common.local_services import (
+from glioscope_common.dev.orthanc import (
     DEFAULT_MODALITIES,
     LOCAL_SCU_AET,
     ORTHANC_DUPLICATE_AUDIT_LUA,

@@ -21,7 +21,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from glioscope_common.local_services import LocalOrthanc, LocalTriton, ServiceStartError
+from glioscope_common.dev.orthanc import LocalOrthanc
+from glioscope_common.dev.processes import ServiceStartError
+from glioscope_common.dev.triton import LocalTriton
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

@@ -61,8 +61,8 @@ def test_glibc_keeps_a_freed_large_block_for_reuse_only_with_the_tunables() -> N
 
 
 def test_triton_is_started_with_the_tunables_and_the_worker_without(tmp_path: Path) -> None:
-    from glioscope_common.local_services import LocalTriton
-    from glioscope_common.stack import LocalStack
+    from glioscope_common.dev.triton import LocalTriton
+    from glioscope_common.dev.stack import LocalStack
 
     assert tunables_string(TRITON_MALLOC_TUNABLES) in LocalTriton(tmp_path).environment()["GLIBC_TUNABLES"]
     stack = LocalStack(env={}, log_dir=tmp_path, ports={"gateway": 1, "reporting": 2, "nifti": 3})

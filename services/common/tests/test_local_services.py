@@ -14,13 +14,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from glioscope_common.local_services import (
-    LOCAL_SCU_AET,
-    LocalOrthanc,
-    ServiceStartError,
-    free_port,
-    tritonserver_binary,
-)
+from glioscope_common.dev.orthanc import LOCAL_SCU_AET, LocalOrthanc
+from glioscope_common.dev.processes import ServiceStartError, free_port
+from glioscope_common.dev.triton import tritonserver_binary
 
 from glioscope_common.testing import make_mr_series, require_executable, require_module
 
@@ -401,7 +397,7 @@ def test_triton_backend_shared_memory_needs_a_known_output_size() -> None:
 @pytest.mark.services
 def test_triton_reports_a_broken_model_with_its_log(tmp_path: Path) -> None:
     require_module("pytriton")
-    from glioscope_common.local_services import LocalTriton
+    from glioscope_common.dev.triton import LocalTriton
 
     repo = build_tiny_model_repository(tmp_path / "repo")
     (repo / "tiny" / "configs" / "cpu.pbtxt").write_text("name: \"tiny\"\nplatform: \"onnxruntime_onnx\"\nmax_batch_size: 4\n"
@@ -415,7 +411,7 @@ def test_triton_reports_a_broken_model_with_its_log(tmp_path: Path) -> None:
 
 def test_a_local_triton_can_run_at_the_workers_niceness(tmp_path: Path) -> None:
     require_module("pytriton")
-    from glioscope_common.local_services import LocalTriton
+    from glioscope_common.dev.triton import LocalTriton
 
     niced, plain = LocalTriton(tmp_path, nice=10), LocalTriton(tmp_path)
     niced.served_repository = plain.served_repository = tmp_path

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from glioscope_common.dev.synthetic_study import write_study
-from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.volume import Volume
 from glioscope_gateway.main import create_app
 from glioscope_gateway.settings import GatewaySettings

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from jose import jwt
 from pydantic import ValidationError
 
-from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.settings import DEVELOPMENT_SECRET
 from glioscope_gateway.main import create_app
 from glioscope_gateway.settings import GatewaySettings

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from jose import jwk, jwt
 
-from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_gateway.main import create_app
 
 from .conftest import bearer, gateway_settings

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from glioscope_common.db import make_engine, make_session_factory, session_scope
-from glioscope_common.local_services import LocalOrthanc
+from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.records.access import ApiKey, AuditAction, AuditEvent
 from glioscope_common.records.migrate import migrate
 from glioscope_gateway.audit.service import AuditLog

@@ -1,3 +1,4 @@
-"""Dev and test tooling (local Orthanc/Triton launchers, the synthetic DICOM study): used by `make run`,
-the tests and the benchmarks, never by a service. Not in the services' images: the wheel leaves this
-subpackage out (services/common/pyproject.toml); an editable install (`make install`) has it."""
+"""Dev and test tooling, used by `make run`, the tests and the benchmarks, never by a service: local process
+plumbing (`processes`), the Orthanc and Triton launchers (`orthanc`, `triton`), the platform's own services as
+local processes (`stack`) and the synthetic DICOM study (`synthetic_study`). Not in the services' images: the
+wheel leaves this subpackage out (services/common/pyproject.toml); the editable install of `make install` has it."""

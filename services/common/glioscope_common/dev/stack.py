@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from glioscope_common.local_services import free_port, stop_process_group, wait_until_ready
+from glioscope_common.dev.processes import free_port, stop_process_group, wait_until_ready
 
 
 @dataclass
