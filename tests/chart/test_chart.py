@@ -430,15 +430,48 @@ def test_network_policies_default_deny_and_allow_the_design_flows() -> None:
                         return True
         return False
 
+    def egress_rules(client: str) -> list[dict]:
+        """The egress rules of every policy that selects the client's pods (Egress in its policyTypes)."""
+        return [rule for p in policies if "Egress" in p["spec"]["policyTypes"]
+                and p["spec"]["podSelector"]["matchLabels"].items() <= templates[client].items()
+                for rule in p["spec"].get("egress", [])]
+
+    def egress_allowed(client: str, server: str, port: int) -> bool:
+        for rule in egress_rules(client):
+            ports = [x["port"] for x in rule.get("ports", [])]
+            if ports and port not in ports:
+                continue
+            for peer in rule.get("to", []):
+                sel = peer.get("podSelector", {}).get("matchLabels")
+                if sel and "namespaceSelector" not in peer and sel.items() <= templates[server].items():
+                    return True
+        return False
+
     flows = [("gateway", "orthanc", 8042), ("gateway", "postgresql", 5432), ("gateway", "rabbitmq", 5672),
              ("gateway", "reporting", 8002), ("gateway", "nifti", 8003), ("watcher", "orthanc", 8042),
              ("worker-gpu", "triton", 8001), ("worker-gpu", "orthanc", 8042), ("worker-gpu", "nifti", 8003),
              ("worker-gpu", "reporting", 8002), ("worker-gpu", "redis", 6379), ("worker-gpu", "postgresql", 5432),
              ("reporting", "postgresql", 5432), ("nifti", "postgresql", 5432), ("orthanc", "postgresql", 5432)]
     for flow in flows:
-        assert allowed(*flow), f"flow {flow} is not allowed"
+        assert allowed(*flow), f"flow {flow} is not allowed in by the server's policy"
+        assert egress_allowed(*flow), f"flow {flow} is not allowed out by the client's policies"
     for forbidden in [("frontend", "postgresql", 5432), ("reporting", "triton", 8001), ("nifti", "rabbitmq", 5672), ("gateway", "triton", 8001)]:
         assert not allowed(*forbidden), f"flow {forbidden} should be denied"
+    # Egress, every release pod: DNS to kube-dns only (port 53), the release's own pods, nothing else by default:
+    # no rule without a destination (anywhere), no ipBlock, no other namespace's pods on other ports.
+    for client in templates:
+        rules = egress_rules(client)
+        assert rules, f"{client} has no egress rule (the default deny would cut even DNS)"
+        for rule in rules:
+            assert rule.get("to"), f"{client}: an egress rule to anywhere {rule}"
+            for peer in rule["to"]:
+                assert "ipBlock" not in peer, f"{client}: egress to addresses {peer}"
+                if "namespaceSelector" in peer:
+                    assert peer["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}, (client, peer)
+                    assert sorted(x["port"] for x in rule["ports"]) == [53, 53], (client, rule)
+                else:
+                    assert any(peer["podSelector"]["matchLabels"].items() <= labels.items() for labels in templates.values()), \
+                        f"{client}: egress to pods outside the release {peer}"
 
 
 def test_minimal_scenario_has_no_optional_objects() -> None:

@@ -22,6 +22,9 @@ CASE_DIR = Path(__file__).resolve().parents[1] / "data" / "bad" / "cases"
 
 def test_the_corpus_is_big_enough_and_small() -> None:
     assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+    # every refused case names the reason it must be refused for (an empty message matches any refusal)
+    assert not [c.id for c in CASES if any(code >= 400 for code in c.expect) and not c.message.strip()]
     assert all(p.stat().st_size <= make_cases.MAX_CASE_BYTES for p in CASE_DIR.iterdir() if p.name != "manifest.json")
 
 

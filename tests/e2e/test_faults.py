@@ -138,18 +138,42 @@ def test_a_job_run_again_overwrites_its_results(faults: tuple[Platform, LocalTri
     assert_exactly_one_result(platform, study_uid, second)
 
 
+def queued_messages(queue: str) -> int:
+    """Messages RabbitMQ holds in `queue` (ready + unacknowledged), from rabbitmqctl."""
+    listed = subprocess.run(["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name", "messages"],
+                            check=True, capture_output=True, text=True, timeout=60).stdout
+    counts = dict(line.split() for line in listed.splitlines() if len(line.split()) == 2)
+    return int(counts.get(queue, 0))
+
+
 def test_rabbitmq_restarted_mid_run(faults: tuple[Platform, LocalTriton], tmp_path: Path) -> None:
+    """The broker restarts while a job's message is in it: the job is in flight (queued in RabbitMQ, not
+    done) when the broker stops, its message survives the restart, and it then runs exactly once. Catches a
+    non-durable queue or transient message (the message is gone after start_app) and a test that restarts
+    the broker after the job has already finished."""
     platform, _ = faults
     if subprocess.run(["which", "rabbitmqctl"], capture_output=True).returncode != 0:
         require_service("rabbitmqctl", "RabbitMQ's control tool is needed to restart the broker")
-    body = upload(platform.client, small_study(tmp_path, seed=42)).json()
-    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+    queue = platform.stack.worker_queue
+    platform.stack.processes["worker"].stop()  # the job waits in the broker
     try:
-        time.sleep(2)
+        body = upload(platform.client, small_study(tmp_path, seed=42)).json()
+        job_id = body["job"]["id"]
+        waiting = queued_messages(queue)
+        job = platform.client.get(f"/api/jobs/{job_id}").json()
+        assert job["state"] == "queued" and waiting >= 1, (job, waiting)
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+        try:
+            assert platform.client.get(f"/api/jobs/{job_id}").json()["state"] == "queued"  # in flight at the stop
+            time.sleep(2)
+        finally:
+            subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+        assert queued_messages(queue) >= waiting, "the job's message did not survive the broker restart"
     finally:
-        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
-    job = wait_for_job(platform.client, body["job"]["id"], timeout_s=400)
+        platform.stack.restart_worker()
+    job = wait_for_job(platform.client, job_id, timeout_s=400)
     assert job["state"] == "succeeded", job["error"]
+    assert job["attempts"] == 1, job  # run once, from the message that survived
     assert_exactly_one_result(platform, body["study"]["study_instance_uid"], job)
     # The gateway publishes again once the broker is back.
     again = upload(platform.client, small_study(tmp_path / "after", seed=43)).json()

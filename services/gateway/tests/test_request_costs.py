@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,27 @@ def test_a_verified_api_key_is_remembered_and_revoking_it_drops_it(gateway: Test
     other = gateway.post("/api/admin/api-keys", json={"name": "other", "projects": None}, headers=admin).json()
     assert gateway.delete(f"/api/admin/api-keys/{other['id']}", headers={"x-api-key": other["key"]}).status_code == 403
     assert gateway.get("/api/auth/me", headers={"x-api-key": other["key"]}).status_code == 200
+
+
+def test_a_key_revoked_on_another_replica_stops_working_within_the_cache_ttl(tmp_path: Path, orthanc: LocalOrthanc) -> None:
+    """The promise (docs/security.md): a key revoked on one replica is refused there at once and by every other
+    replica within api_key_cache_s. Two gateways on one database; replica A has the key cached when replica B
+    revokes it. Catches a cache that never expires (a revoked key working forever on the other replicas)."""
+    ttl = 2.0
+    settings = gateway_settings(tmp_path, orthanc, api_key_cache_s=ttl)
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        admin = bearer(sign_in(b, ADMIN_USERNAME, ADMIN_PASSWORD)["access_token"])
+        created = b.post("/api/admin/api-keys", json={"name": "router"}, headers=admin).json()
+        key = {"x-api-key": created["key"]}
+        assert a.get("/api/studies", headers=key).status_code == 200  # verified and cached by A
+        cached_at = time.monotonic()
+        assert b.delete(f"/api/admin/api-keys/{created['id']}", headers=admin).status_code == 204
+        assert b.get("/api/studies", headers=key).status_code == 401  # B: at once
+        while (status := a.get("/api/studies", headers=key).status_code) == 200:
+            assert time.monotonic() - cached_at <= ttl + 1.0, "replica A still accepts the revoked key after its TTL"
+            time.sleep(0.1)
+        assert status == 401
+        assert a.get("/api/auth/me", headers=key).status_code == 401  # and stays refused
 
 
 def test_without_the_cache_every_request_looks_the_key_up(tmp_path: Path, orthanc: LocalOrthanc) -> None:

@@ -118,6 +118,30 @@ def encapsulate(frames: list[bytes]) -> bytes:
     return _encapsulate(frames)
 
 
+STUDY_SERIES = {"T1": "t1_mprage", "T1c": "t1_mprage_post_gd", "T2": "t2_tse", "FLAIR": "t2_flair"}
+
+
+def four_series_study(garbage_role: str, slices: int = 3) -> dict[str, bytes]:
+    """A complete small study (T1, T1c, T2, FLAIR; `slices` 16 x 16 slices each, one geometry) whose
+    `garbage_role` series is JPEG 2000 with undecodable pixel data: it passes the sequence and geometry checks
+    and reaches the pixel decoding check. {corpus file name: bytes}."""
+    study_uid, frame_uid = generate_uid(), generate_uid()
+    out = {}
+    for role, description in STUDY_SERIES.items():
+        series_uid = generate_uid()
+        for k in range(slices):
+            garbage = role == garbage_role
+            ds = mr_dataset(transfer_syntax=JPEG2000Lossless if garbage else ExplicitVRLittleEndian, study_uid=study_uid,
+                            pixels=encapsulate([b"\xff\x4f\xff\x51" + bytes(64)]) if garbage else None)
+            ds.SeriesInstanceUID, ds.FrameOfReferenceUID = series_uid, frame_uid
+            ds.SeriesDescription = description
+            ds.MRAcquisitionType = "3D"
+            ds.InstanceNumber = k + 1
+            ds.ImagePositionPatient = [0, 0, float(k)]
+            out[f"j2k_study_{role}_{k}.dcm"] = dicom_bytes(ds)
+    return out
+
+
 def make_cases(out_dir: Path) -> list[Case]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, bytes] = {}
@@ -129,6 +153,8 @@ def make_cases(out_dir: Path) -> list[Case]:
     files["preamble_only.dcm"] = bytes(128) + b"DICM"
     files["jpeg2000_garbage.dcm"] = dicom_bytes(mr_dataset(transfer_syntax=JPEG2000Lossless,
                                                            pixels=encapsulate([b"\xff\x4f\xff\x51" + bytes(64)])))
+    j2k_study = four_series_study("T1")
+    files.update(j2k_study)
     no_pixels = mr_dataset()
     del no_pixels.PixelData
     files["missing_pixel_data.dcm"] = dicom_bytes(no_pixels)
@@ -169,15 +195,22 @@ def make_cases(out_dir: Path) -> list[Case]:
     T1 = "sub-bad/ses-1/anat/sub-bad_ses-1_T1w.nii.gz"
     cases = [
         up("not_dicom", [400], "not a DICOM file", Upload("notes.dcm", "not_dicom.dcm")),
-        up("empty_file", [400], "DICOM", Upload("empty.dcm", "empty.dcm")),
+        up("empty_file", [400], "empty.dcm: not a DICOM file (no DICM preamble)", Upload("empty.dcm", "empty.dcm")),
         up("truncated_header", [400], "missing SOPClassUID", Upload("t.dcm", "truncated_header.dcm")),
         up("truncated_pixels", [400], "truncated pixel data", Upload("t.dcm", "truncated_pixels.dcm")),
         up("preamble_only", [400], "missing SOPClassUID", Upload("p.dcm", "preamble_only.dcm")),
-        up("jpeg2000_garbage_pixels", [422], "lacks", Upload("j2k.dcm", "jpeg2000_garbage.dcm")),
+        # one J2K file alone is refused for the missing sequences before any pixel is decoded
+        up("jpeg2000_garbage_single_series_lacks_sequences", [422], "lacks T1, T1c, T2, FLAIR",
+           Upload("j2k.dcm", "jpeg2000_garbage.dcm")),
+        # the "cannot be decoded" branch: a complete study whose T1 series is undecodable JPEG 2000
+        up("jpeg2000_garbage_pixels", [422], "T1 series: its pixel data cannot be decoded (transfer syntax 1.2.840.10008.1.2.4.90",
+           *[Upload(name, name) for name in j2k_study]),
         up("missing_pixel_data", [422], "no images", Upload("np.dcm", "missing_pixel_data.dcm")),
         up("absurd_dimensions", [400], "truncated pixel data", Upload("huge.dcm", "absurd_dimensions.dcm")),
         up("missing_uids", [400], "missing SOPInstanceUID", Upload("nouid.dcm", "missing_uids.dcm")),
-        up("injection_in_patient_name", [422], "lacks", Upload("inj.dcm", "injection_patient_name.dcm")),
+        # refused as an incomplete study (one slice); what it checks is that the name breaks nothing on the way
+        # (parsing, the series list in the message, the audit) and is stored nowhere
+        up("injection_in_patient_name", [422], "series found: MR 't1_mprage'", Upload("inj.dcm", "injection_patient_name.dcm")),
         up("two_studies", [400], "exactly one study", Upload("a.dcm", "two_studies_a.dcm"), Upload("b.dcm", "two_studies_b.dcm")),
         up("oversized_upload", [413], "exceeds", Upload("f.dcm", "filler_95k.dcm", repeat=12)),
         up("zip_bomb", [413], "zip bomb", Upload("bomb.zip", "zip_bomb.zip", "application/zip")),
@@ -223,10 +256,11 @@ def make_cases(out_dir: Path) -> list[Case]:
         Case("nifti_nan_affine", "nifti", "PUT", f"/api/nifti/files/{T1}", [400], "NaN", body_file="nan_affine.nii.gz"),
         Case("nifti_nan_zooms", "nifti", "PUT", f"/api/nifti/files/{T1}", [400], "finite", body_file="nan_zooms.nii.gz"),
         Case("nifti_not_gzip", "nifti", "PUT", f"/api/nifti/files/{T1}", [400], "gzip", body_file="nifti_not_gzip.nii.gz"),
-        Case("nifti_truncated", "nifti", "PUT", f"/api/nifti/files/{T1}", [400], "", body_file="nifti_truncated.nii.gz"),
+        Case("nifti_truncated", "nifti", "PUT", f"/api/nifti/files/{T1}", [400], "NIfTI is truncated", body_file="nifti_truncated.nii.gz"),
         Case("nifti_garbage", "nifti", "PUT", f"/api/nifti/files/{T1}", [400], "NIfTI", body_file="nifti_garbage.nii.gz"),
-        Case("nifti_path_traversal", "nifti", "PUT", "/api/nifti/files/../../etc/passwd.nii.gz", [400, 404], "",
-             body_file="nan_zooms.nii.gz"),
+        # percent-encoded dot segments: a literal "../" is resolved by the HTTP client before the service sees it
+        Case("nifti_path_traversal", "nifti", "PUT", "/api/nifti/files/sub-bad/%2E%2E/%2E%2E/%2E%2E/etc/passwd.nii.gz",
+             [400], "'.' and '..' path segments are not allowed", body_file="nan_zooms.nii.gz"),
     ]
     (out_dir / "manifest.json").write_text(json.dumps([asdict(c) for c in cases], indent=1))
     return cases
