@@ -71,7 +71,7 @@ def cases(brats18: int) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------- worker
-def run_worker(backend: str, case: dict, model: str | None, threads: int, repeat: int) -> dict:
+def run_worker(backend: str, case: dict, model: str | None, threads: int, repeat: int, fine_size: int | None = None) -> dict:
     import nibabel as nib
 
     img = nib.load(case["image"])
@@ -88,6 +88,7 @@ def run_worker(backend: str, case: dict, model: str | None, threads: int, repeat
             extractor = BrainExtractor(model, threads)
             bbox, fine = extractor.predict_bbox, extractor.predict_mask
         else:
+            extractor = None
             bbox, fine = ort_predictors(model, threads)
 
         def timed(name, fn):
@@ -98,10 +99,11 @@ def run_worker(backend: str, case: dict, model: str | None, threads: int, repeat
                 return y
             return predict
 
-        bbox, fine = timed("coarse", bbox), timed("fine", fine)
+        bbox, fine_pass = timed("coarse", bbox), timed("fine", fine)
+        fine_shape = (fine_size,) * 3 if fine_size else tuple(int(v) for v in getattr(extractor, "fine_shape", (256,) * 3))
 
         def once() -> np.ndarray:
-            return extract_brain(data, img.affine, bbox, fine).mask
+            return extract_brain(data, img.affine, bbox, fine_pass, fine_shape=fine_shape).mask
     else:
         import torch
         from deepbet import BrainExtraction
@@ -130,7 +132,7 @@ def run_worker(backend: str, case: dict, model: str | None, threads: int, repeat
         ref = data != 0
     inter = float((mask & ref).sum())
     result = {
-        "case": case["name"], "backend": backend, "threads": threads,
+        "case": case["name"], "backend": backend, "threads": threads, "fine_size": fine_size,
         "dice": 2 * inter / max(1.0, float(mask.sum() + ref.sum())),
         "reference_covered": inter / max(1.0, float(ref.sum())),
         "mask_inside_reference": inter / max(1.0, float(mask.sum())),
@@ -215,6 +217,8 @@ def main() -> None:
     ap.add_argument("--brats18", type=int, default=3, help="how many ../shared/data/brats18-labelled cases")
     ap.add_argument("--backend", action="append", choices=["onnx", "torch"])
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--fine-shape", type=int, metavar="N",
+                    help="onnx: the fine pass at N³ (a multiple of 32) instead of the model folder's setting")
     ap.add_argument("--pipeline", action="store_true", help="time the brain-extraction stage in the pipeline")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -224,7 +228,7 @@ def main() -> None:
 
     if args.worker:
         case = json.loads(args.worker)
-        print(json.dumps(run_worker(case.pop("backend"), case, args.model, args.threads, args.repeat)))
+        print(json.dumps(run_worker(case.pop("backend"), case, args.model, args.threads, args.repeat, args.fine_shape)))
         return
 
     if not DATA.is_dir():
@@ -250,7 +254,10 @@ def main() -> None:
                 print("onnx: skipped (no exported model folder; give --model or install torch, deepbet and onnx)")
                 backends.remove("onnx")
             else:
-                size = sum(f.stat().st_size for f in Path(model).rglob("*.onnx"))
+                meta = Path(model) / "metadata.json"  # the worker's folder names its networks' files
+                files = ([Path(model) / f for f in json.loads(meta.read_text())["files"].values()] if meta.exists()
+                         else list(Path(model).rglob("*.onnx")))
+                size = sum(f.stat().st_size for f in files)
                 print(f"onnx model: {model} (two files, {size / 1e6:.1f} MB together)")
         print(f"{'case':<28} {'backend':<7} {'Dice':>7} {'ref in':>7} {'mask in':>7} {'mL':>6} "
               f"{'s':>6} {'coarse':>6} {'fine':>6} {'RSS MiB':>8} {'tumour in':>9}")
@@ -260,6 +267,8 @@ def main() -> None:
                        "--repeat", str(args.repeat), "--worker", json.dumps({**case, "backend": backend})]
                 if model:
                     cmd += ["--model", model]
+                if args.fine_shape:
+                    cmd += ["--fine-shape", str(args.fine_shape)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT / "training", check=False)
                 if proc.returncode != 0:
                     print(f"{case['name']:<28} {backend:<7} FAILED: {proc.stderr.strip().splitlines()[-1:]}")

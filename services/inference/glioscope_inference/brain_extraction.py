@@ -5,9 +5,10 @@ pipeline around them (no torch, no cc3d, no fill_voids). See docs/brain-extracti
 The model folder (`model_repository/glioscope_brainmask/`) holds `metadata.json` (pipeline constants,
 thresholds, source, licence; `files` names the two networks) and `LICENSE-deepbet` (MIT: keep it with
 the weights). The networks are Triton models beside it, `glioscope_brain_bbox/1/model.onnx` (coarse,
-128³) and `glioscope_brain_mask/1/model.onnx` (fine, 256³), each with `config.pbtxt` and
-`configs/cpu.pbtxt`; the worker runs the same files with onnxruntime in its own process, loaded once
-(`load_brain_extractor`), also when the tumour model is on Triton (docs/brain-extraction.md says why).
+128³) and `glioscope_brain_mask/1/model.onnx` (fine: 256³ in deepbet, 192³ in the worker, FINE_SHAPE),
+each with `config.pbtxt` and `configs/cpu.pbtxt`; the worker runs the same files with onnxruntime in its
+own process, loaded once (`load_brain_extractor`), also when the tumour model is on Triton
+(docs/brain-extraction.md says why).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ THRESHOLD = 0.5
 # volumes accepted as a plausible extraction.
 DILATE_MM = 2.5
 BRAIN_ML_RANGE = (800.0, 2200.0)
+# The fine pass the worker runs (metadata.json "use"."fine_shape" may override): 192³ instead of deepbet's
+# 256³ (SHAPE, metadata.json "fine_shape"), about half the time. Measured on the real cases (bench/
+# bench_brain_extraction.py --fine-shape, docs/performance.md "Raw study (issue 15)"): brain-mask Dice
+# -0.002 on average, at most -0.005 (raw TCGA T1c 0.9709 -> 0.9672; no skull-stripped case falls under
+# 0.97 that was over it at 256³); labelled tumour inside the mask 99.2-100 % (256³: 98.5-100 %).
+FINE_SHAPE = (192, 192, 192)
 
 Predict = Callable[[np.ndarray], np.ndarray]  # float32 [X, Y, Z] -> brain probability float32 [X, Y, Z]
 
@@ -214,7 +221,7 @@ class BrainExtractor:
         use = self.metadata.get("use", {})
         self.dilate_mm = float(use.get("dilate_mm", DILATE_MM))
         self.brain_ml_range = tuple(float(v) for v in use.get("brain_ml_range", BRAIN_ML_RANGE))
-        self.fine_shape = tuple(int(v) for v in self.metadata.get("fine_shape", SHAPE))
+        self.fine_shape = tuple(int(v) for v in use.get("fine_shape", FINE_SHAPE))
 
     def extract(self, data: np.ndarray, affine: np.ndarray) -> BrainExtractionResult:
         return extract_brain(data, affine, self.predict_bbox, self.predict_mask, fine_shape=self.fine_shape)
