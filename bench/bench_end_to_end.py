@@ -26,6 +26,8 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -96,10 +98,13 @@ def _seconds(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def run_configuration(name: str, files: list[Path], work: Path) -> dict:
+@contextmanager
+def configured_platform(name: str, work: Path, stable_age: int = 60) -> Iterator[tuple[LocalStack, LocalOrthanc, dict[str, str]]]:
+    """A fresh platform in `work` (Orthanc, and Triton and a new Postgres database for the service
+    configurations), started; yields (stack, orthanc, env) and stops everything afterwards."""
     shutil.rmtree(work, ignore_errors=True)  # a fresh platform: nothing known from an earlier run
     work.mkdir(parents=True)
-    orthanc = LocalOrthanc(work / "orthanc", stable_age=60).start()
+    orthanc = LocalOrthanc(work / "orthanc", stable_age=stable_age).start()
     triton = None
     database = None
     env = {
@@ -135,41 +140,7 @@ def run_configuration(name: str, files: list[Path], work: Path) -> dict:
     stack = LocalStack(env=env, log_dir=work / "logs", worker_queue=f"bench-{secrets.token_hex(3)}")
     try:
         stack.start()
-        payload = [("files", (p.name, p.read_bytes(), "application/dicom")) for p in files]
-        with httpx.Client(base_url=stack.gateway_url, timeout=600, headers={"x-api-key": env["GLIOSCOPE_BOOTSTRAP_API_KEY"]}) as client:
-            started = time.perf_counter()
-            response = client.post("/api/studies", files=payload)
-            ingest_s = time.perf_counter() - started
-            response.raise_for_status()
-            body = response.json()
-            job_id = body["job"]["id"]
-            study_uid = body["study"]["study_instance_uid"]
-            while True:
-                job = client.get(f"/api/jobs/{job_id}").json()
-                if job["state"] in ("succeeded", "failed"):
-                    break
-                time.sleep(0.2)
-            if job["state"] != "succeeded":
-                raise RuntimeError(f"job failed: {job['error']}\n{stack.logs()}")
-            job_done_s = time.perf_counter() - started
-            client.get(f"/api/studies/{study_uid}/segmentation").raise_for_status()
-            client.get(f"/api/studies/{study_uid}/report.pdf").raise_for_status()
-            upload_to_result_s = time.perf_counter() - started
-        worker = stack.processes["worker"].process
-        rss = peak_rss_bytes(os.getpgid(worker.pid)) if worker else 0
-        return {
-            "configuration": name,
-            "upload_to_result_s": round(upload_to_result_s, 2),
-            "ingest_s": round(ingest_s, 2),
-            "ingest_instances_per_s": round(len(files) / ingest_s, 1),
-            "stages_s": {k: round(v, 2) for k, v in job["timings_s"].items()},
-            # where the rest goes: the job waiting for the worker, the worker's run (stages plus
-            # bookkeeping), the client noticing (it polls every 0.2 s) and downloading SEG and PDF
-            "job_queue_wait_s": round(_seconds(job["created_at"], job["started_at"]), 2),
-            "job_run_s": round(_seconds(job["started_at"], job["finished_at"]), 2),
-            "results_download_s": round(upload_to_result_s - job_done_s, 2),
-            "worker_peak_rss_gib": round(rss / 1024**3, 2),
-        }
+        yield stack, orthanc, env
     finally:
         stack.stop()
         orthanc.stop()
@@ -180,6 +151,63 @@ def run_configuration(name: str, files: list[Path], work: Path) -> dict:
 
             with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def wait_for_job(client: httpx.Client, job_id: str, stack: LocalStack) -> dict:
+    """Poll the job every 0.2 s until it has finished; a failed job raises with the services' logs."""
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["state"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.2)
+    if job["state"] != "succeeded":
+        raise RuntimeError(f"job failed: {job['error']}\n{stack.logs()}")
+    return job
+
+
+def job_figures(job: dict, stack: LocalStack) -> dict:
+    """The job's stages, queue wait and run time, and the worker's peak RSS (VmHWM of its processes)."""
+    worker = stack.processes["worker"].process
+    rss = peak_rss_bytes(os.getpgid(worker.pid)) if worker else 0
+    return {
+        "stages_s": {k: round(v, 2) for k, v in job["timings_s"].items()},
+        # where the rest goes: the job waiting for the worker, the worker's run (stages plus bookkeeping)
+        "job_queue_wait_s": round(_seconds(job["created_at"], job["started_at"]), 2),
+        "job_run_s": round(_seconds(job["started_at"], job["finished_at"]), 2),
+        "worker_peak_rss_gib": round(rss / 1024**3, 2),
+    }
+
+
+def run_configuration(name: str, files: list[Path], work: Path) -> dict:
+    with configured_platform(name, work) as (stack, _orthanc, env):
+        payload = [("files", (p.name, p.read_bytes(), "application/dicom")) for p in files]
+        with httpx.Client(base_url=stack.gateway_url, timeout=600, headers={"x-api-key": env["GLIOSCOPE_BOOTSTRAP_API_KEY"]}) as client:
+            started = time.perf_counter()
+            response = client.post("/api/studies", files=payload)
+            ingest_s = time.perf_counter() - started
+            response.raise_for_status()
+            body = response.json()
+            job = wait_for_job(client, body["job"]["id"], stack)
+            job_done_s = time.perf_counter() - started
+            fetch_results(client, body["study"]["study_instance_uid"])
+            upload_to_result_s = time.perf_counter() - started
+        figures = job_figures(job, stack)
+        return {
+            "configuration": name,
+            "upload_to_result_s": round(upload_to_result_s, 2),
+            "ingest_s": round(ingest_s, 2),
+            "ingest_instances_per_s": round(len(files) / ingest_s, 1),
+            "stages_s": figures.pop("stages_s"),
+            **figures,
+            # the client noticing (it polls every 0.2 s) and downloading SEG and PDF
+            "results_download_s": round(upload_to_result_s - job_done_s, 2),
+        }
+
+
+def fetch_results(client: httpx.Client, study_uid: str) -> None:
+    """Download the DICOM-SEG and the report PDF (raises when either is missing)."""
+    client.get(f"/api/studies/{study_uid}/segmentation").raise_for_status()
+    client.get(f"/api/studies/{study_uid}/report.pdf").raise_for_status()
 
 
 def _median_run(runs: list[dict]) -> dict:
