@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import random
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from glioscope_common.dicom.nifti import volume_from_nifti, volume_to_nifti
 from glioscope_common.dicom.read import read_series, series_geometry
 from glioscope_common.dicom.write import canonical_slice_order, write_series
 from glioscope_common.errors import UnprocessableInput
+from glioscope_common.testing import require_executable
 from glioscope_common.volume import Volume
 
 SHAPE = (23, 31, 17)
@@ -289,17 +288,11 @@ def test_legacy_multi_frame_without_functional_groups_is_refused(series):
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
+    require_executable("dciodvfy", "Debian dicom3tools")
     proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
 
 
-needs_dciodvfy = pytest.mark.skipif(
-    shutil.which("dciodvfy") is None and os.environ.get("CI") != "true",
-    reason="dciodvfy (Debian dicom3tools) not installed",
-)
-
-
-@needs_dciodvfy
 def test_write_study(tmp_path):
     images = {
         name: Volume(pattern(shape=(20, 24, 6)) + offset, LPS_AXES)
@@ -327,7 +320,6 @@ def test_write_study(tmp_path):
         assert dciodvfy_errors(path) == []
 
 
-@needs_dciodvfy
 def test_oblique_instance_passes_dciodvfy(tmp_path):
     datasets = write_series(Volume(pattern(), OBLIQUE), **study_kwargs(extra={"ScanningSequence": "SE", "EchoTime": "90"}))
     path = tmp_path / "mr.dcm"

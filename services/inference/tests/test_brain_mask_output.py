@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from glioscope_common.testing import require_module
 from glioscope_common.volume import Volume
 from glioscope_inference.pipeline import SegmentationResult
 from glioscope_inference.segmentation import service as service_module
@@ -82,7 +83,7 @@ def test_the_brain_mask_is_stored_beside_the_dseg(monkeypatch: pytest.MonkeyPatc
     np.testing.assert_allclose(image.affine, result.reference.affine)
     assert int(image.header["sform_code"]) == 1 and int(image.header["qform_code"]) == 1
     # the NIfTI service accepts the path (BIDS derivative, suffix "mask", entities space then desc)
-    paths_module = pytest.importorskip("glioscope_nifti.files.paths")
+    paths_module = require_module("glioscope_nifti.files.paths")
     parsed = paths_module.parse_bids_path(path)
     assert parsed.derivative and parsed.suffix == "mask" and dict(parsed.entities) == {"space": "orig", "desc": "brain"}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from glioscope_common.testing import require_module, require_path
 from glioscope_inference.brain_extraction import (
     BRAIN_MODEL,
     extract_brain,
@@ -81,10 +82,8 @@ def test_triton_serves_the_brain_networks_as_onnxruntime_runs_them(triton) -> No
 
 def test_the_pipeline_on_triton_gives_the_same_brain_mask(triton) -> None:  # type: ignore[no-untyped-def]
     """The raw TCGA T1c through deepbet's pipeline with either backend (fine pass at 128³ to keep it short)."""
-    nib = pytest.importorskip("nibabel")
-    path = RAW / "t1c.nii.gz"
-    if not path.exists():
-        pytest.skip("../shared/data/real is not on this machine")
+    nib = require_module("nibabel")
+    path = require_path(RAW / "t1c.nii.gz", "../shared/data/real")
     image = nib.load(path)
     data, affine = np.asarray(image.dataobj, dtype=np.float32), image.affine
     fine = (128, 128, 128)

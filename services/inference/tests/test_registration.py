@@ -4,13 +4,13 @@ conversion of ITK transforms."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from glioscope_common.testing import require_path
 from glioscope_common.volume import Volume
 from glioscope_inference.registration import coregister_rigid, itk_to_ras_world
 
@@ -31,10 +31,7 @@ def _motion(deg_x: float, deg_z: float, shift: tuple[float, float, float], centr
 @pytest.fixture(scope="module")
 def case() -> tuple[Volume, Volume]:
     folder = BRATS / CASE
-    if not folder.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{folder} is missing (../shared/data must be present in CI)")
-        pytest.skip("../shared/data/brats18-labelled is not on this machine")
+    require_path(folder, "../shared/data/brats18-labelled")
     load = lambda name: nib.load(str(folder / f"{CASE}_{name}.nii.gz"))  # noqa: E731
     t1c, flair = load("t1ce"), load("flair")
     return (Volume(np.asarray(t1c.dataobj, np.float32), t1c.affine), Volume(np.asarray(flair.dataobj, np.float32), flair.affine))
