@@ -235,6 +235,22 @@ def test_triton_requests_gpus_and_tolerates_the_gpu_taint() -> None:
             assert "nvidia.com/gpu" not in json.dumps(c.get("resources", {}))
 
 
+def test_triton_serves_the_brain_networks_and_the_workers_call_them() -> None:
+    """triton.brainModel (default true): Triton loads the two brain-extraction networks beside the tumour
+    model and the workers run brain extraction on it; without Triton they run it in-process."""
+    objects = render_scenario("gpu")
+    triton = next(o for o in objects if o["kind"] == "Deployment" and component(o) == "triton")
+    args = next(c for c in pod_spec(triton)["containers"] if c["name"] == "triton")["args"]
+    assert {"--load-model=glioscope_brain_bbox", "--load-model=glioscope_brain_mask"} <= set(args)
+    workers = [o for o in objects if o["kind"] == "Deployment" and component(o).startswith("worker")]
+    for worker in workers:
+        env = {e["name"]: e.get("value") for e in pod_spec(worker)["containers"][0]["env"]}
+        assert env["GLIOSCOPE_BRAIN_MODEL_ON_TRITON"] == "true", component(worker)
+    for worker in (o for o in render_scenario("default") if o["kind"] == "Deployment" and component(o).startswith("worker")):
+        env = {e["name"]: e.get("value") for e in pod_spec(worker)["containers"][0]["env"]}
+        assert env["GLIOSCOPE_BRAIN_MODEL_ON_TRITON"] == "false", component(worker)
+
+
 def test_triton_as_a_sidecar_shares_the_gpu_workers_shared_memory() -> None:
     """placement=sidecar: no Triton Deployment; each gpu worker pod runs Triton beside the worker,
     both with the pod's memory-backed /dev/shm and one uid, the worker told to use it."""

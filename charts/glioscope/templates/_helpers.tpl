@@ -263,6 +263,10 @@ affinity:
     - --model-repository=/models
     - --model-control-mode=explicit
     - --load-model={{ .Values.modelName }}
+    {{- if $c.brainModel }}
+    - --load-model=glioscope_brain_bbox
+    - --load-model=glioscope_brain_mask
+    {{- end }}
     - --strict-readiness=true
     - --allow-metrics=true
     - --allow-gpu-metrics=true

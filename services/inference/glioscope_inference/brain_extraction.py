@@ -186,6 +186,23 @@ def ort_session_predictor(path: str | Path, threads: int = 2) -> Predict:
     return predict
 
 
+def triton_predictor(url: str, model: str, timeout_s: float = 120.0) -> Predict:
+    """A predictor on one of the brain networks served by Triton (gRPC; input `image`, output `brain`)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url.removeprefix("grpc://"))
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        image = np.ascontiguousarray(x, dtype=np.float32)[None, None]
+        request = grpcclient.InferInput("image", list(image.shape), "FP32")
+        request.set_data_from_numpy(image)
+        result = client.infer(model, [request], outputs=[grpcclient.InferRequestedOutput("brain")],
+                              client_timeout=timeout_s)
+        return result.as_numpy("brain")[0, 0]  # type: ignore[no-any-return, index]
+
+    return predict
+
+
 def dilate_mm(mask: np.ndarray, affine: np.ndarray, mm: float) -> np.ndarray:
     """Binary dilation by `mm` millimetres on an anisotropic grid (an ellipsoidal structuring element
     from the voxel sizes; at least the mask itself along a thick axis)."""
@@ -210,14 +227,21 @@ def dilate_mm(mask: np.ndarray, affine: np.ndarray, mm: float) -> np.ndarray:
 class BrainExtractor:
     """deepbet's pipeline on the two ONNX networks of one model folder, loaded once."""
 
-    def __init__(self, folder: str | Path, threads: int = 0) -> None:
+    def __init__(self, folder: str | Path, threads: int = 0, triton_url: str | None = None) -> None:
+        """`triton_url` (grpc://host:port): the two networks are Triton's models named in metadata.json's
+        `triton_models` (the cluster); None: onnxruntime in this process on the same files (embedded)."""
         self.folder = Path(folder)
         self.metadata = json.loads((self.folder / "metadata.json").read_text())
         if self.metadata.get("pipeline") != "deepbet":
             raise ValueError(f"{self.folder}: metadata.json pipeline is not 'deepbet'")
-        files = self.metadata["files"]
-        self.predict_bbox = ort_session_predictor(self.folder / files["bbox"], threads)
-        self.predict_mask = ort_session_predictor(self.folder / files["mask"], threads)
+        if triton_url:
+            models = self.metadata["triton_models"]
+            self.predict_bbox = triton_predictor(triton_url, models["bbox"])
+            self.predict_mask = triton_predictor(triton_url, models["mask"])
+        else:
+            files = self.metadata["files"]
+            self.predict_bbox = ort_session_predictor(self.folder / files["bbox"], threads)
+            self.predict_mask = ort_session_predictor(self.folder / files["mask"], threads)
         use = self.metadata.get("use", {})
         self.dilate_mm = float(use.get("dilate_mm", DILATE_MM))
         self.brain_ml_range = tuple(float(v) for v in use.get("brain_ml_range", BRAIN_ML_RANGE))
@@ -228,10 +252,10 @@ class BrainExtractor:
 
 
 @functools.lru_cache(maxsize=4)
-def load_brain_extractor(folder: str | Path, threads: int = 0) -> BrainExtractor | None:
+def load_brain_extractor(folder: str | Path, threads: int = 0, triton_url: str | None = None) -> BrainExtractor | None:
     """The folder's BrainExtractor, built once per process and folder; None when the folder (or its
     metadata.json) is missing, so that the pipeline keeps its behaviour without brain extraction."""
     folder = Path(folder)
     if not (folder / "metadata.json").is_file():
         return None
-    return BrainExtractor(folder, threads)
+    return BrainExtractor(folder, threads, triton_url)

@@ -15,6 +15,9 @@ class InferenceSettings(CommonSettings):
     # Brain extraction (deepbet, onnxruntime in this process) for studies that are not skull-stripped:
     # the folder under model_repository; empty, or a missing folder, turns it off (a warning instead).
     brain_model_name: str = "glioscope_brainmask"
+    # True: the brain networks run on the Triton of GLIOSCOPE_INFERENCE_URL (grpc://…), which must load the
+    # models named in the folder's metadata.json `triton_models`; False: onnxruntime in this process.
+    brain_model_on_triton: bool = False
     # Patches one job keeps in flight to Triton, one per request (Triton's dynamic batcher merges them).
     triton_requests_in_flight: int = Field(2, ge=1, le=64)
     # "system": tensors to Triton through POSIX shared memory instead of the gRPC message; only for a

@@ -6,7 +6,6 @@ probability and the same mask, network by network and through deepbet's whole pi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,8 @@ import pytest
 from glioscope_common.testing import require_module, require_path
 from glioscope_inference.brain_extraction import (
     BRAIN_MODEL,
+    BrainExtractor,
+    triton_predictor,
     extract_brain,
     normalize,
     ort_session_predictor,
@@ -34,21 +35,6 @@ def triton_model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in NETWORKS.values():
         (repo / name).symlink_to(MODELS / name)
     return repo
-
-
-def triton_predictor(url: str, model: str) -> Callable[[np.ndarray], np.ndarray]:
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(url.removeprefix("grpc://"))
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        image = np.ascontiguousarray(x, dtype=np.float32)[None, None]
-        request = grpcclient.InferInput("image", list(image.shape), "FP32")
-        request.set_data_from_numpy(image)
-        result = client.infer(model, [request], outputs=[grpcclient.InferRequestedOutput("brain")])
-        return result.as_numpy("brain")[0, 0]
-
-    return predict
 
 
 def test_the_model_folders_are_triton_models() -> None:
@@ -93,3 +79,20 @@ def test_the_pipeline_on_triton_gives_the_same_brain_mask(triton) -> None:  # ty
                            triton_predictor(triton.grpc_url, NETWORKS["mask"]), fine_shape=fine)
     assert local.mask.sum() > 100_000  # a brain, not an empty or full mask
     np.testing.assert_array_equal(served.mask, local.mask)
+
+
+def test_the_worker_can_run_the_brain_model_on_triton(triton) -> None:  # type: ignore[no-untyped-def]
+    """GLIOSCOPE_BRAIN_MODEL_ON_TRITON: the worker's BrainExtractor calls Triton's models and finds the brain
+    onnxruntime finds (a synthetic head, 64³ coarse and fine passes to keep it short)."""
+    grid = np.mgrid[:80, :96, :72].astype(np.float32)
+    head = (((grid - np.array([40, 48, 36], dtype=np.float32)[:, None, None, None])
+             / np.array([30, 38, 28], dtype=np.float32)[:, None, None, None]) ** 2).sum(axis=0) < 1
+    data = (head * 600 + np.random.default_rng(5).normal(0, 10, head.shape)).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    served = BrainExtractor(MODELS / BRAIN_MODEL, triton_url=triton.grpc_url)
+    local = BrainExtractor(MODELS / BRAIN_MODEL, threads=1)
+    for extractor in (served, local):
+        extractor.fine_shape = (64, 64, 64)
+    mask = served.extract(data, affine).mask
+    assert mask.sum() > 0.2 * head.sum(), "the networks found the head's inside"
+    np.testing.assert_array_equal(mask, local.extract(data, affine).mask)

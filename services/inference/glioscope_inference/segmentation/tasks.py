@@ -65,7 +65,9 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
         # the tumour model is on Triton
         if not settings.brain_model_name:
             return None
-        return load_brain_extractor(settings.model_repository / settings.brain_model_name, settings.inference_threads)
+        on_triton = settings.brain_model_on_triton and settings.inference_url.startswith("grpc://")
+        return load_brain_extractor(settings.model_repository / settings.brain_model_name, settings.inference_threads,
+                                    settings.inference_url if on_triton else None)
 
     service = SegmentationService(
         jobs,
