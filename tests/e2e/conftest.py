@@ -86,6 +86,17 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout_s: float = 600) -> d
     raise AssertionError(f"job {job_id} did not finish in {timeout_s} s")
 
 
+def segment(platform: "Platform", files: list[Path]) -> dict:
+    """Upload a study (new, or one the platform already has) and wait for its segmentation job; the
+    succeeded job."""
+    response = upload(platform.client, files)
+    assert response.status_code in (200, 201), response.text
+    body = response.json()
+    job = wait_for_job(platform.client, body["job"]["id"] if body["job"] else body["study"]["latest_job"]["id"])
+    assert job["state"] == "succeeded", f"{job['error']}\n{platform.stack.logs()}"
+    return job
+
+
 @dataclass
 class Platform:
     orthanc: LocalOrthanc

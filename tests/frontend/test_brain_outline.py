@@ -56,11 +56,7 @@ def _store_brain_mask(platform: e2e.Platform, uid: str, job: dict) -> str:
 
 def test_the_brain_mask_outline_in_the_viewer(platform: e2e.Platform, e2e_case: e2e.E2ECase) -> None:
     client = platform.client
-    response = e2e.upload(client, e2e_case.files)
-    assert response.status_code in (200, 201), response.text
-    body = response.json()
-    job = e2e.wait_for_job(client, body["job"]["id"] if body["job"] else body["study"]["latest_job"]["id"])
-    assert job["state"] == "succeeded", f"{job['error']}\n{platform.stack.logs()}"
+    job = e2e.segment(platform, e2e_case.files)
     uid = e2e_case.study_instance_uid
     assert client.get(f"/api/studies/{uid}/brain-mask.nii.gz").status_code == 404  # skull-stripped: none yet
     _store_brain_mask(platform, uid, job)

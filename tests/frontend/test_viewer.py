@@ -85,11 +85,7 @@ def platform(frontend_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def test_viewer_shows_the_tumour_overlay(platform: e2e.Platform, e2e_case: e2e.E2ECase) -> None:
     client = platform.client
-    response = e2e.upload(client, e2e_case.files)
-    assert response.status_code in (200, 201), response.text
-    body = response.json()
-    job = e2e.wait_for_job(client, body["job"]["id"] if body["job"] else body["study"]["latest_job"]["id"])
-    assert job["state"] == "succeeded", f"{job['error']}\n{platform.stack.logs()}"
+    e2e.segment(platform, e2e_case.files)
 
     index = client.get("/")
     assert index.status_code == 200 and '<div id="root">' in index.text

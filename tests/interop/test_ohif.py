@@ -138,11 +138,7 @@ def test_ohif_shows_the_seg_on_the_t1c_and_lists_the_sr(platform: e2e.Platform, 
                                                         ohif_dist: Path, tmp_path: Path) -> None:
     started = time.monotonic()
     client = platform.client
-    response = e2e.upload(client, e2e_case.files)
-    assert response.status_code in (200, 201), response.text
-    body = response.json()
-    job = e2e.wait_for_job(client, body["job"]["id"] if body["job"] else body["study"]["latest_job"]["id"])
-    assert job["state"] == "succeeded", f"{job['error']}\n{platform.stack.logs()}"
+    job = e2e.segment(platform, e2e_case.files)
     uid = e2e_case.study_instance_uid
 
     # The report's Encapsulated PDF and TID 1500 SR to the PACS (an admin may export a draft).
