@@ -1,7 +1,7 @@
 """Export a checkpoint to ONNX (opset 17, dynamic batch) and check onnxruntime against PyTorch.
 
     python -m glioscope_training.export --checkpoint training/runs/main/best.pt \
-        --out model_repository/glioscope_unet/1/model.onnx
+        --out model_repository/glioscope_unet/3/model.onnx   (a new version folder)
 
 `--checkpoint` given several times exports the average of their weights.
 """
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--checkpoint", required=True, action="append",
                     help="a checkpoint; given several times, their weights are averaged")
-    ap.add_argument("--out", default="model_repository/glioscope_unet/1/model.onnx")
+    ap.add_argument("--out", required=True,
+                    help="the ONNX file, e.g. a new version folder: model_repository/glioscope_unet/3/model.onnx")
     ap.add_argument("--patch", type=int, default=128)
     ap.add_argument("--no-ema", action="store_true")
     ap.add_argument("--io-dtype", choices=sorted(IO_DTYPES), default="float32",

@@ -1,7 +1,9 @@
-"""Write model_repository/<name>/metadata.json (the model contract read by the worker).
+"""Write model_repository/<name>/<n>/metadata.json (the model contract of version folder <n>).
 
-    python -m glioscope_training.metadata --model model_repository/glioscope_unet \
-        --eval training/runs/eval.json
+    python -m glioscope_training.metadata --model model_repository/glioscope_unet --folder 3 \
+        --version 0.5.0 --eval training/runs/eval.json
+
+A new model version goes in a new folder beside the others (docs/model-versions.md).
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ TRAINING_DATA = (
 )
 
 
-def build(version: str, accuracy: dict, flip_axes: list[int] | None = None) -> dict:
+def build(version: str, accuracy: dict, flip_axes: list[int] | None = None, folder: str = "1") -> dict:
     return {
         "name": "glioscope_unet",
         "version": version,
-        "onnx_file": "1/model.onnx",
+        "onnx_file": f"{folder}/model.onnx",  # relative to the model folder
         "input_name": "image",
         "output_name": "logits",
         "channels": ["T1", "T1c", "T2", "FLAIR"],
@@ -77,6 +79,7 @@ def accuracy_from_eval(report: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="model_repository/glioscope_unet")
+    ap.add_argument("--folder", required=True, help="the version folder (Triton's version number), e.g. 3")
     ap.add_argument("--version", default="0.1.0")
     ap.add_argument("--eval", default=None, help="JSON written by glioscope_training.evaluate --json")
     ap.add_argument("--extra", default=None, help="JSON object merged into accuracy")
@@ -85,11 +88,14 @@ def main(argv: list[str] | None = None) -> None:
     acc = accuracy_from_eval(json.loads(Path(args.eval).read_text())) if args.eval else {}
     if args.extra:
         acc.update(json.loads(args.extra))
-    path = Path(args.model) / "metadata.json"
+    if not args.folder.isdigit():
+        raise SystemExit(f"--folder is a Triton version number (1, 2, ...), got {args.folder!r}")
+    path = Path(args.model) / args.folder / "metadata.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     flip_axes = sorted({int(a) for a in args.flip_axes.split(",") if a.strip()})
     if not set(flip_axes) <= {0, 1, 2}:
         raise SystemExit(f"--flip-axes takes axes 0, 1, 2 of the model grid, got {flip_axes}")
-    path.write_text(json.dumps(build(args.version, acc, flip_axes), indent=2) + "\n")
+    path.write_text(json.dumps(build(args.version, acc, flip_axes, args.folder), indent=2) + "\n")
     print(f"wrote {path}")
 
 

@@ -1,6 +1,6 @@
 """Move test-time mirroring and the softmax into the ONNX graph of a model folder.
 
-    python -m glioscope_training.mirror_graph --model model_repository/glioscope_unet --version 0.3.1
+    python -m glioscope_training.mirror_graph --model model_repository/glioscope_unet --folder 3 --version 0.5.0
 
 A model whose metadata asks for `flip_axes` costs the worker one more sliding-window pass per axis:
 every patch travels to Triton and back once per pass (65 MB each way for a 160³ patch in float32).
@@ -210,9 +210,10 @@ def rename_triton_output(config_text: str, old: str, new: str) -> str:
     return head + renamed + tail
 
 
-def convert(model_dir: Path, version: str | None = None) -> dict:
-    """Rewrite `model_dir` (a Triton model folder with metadata.json) in place; returns the new metadata."""
-    meta_path = model_dir / "metadata.json"
+def convert(model_dir: Path, version: str | None = None, folder: str = "") -> dict:
+    """Rewrite version folder `folder` of `model_dir` (a Triton model folder; "": one metadata.json at
+    its root) in place; returns the new metadata. `onnx_file` is relative to `model_dir`."""
+    meta_path = model_dir / folder / "metadata.json"
     meta = json.loads(meta_path.read_text())
     flip_axes = [int(a) for a in meta.get("flip_axes", [])]
     if meta.get("output_type", "softmax") != "softmax" or not flip_axes:
@@ -253,9 +254,10 @@ def convert(model_dir: Path, version: str | None = None) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="model_repository/glioscope_unet", help="the model folder (metadata.json, configs)")
+    ap.add_argument("--folder", default="", help="the version folder (1, 2, ...) whose metadata.json and ONNX file to rewrite")
     ap.add_argument("--version", default=None, help="new model version (metadata version and algorithm_version)")
     args = ap.parse_args(argv)
-    convert(Path(args.model), args.version)
+    convert(Path(args.model), args.version, args.folder)
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def test_convert_rewrites_a_model_folder_in_place(tmp_path):
     )
     (folder / "config.pbtxt").write_text(config)
     (folder / "configs" / "cpu.pbtxt").write_text(config)
-    source = json.loads((REPO / "model_repository" / "glioscope_unet" / "metadata.json").read_text())
+    source = json.loads((REPO / "model_repository" / "glioscope_unet" / "1" / "metadata.json").read_text())
     meta = {**source, "name": "tiny_unet", "output_name": "logits", "output_type": "softmax", "flip_axes": [0],
             "graph_flip_axes": [], "patch_size": SHAPE[1:]}
     (folder / "metadata.json").write_text(json.dumps(meta))

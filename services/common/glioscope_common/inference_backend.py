@@ -413,11 +413,13 @@ def make_backend(
     timeout_s: float = 60,
     requests_in_flight: int = 2,
     triton_shared_memory: str = "none",
+    triton_version: str = "",
 ) -> InferenceBackend:
     """"onnxruntime" -> OnnxRuntimeBackend(model_dir / metadata.onnx_file) with `threads` (None or 0:
     onnxruntime's choice); "grpc://host:port" -> Triton serving the model named after `model_dir`'s
-    folder (the Triton model repository layout), `requests_in_flight` patches at once, tensors through
-    gRPC or (`triton_shared_memory="system"`) shared memory."""
+    folder (the Triton model repository layout), version `triton_version` (the version folder; "":
+    Triton's choice), `requests_in_flight` patches at once, tensors through gRPC or
+    (`triton_shared_memory="system"`) shared memory."""
     url = settings_inference_url.strip()
     if url.lower() in ("onnxruntime", "ort", "local", ""):
         return OnnxRuntimeBackend(
@@ -426,7 +428,7 @@ def make_backend(
         )
     if url.startswith("grpc://") or "://" not in url:
         return TritonBackend(
-            url, Path(model_dir).name, timeout_s=timeout_s,
+            url, Path(model_dir).name, triton_version, timeout_s=timeout_s,
             input_name=metadata.input_name, output_name=metadata.output_name,
             requests_in_flight=requests_in_flight, shared_memory=triton_shared_memory,
             output_channels=len(metadata.labels) + 1,

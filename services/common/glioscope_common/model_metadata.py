@@ -1,16 +1,24 @@
-"""The model contract: `model_repository/<name>/metadata.json`, read by the worker and the CLI.
+"""The model contract: `model_repository/<name>/<n>/metadata.json`, read by the worker and the CLI.
+
+Each Triton version folder `<n>/` of a model holds its ONNX file and its own metadata.json (the
+metadata `version`, e.g. "0.4.0", is what users choose; `<n>` is Triton's version number). A folder
+with one `metadata.json` at its root (the older layout, or a hospital's own model) is one version.
+`onnx_file` is relative to the model folder in both layouts ("2/model.onnx").
 
 A hospital drops in another model (an nnU-Net or MONAI network exported to ONNX) by adding a folder
-with this file; nothing in the code names a particular model.
+with these files; nothing in the code names a particular model. docs/model-versions.md.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+
+from glioscope_common.errors import InvalidInput
 
 SEQUENCES = ("T1", "T1c", "T2", "FLAIR")
 
@@ -70,7 +78,8 @@ class ModelMetadata(BaseModel):
     labels: list[LabelInfo]
     intended_use: str
     training_data: str
-    accuracy: dict[str, object] = {}
+    # Measured accuracy: summary figures and, where measured, per-case tables (nested lists/objects).
+    accuracy: dict[str, Any] = {}
     algorithm_name: str = "Glioscope U-Net"
     algorithm_version: str = "0.1.0"
 
@@ -91,5 +100,65 @@ class ModelMetadata(BaseModel):
         return self
 
     @classmethod
-    def load(cls, model_dir: Path) -> "ModelMetadata":
-        return cls.model_validate(json.loads((model_dir / "metadata.json").read_text()))
+    def load(cls, model_dir: Path, version: str = "") -> "ModelMetadata":
+        """The metadata of `version` ("0.3.1") of the model in `model_dir`; "" the newest."""
+        return resolve_model_version(model_dir, version).metadata
+
+    def accuracy_summary(self) -> dict[str, Any]:
+        """The accuracy's single figures and notes (per-case tables left out)."""
+        return {k: v for k, v in self.accuracy.items() if not isinstance(v, (dict, list))}
+
+
+class UnknownModelVersion(InvalidInput):
+    """A model version that is not in the model repository."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One version of a model: its Triton version folder ("" for a folder with a root metadata.json)."""
+
+    model_dir: Path
+    folder: str
+    metadata: ModelMetadata
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.model_dir / self.metadata.onnx_file
+
+
+def model_versions(model_dir: Path) -> list[ModelVersion]:
+    """Every version of the model in `model_dir`, oldest first (by Triton version number)."""
+    model_dir = Path(model_dir)
+    folders = sorted(
+        (p for p in model_dir.iterdir() if p.name.isdigit() and (p / "metadata.json").is_file()), key=lambda p: int(p.name)
+    ) if model_dir.is_dir() else []
+    if not folders:
+        root = model_dir / "metadata.json"
+        if not root.is_file():
+            return []
+        return [ModelVersion(model_dir, "", ModelMetadata.model_validate(json.loads(root.read_text())))]
+    versions = []
+    for folder in folders:
+        metadata = ModelMetadata.model_validate(json.loads((folder / "metadata.json").read_text()))
+        if Path(metadata.onnx_file).parts[:1] != (folder.name,):
+            raise ValueError(f"{folder / 'metadata.json'}: onnx_file {metadata.onnx_file!r} must be in {folder.name}/")
+        versions.append(ModelVersion(model_dir, folder.name, metadata))
+    seen = [v.metadata.version for v in versions]
+    if len(set(seen)) != len(seen):
+        raise ValueError(f"{model_dir}: two version folders carry the same metadata version ({seen})")
+    return versions
+
+
+def resolve_model_version(model_dir: Path, version: str = "") -> ModelVersion:
+    """`version` ("0.3.1") of the model in `model_dir`, or the newest for "". An unknown version:
+    UnknownModelVersion naming the available ones."""
+    versions = model_versions(model_dir)
+    if not versions:
+        raise UnknownModelVersion(f"no model at {model_dir} (metadata.json missing)")
+    if not version:
+        return versions[-1]
+    for candidate in versions:
+        if candidate.metadata.version == version:
+            return candidate
+    available = ", ".join(v.metadata.version for v in versions)
+    raise UnknownModelVersion(f"unknown model version {version!r} of {Path(model_dir).name}; available: {available}")

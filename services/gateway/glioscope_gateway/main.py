@@ -34,6 +34,7 @@ from glioscope_gateway.deps import Container
 from glioscope_gateway.dicomweb_proxy.routes import router as dicomweb_router
 from glioscope_gateway.jobs.queue import CeleryJobQueue, JobQueue
 from glioscope_gateway.jobs.routes import router as jobs_router
+from glioscope_gateway.models.routes import router as models_router
 from glioscope_gateway.reports.routes import router as reports_router
 from glioscope_gateway.segmentations.routes import router as segmentations_router
 from glioscope_gateway.segmentations.service import CeleryEditQueue, SegmentationVersions
@@ -195,6 +196,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
     app.include_router(segmentations_router)
     app.include_router(reports_router)
     app.include_router(jobs_router)
+    app.include_router(models_router)
     app.include_router(dicomweb_router)
     app.state.watcher = watcher
     app.state.segmentation_versions = SegmentationVersions(

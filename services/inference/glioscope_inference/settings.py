@@ -10,6 +10,9 @@ from glioscope_common.settings import CommonSettings
 class InferenceSettings(CommonSettings):
     """Worker settings (env prefix GLIOSCOPE_); the URLs come from CommonSettings."""
 
+    # The model version a job runs unless it asks for one (the metadata version, e.g. "0.4.0", of a
+    # version folder of model_repository/<model_name>/); empty: the newest. docs/model-versions.md.
+    model_version: str = ""
     # Threads for onnxruntime in-process; 0 lets onnxruntime choose.
     inference_threads: int = Field(0, ge=0)
     # Brain extraction (deepbet, onnxruntime in this process) for studies that are not skull-stripped:

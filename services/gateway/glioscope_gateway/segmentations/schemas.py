@@ -56,3 +56,4 @@ class VersionOut(BaseModel):
     seg_series_instance_uid: str | None = Field(description="null until the version's job has succeeded")
     seg_sop_instance_uid: str | None
     voxel_counts: dict[str, int] | None = Field(description="label -> voxels on the source grid; null until done")
+    model_version: str = Field(description="the model version whose segmentation this is (or an edit of)")

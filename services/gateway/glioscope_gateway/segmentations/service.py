@@ -63,6 +63,7 @@ class Version:
     voxel_counts: dict[str, int] | None
     measurements: dict[str, Any] | None
     nifti_path: str | None
+    model_version: str  # the model version that made version 1 (an edit's too: it changes that mask)
 
 
 def latest_model_job(study: Study) -> Job | None:
@@ -77,10 +78,11 @@ def _model_version(job: Job) -> Version:
         created_at=job.finished_at or job.created_at, job_id=job.id, state=job.state,
         seg_series_instance_uid=job.seg_series_instance_uid, seg_sop_instance_uid=job.seg_sop_instance_uid,
         voxel_counts=None, measurements=job.measurements, nifti_path=job.nifti_paths.get("mask"),
+        model_version=job.model_version,
     )
 
 
-def _edited_version(row: SegmentationVersion, job: Job) -> Version:
+def _edited_version(row: SegmentationVersion, job: Job, model_version: str) -> Version:
     done = job.state == JobState.succeeded
     return Version(
         version=row.version, source="edited", created_by=row.created_by, created_at=row.created_at,
@@ -90,6 +92,7 @@ def _edited_version(row: SegmentationVersion, job: Job) -> Version:
         voxel_counts=row.voxel_counts if done else None,
         measurements=row.measurements if done else None,
         nifti_path=row.nifti_path if done else None,
+        model_version=model_version,
     )
 
 
@@ -202,7 +205,7 @@ class SegmentationVersions:
         """Version 1 (the model's) and the edits made on it, oldest first."""
         with session_scope(self._sessions) as session:
             edits = _edits(session, model_job.id)
-        return [_model_version(model_job), *(_edited_version(row, job) for row, job in edits)]
+        return [_model_version(model_job), *(_edited_version(row, job, model_job.model_version) for row, job in edits)]
 
     def list(self, study_uid: str, projects: Sequence[str] | None) -> list[Version]:
         model_job = latest_model_job(self._studies.get(study_uid, projects))

@@ -20,11 +20,12 @@ from glioscope_gateway.auth.principal import EXPORT, IDENTIFIED, READ, WRITE, Pr
 from glioscope_gateway.auth.service import PROJECT
 from glioscope_gateway.deps import Container, container
 from glioscope_gateway.internal_calls import identity_headers
+from glioscope_gateway.models.routes import checked_model_version
 from glioscope_gateway.segmentations.routes import segmentation_versions
 from glioscope_gateway.segmentations.service import SegmentationVersions, Version
 from glioscope_gateway.studies.admission import LengthRequired, UploadAdmission, declared_length
 from glioscope_gateway.studies.export import export_deidentified
-from glioscope_gateway.studies.schemas import JobOut, SequenceOverrides, StudyOut, UploadResult
+from glioscope_gateway.studies.schemas import JobIn, JobOut, SequenceOverrides, StudyOut, UploadResult
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -161,9 +162,10 @@ def set_sequences(study_instance_uid: str, body: SequenceOverrides, principal: P
 
 @router.post("/{study_instance_uid}/jobs", status_code=201, response_model=JobOut, summary="Segment the study (again)",
              dependencies=[Depends(audited(AuditAction.edited))])
-def create_job(study_instance_uid: str, principal: Principal = Depends(require(WRITE)),
+def create_job(study_instance_uid: str, body: JobIn | None = None, principal: Principal = Depends(require(WRITE)),
                c: Container = Depends(container)) -> JobOut:
-    return JobOut.model_validate(c.studies.create_job(study_instance_uid, principal.projects))
+    version = checked_model_version(c.settings, body.model_version if body else "")
+    return JobOut.model_validate(c.studies.create_job(study_instance_uid, principal.projects, model_version=version))
 
 
 def _finished_job(c: Container, study_instance_uid: str, principal: Principal):  # type: ignore[no-untyped-def]

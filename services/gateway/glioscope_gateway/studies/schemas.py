@@ -70,6 +70,13 @@ class UploadResult(BaseModel):
     instances_received: int
 
 
+class JobIn(BaseModel):
+    model_version: str = Field(
+        "", max_length=32,
+        description='the model version to run, e.g. "0.3.1" (GET /api/models); empty: the worker\'s default',
+    )
+
+
 class SequenceOverrides(BaseModel):
     """Role → SeriesInstanceUID, e.g. {"T1c": "1.2.3"}: wins over automatic identification."""
 

@@ -380,7 +380,8 @@ class StudyService:
             study.status = StudyStatus.incomplete if study.missing_sequences else StudyStatus.ready
         return self.get(study_uid)
 
-    def create_job(self, study_uid: str, projects: Sequence[str] | None = None) -> Job:
+    def create_job(self, study_uid: str, projects: Sequence[str] | None = None, model_version: str = "") -> Job:
+        """Queue a segmentation of the study with `model_version` of the model ("": the worker's default)."""
         with session_scope(self._sessions) as session:
             study = repository.get_study(session, study_uid)
             if study is None or not _visible(study.project, projects):
@@ -391,7 +392,7 @@ class StudyService:
             if active:
                 raise Conflict("a job for this study is already queued or running")
             roles = {s.role: s.series_instance_uid for s in study.series if s.role}
-            job = Job(study=study, sequence_series=roles)
+            job = Job(study=study, sequence_series=roles, model_version=model_version)
             session.add(job)
             session.flush()
             job_id = job.id

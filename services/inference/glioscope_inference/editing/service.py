@@ -91,6 +91,12 @@ class EditService(SegmentationService):
         super().__init__(jobs, dicomweb, nifti, reporting, _no_backend, metadata, publish)  # type: ignore[arg-type]
         self._versions = versions
 
+    def model_version_of(self, job_id: str) -> str:
+        """The model version whose mask the edit job changes ("" when unknown): its SEG names that algorithm."""
+        version = self._versions.for_job(job_id)
+        model_job = self._jobs.load(version.model_job_id) if version is not None else None
+        return model_job.model_version if model_job is not None else ""
+
     def run(self, job_id: str) -> str:
         """Run the edit job; returns its final state. Upstream errors propagate (the task retries)."""
         job, version = self._jobs.load(job_id), self._versions.for_job(job_id)

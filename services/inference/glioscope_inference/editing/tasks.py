@@ -8,7 +8,7 @@ from celery import Task
 
 from glioscope_common.db import make_engine, make_session_factory
 from glioscope_common.dicomweb.client import HttpDicomWeb
-from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.model_metadata import ModelMetadata, UnknownModelVersion
 from glioscope_inference.editing.repository import VersionRepository
 from glioscope_inference.editing.service import EditService
 from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
@@ -19,7 +19,8 @@ from glioscope_inference.worker import app
 
 
 @functools.cache
-def _service() -> tuple[EditService, JobRepository, InferenceSettings]:
+def _service(model_version: str = "") -> tuple[EditService, JobRepository, InferenceSettings]:
+    """The edit service for masks of `model_version` of the model ("": the worker's default)."""
     settings = InferenceSettings()
     sessions = make_session_factory(make_engine(settings.database_url))
     jobs = JobRepository(sessions)
@@ -28,7 +29,7 @@ def _service() -> tuple[EditService, JobRepository, InferenceSettings]:
         VersionRepository(sessions),
         HttpDicomWeb(settings.dicomweb_url, auth=settings.orthanc_auth),
         NiftiClient(settings.nifti_url, settings.internal_key),
-        ModelMetadata.load(settings.model_repository / settings.model_name),
+        ModelMetadata.load(settings.model_repository / settings.model_name, model_version or settings.model_version),
         progress_publisher(settings),
         ReportingClient(settings.reporting_url, settings.internal_key),
     )
@@ -37,6 +38,12 @@ def _service() -> tuple[EditService, JobRepository, InferenceSettings]:
 
 def execute_edit(task: Task, job_id: str) -> str:
     service, jobs, settings = _service()
+    wanted = service.model_version_of(job_id)
+    if wanted and wanted != service.metadata.version:
+        try:
+            service = _service(wanted)[0]
+        except UnknownModelVersion:  # no longer on this worker: the default's labels (the same three)
+            pass
     return run_with_retries(task, job_id, service.run, jobs, settings, "the mask edit")
 
 

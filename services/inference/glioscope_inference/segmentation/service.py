@@ -153,6 +153,11 @@ class SegmentationService:
         self._publish = publish
         self._brain_extractor_factory = brain_extractor_factory or (lambda: None)
 
+    @property
+    def metadata(self) -> ModelMetadata:
+        """The model version this service runs."""
+        return self._metadata
+
     def _progress(self, job_id: str, stage: str, fraction: float) -> None:
         self._jobs.progress(job_id, stage, fraction)
         if self._publish:

@@ -15,7 +15,7 @@ from glioscope_common.dicomweb.client import HttpDicomWeb
 from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.inference_backend import InferenceBackend, make_backend
 from glioscope_common.metrics import count_job, observe_job
-from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.model_metadata import UnknownModelVersion, resolve_model_version
 from glioscope_common.records.models import JobKind
 from glioscope_inference.brain_extraction import BrainExtractor, load_brain_extractor
 from glioscope_inference.segmentation.clients import NiftiClient, ReportingClient
@@ -43,13 +43,20 @@ def progress_publisher(settings: InferenceSettings) -> ProgressSink | None:
     return publish
 
 
+# Every service built in this process (one per model version asked for), for _close_backend.
+_BUILT: list[SegmentationService] = []
+
+
 @functools.cache
-def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
+def _service(version: str = "") -> tuple[SegmentationService, JobRepository, InferenceSettings]:
+    """The service running `version` ("0.3.1") of the model; "": the default (GLIOSCOPE_MODEL_VERSION,
+    else the newest). Built once per version and process. An unknown version: UnknownModelVersion."""
     settings = InferenceSettings()
     sessions = make_session_factory(make_engine(settings.database_url))
     jobs = JobRepository(sessions)
     model_dir = settings.model_repository / settings.model_name
-    metadata = ModelMetadata.load(model_dir)
+    model = resolve_model_version(model_dir, version or settings.model_version)
+    metadata = model.metadata
     token = settings.internal_key
 
     @functools.cache
@@ -57,7 +64,7 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
         return make_backend(
             settings.inference_url, model_dir, metadata,
             threads=settings.inference_threads, requests_in_flight=settings.triton_requests_in_flight,
-            triton_shared_memory=settings.triton_shared_memory,
+            triton_shared_memory=settings.triton_shared_memory, triton_version=model.folder,
         )
 
     def brain_extractor() -> BrainExtractor | None:
@@ -79,20 +86,20 @@ def _service() -> tuple[SegmentationService, JobRepository, InferenceSettings]:
         progress_publisher(settings),
         brain_extractor_factory=brain_extractor,
     )
+    _BUILT.append(service)
     return service, jobs, settings
 
 
 @worker_process_shutdown.connect
 def _close_backend(**_: object) -> None:
     """Give Triton back this process's shared memory regions (they would stay mapped in Triton)."""
-    if not _service.cache_info().currsize:
-        return
-    factory = _service()[0]._backend_factory  # functools.cache'd in _service: built at most once
-    built = getattr(factory, "cache_info", None)
-    if built is not None and built().currsize:
-        close = getattr(factory(), "close", None)
-        if close is not None:
-            close()
+    for service in _BUILT:
+        factory = service._backend_factory  # functools.cache'd in _service: built at most once
+        built = getattr(factory, "cache_info", None)
+        if built is not None and built().currsize:
+            close = getattr(factory(), "close", None)
+            if close is not None:
+                close()
 
 
 @worker_process_init.connect
@@ -135,6 +142,13 @@ def run_segmentation(self: Task, job_id: str) -> str:
         from glioscope_inference.editing.tasks import execute_edit
 
         return execute_edit(self, job_id)
+    if job is not None and job.model_version and job.model_version != service.metadata.version:
+        try:  # the version the job asked for (POST /api/studies/{uid}/jobs {"model_version": ...})
+            service = _service(job.model_version)[0]
+        except UnknownModelVersion as exc:
+            jobs.fail(job_id, exc.detail)
+            count_job("failed")
+            return "failed"
 
     def run(job_id: str) -> str:
         outcome = service.run(job_id)
