@@ -4,7 +4,8 @@
     glioscope segment --dicom DIR --output DIR
 
 Writes DIR/segmentation.nii.gz (uint8 labels on the T1c grid, T1c affine), DIR/measurements.json,
-DIR/key_{axial,coronal,sagittal}.png and DIR/timings.json. Exit codes: 0 done, 2 bad input
+DIR/key_{axial,coronal,sagittal}.png, DIR/timings.json and DIR/model.json (the model version that ran:
+`--model-version 0.3.1`, default GLIOSCOPE_MODEL_VERSION, else the newest). Exit codes: 0 done, 2 bad input
 (one line on stderr), 3 inference backend unavailable.
 """
 
@@ -30,6 +31,7 @@ def _settings():  # type: ignore[no-untyped-def]
 
     class CommandSettings(CommonSettings):
         needs_internal_key = False  # the command calls no other service
+        model_version: str = ""  # as the worker's GLIOSCOPE_MODEL_VERSION; empty: the newest
 
     return CommandSettings()
 
@@ -143,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--series", action="append", metavar="ROLE=UID", help="force a series for a role (DICOM input)")
     seg.add_argument("--output", required=True, help="output folder (created)")
     seg.add_argument("--model-dir", default=None, help="model folder with metadata.json (default: settings)")
+    seg.add_argument("--model-version", default=None,
+                     help='the model version to run, e.g. "0.3.1" (default: GLIOSCOPE_MODEL_VERSION, else the newest)')
     seg.add_argument("--inference-url", default=None, help='"onnxruntime" or "grpc://host:8001" (default: settings)')
     seg.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     group = seg.add_mutually_exclusive_group()
@@ -154,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def segment(args: argparse.Namespace) -> int:
     from glioscope_common.inference_backend import make_backend
-    from glioscope_common.model_metadata import ModelMetadata
+    from glioscope_common.model_metadata import resolve_model_version
 
     from glioscope_inference.pipeline import segment_study
 
@@ -171,10 +175,13 @@ def segment(args: argparse.Namespace) -> int:
         volumes = {role: load_nifti(path) for role, path in given.items()}
 
     model_dir = Path(args.model_dir) if args.model_dir else _default_model_dir()
-    if not (model_dir / "metadata.json").is_file():
-        raise UnprocessableInput(f"no model at {model_dir} (metadata.json missing)")
-    metadata = ModelMetadata.load(model_dir)
-    backend = make_backend(args.inference_url or _default_inference_url(), model_dir, metadata, threads=args.threads)
+    version = args.model_version if args.model_version is not None else _checked_settings().model_version
+    model = resolve_model_version(model_dir, version)
+    metadata = model.metadata
+    backend = make_backend(args.inference_url or _default_inference_url(), model_dir, metadata, threads=args.threads,
+                           triton_version=model.folder)
+    if not args.quiet:
+        print(f"model {metadata.name} {metadata.version}", file=sys.stderr)
 
     def progress(stage: str, fraction: float) -> None:
         if not args.quiet and fraction >= 1.0:
@@ -205,6 +212,7 @@ def segment(args: argparse.Namespace) -> int:
     for view, png in result.key_images.items():
         (out / f"key_{view}.png").write_bytes(png)
     (out / "timings.json").write_text(json.dumps(result.timings_s, indent=2))
+    (out / "model.json").write_text(json.dumps({"name": metadata.name, "version": metadata.version}, indent=2))
     m = result.measurements
     for warning in m.input_warnings:
         print(f"glioscope: warning: {warning}", file=sys.stderr)
