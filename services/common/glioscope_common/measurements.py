@@ -6,8 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-# BraTS regions built from the labels 1 necrotic core, 2 oedema, 3 enhancing tumour.
-REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+# The label of a whole tumour that is not subdivided (a study without T1c: glioscope_common.sequence_regions).
+# Not 4: BraTS up to 2020 used 4 for the enhancing tumour, which this label must not be read as.
+WHOLE_TUMOUR_LABEL = 5
+# BraTS regions built from the labels 1 necrotic core, 2 oedema, 3 enhancing tumour (and the undivided whole tumour).
+REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3, WHOLE_TUMOUR_LABEL), "TC": (1, 3), "ET": (3,)}
+ALL_SEQUENCES = ["T1", "T1c", "T2", "FLAIR"]
 
 
 class LabelVolume(BaseModel):
@@ -68,7 +72,7 @@ class Measurements(BaseModel):
     """Everything numeric a report may quote. Lengths in mm, volumes in mL, coordinates RAS mm."""
 
     label_volumes: list[LabelVolume]
-    region_volumes_ml: dict[str, float]  # keys "WT", "TC", "ET"
+    region_volumes_ml: dict[str, float]  # keys: the reported regions among "WT", "TC", "ET"
     max_axial_diameter_mm: float = Field(ge=0)
     perpendicular_diameter_mm: float = Field(ge=0)
     bidimensional_product_mm2: float = Field(ge=0)
@@ -86,3 +90,9 @@ class Measurements(BaseModel):
     # Why the input may be outside what the model was trained on (e.g. not skull-stripped); the
     # report repeats them. Plain sentences without patient data.
     input_warnings: list[str] = Field(default_factory=list)
+    # The sequences the model read and the regions they support (glioscope_common.sequence_regions); the
+    # defaults are those of a complete study, as every record stored before these fields existed was.
+    sequences_used: list[str] = Field(default_factory=lambda: list(ALL_SEQUENCES))
+    sequences_missing: list[str] = Field(default_factory=list)
+    regions_reported: list[str] = Field(default_factory=lambda: ["WT", "TC", "ET"])
+    regions_not_reported: dict[str, str] = Field(default_factory=dict)  # region -> why it is not reported

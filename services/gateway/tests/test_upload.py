@@ -66,6 +66,18 @@ def test_a_zip_upload_works(gateway: TestClient, tmp_path: Path) -> None:
     assert response.status_code == 201, response.text
 
 
+@pytest.mark.parametrize("roles", [("T1c", "FLAIR"), ("T1", "T2", "FLAIR"), ("T1c",)])
+def test_a_study_with_a_segmentable_subset_is_queued_not_parked(gateway: TestClient, tmp_path: Path, roles) -> None:
+    """T1c or FLAIR present: the study is ready and its job queued with the series it has; the missing
+    sequences are listed (the report says which regions they leave out)."""
+    response = gateway.post("/api/studies", files=as_files(small_study(tmp_path, seed=11, roles=roles)))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["study"]["status"] == "ready" and body["job"]["state"] == "queued"
+    assert body["job"]["sequence_series"].keys() == set(roles)
+    assert body["study"]["missing_sequences"] == [r for r in ("T1", "T1c", "T2", "FLAIR") if r not in roles]
+
+
 def test_not_dicom(gateway: TestClient, orthanc: LocalOrthanc) -> None:
     before = orthanc_study_count(orthanc)
     response = gateway.post("/api/studies", files=[("files", ("notes.dcm", b"hello, not dicom" * 20, "application/dicom"))])

@@ -3,7 +3,10 @@
     glioscope segment --t1 T1.nii.gz --t1c T1C.nii.gz --t2 T2.nii.gz --flair FLAIR.nii.gz --output DIR
     glioscope segment --dicom DIR --output DIR
 
-Writes DIR/segmentation.nii.gz (uint8 labels on the T1c grid, T1c affine), DIR/measurements.json,
+Any subset of the four sequences with a T1c or a FLAIR is segmented, with the regions it supports
+(glioscope_common.sequence_regions; stderr says which sequences were used and which regions are not reported).
+
+Writes DIR/segmentation.nii.gz (uint8 labels on the T1c grid, T1c affine; FLAIR without a T1c), DIR/measurements.json,
 DIR/key_{axial,coronal,sagittal}.png, DIR/timings.json and DIR/model.json (the model version that ran:
 `--model-version 0.3.1`, default GLIOSCOPE_MODEL_VERSION, else the newest). Exit codes: 0 done, 2 bad input
 (one line on stderr), 3 inference backend unavailable.
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from glioscope_common.errors import GlioscopeError, UnprocessableInput, UpstreamUnavailable
+from glioscope_common.sequence_regions import refusal_reason
 from glioscope_common.volume import Volume
 
 EXIT_BAD_INPUT = 2
@@ -85,7 +89,7 @@ def load_dicom_study(folder: str | Path, overrides: dict[str, str] | None = None
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from glioscope_common.sequences import SeriesInfo, identify_sequences, missing_sequences
+    from glioscope_common.sequences import SeriesInfo, identify_sequences
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -103,9 +107,9 @@ def load_dicom_study(folder: str | Path, overrides: dict[str, str] | None = None
         raise UnprocessableInput(f"no DICOM images found under {folder}")
     infos = [SeriesInfo.from_dataset(datasets[0], number_of_instances=_instances(datasets)) for datasets in by_series.values()]
     mapping = identify_sequences(infos, overrides)
-    missing = missing_sequences(mapping)
-    if missing:
-        raise UnprocessableInput(f"missing sequences: {', '.join(missing)} (found {len(by_series)} series)")
+    refusal = refusal_reason(mapping)
+    if refusal:
+        raise UnprocessableInput(f"{refusal} (found {len(by_series)} series)")
     from glioscope_common.dicom.read import read_series  # written alongside; imported lazily
 
     volumes: dict[str, Volume] = {}
@@ -169,10 +173,10 @@ def segment(args: argparse.Namespace) -> int:
         volumes, frames = load_dicom_study(args.dicom, _parse_assignments(args.series))
     else:
         given = {"T1": args.t1, "T1c": args.t1c, "T2": args.t2, "FLAIR": args.flair}
-        missing = [role for role, path in given.items() if not path]
-        if missing:
-            raise UnprocessableInput(f"missing sequences: {', '.join(missing)} (or use --dicom)")
-        volumes = {role: load_nifti(path) for role, path in given.items()}
+        refusal = refusal_reason(role for role, path in given.items() if path)
+        if refusal:
+            raise UnprocessableInput(f"{refusal} (give --t1c and/or --flair, or use --dicom)")
+        volumes = {role: load_nifti(path) for role, path in given.items() if path}
 
     model_dir = Path(args.model_dir) if args.model_dir else _default_model_dir()
     version = args.model_version if args.model_version is not None else _checked_settings().model_version
@@ -217,11 +221,10 @@ def segment(args: argparse.Namespace) -> int:
     for warning in m.input_warnings:
         print(f"glioscope: warning: {warning}", file=sys.stderr)
     if not args.quiet:
-        print(
-            f"WT {m.region_volumes_ml['WT']:.1f} mL, TC {m.region_volumes_ml['TC']:.1f} mL, "
-            f"ET {m.region_volumes_ml['ET']:.1f} mL, max axial diameter {m.max_axial_diameter_mm:.1f} mm, "
-            f"{m.hemisphere} -> {out}"
-        )
+        volumes_text = ", ".join(f"{region} {m.region_volumes_ml[region]:.1f} mL" for region in m.regions_reported)
+        print(f"{volumes_text}, max axial diameter {m.max_axial_diameter_mm:.1f} mm, {m.hemisphere} -> {out}")
+    if not (args.quiet and result.plan.complete):
+        print(f"glioscope: {result.plan.summary()}", file=sys.stderr)
     return 0
 
 

@@ -29,6 +29,7 @@ from scipy.spatial import ConvexHull, QhullError
 from glioscope_common.brain_atlas import locate_in_atlas
 from glioscope_common.measurements import REGIONS, AtlasRegistration, LabelVolume, Measurements
 from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.sequence_regions import SequencePlan
 from glioscope_common.volume import Volume
 from glioscope_inference.atlas import apply_affine
 
@@ -126,7 +127,9 @@ def measure(
     metadata: ModelMetadata,
     *,
     registration: AtlasRegistration | None = None,
+    regions: tuple[str, ...] = tuple(REGIONS),
 ) -> Measurements:
+    """`regions`: the regions reported; the others get no volume (they are not measured values)."""
     label_map = np.asarray(label_map)
     affine = np.asarray(affine, dtype=float)
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
@@ -135,7 +138,8 @@ def measure(
         LabelVolume(label=label.value, name=label.name, volume_ml=float(counts[label.value] * voxel_ml))
         for label in metadata.labels
     ]
-    region_volumes = {name: float(sum(counts[v] for v in values) * voxel_ml) for name, values in REGIONS.items()}
+    region_volumes = {name: float(sum(counts[v] for v in values) * voxel_ml)
+                      for name, values in REGIONS.items() if name in regions}
 
     whole = label_map > 0
     if not whole.any():
@@ -189,12 +193,20 @@ def measure_delivered(
     *,
     registration: AtlasRegistration | None,
     input_warnings: list[str],
+    plan: SequencePlan | None = None,
 ) -> Measurements:
     """The measurements of the label map that is delivered, on its own grid (the T1c's: volumes are exact
     voxel counts there). `axial_slice_index` is a k index of that grid: the measured slice when the grid
-    is axial, else the k of the tumour centroid."""
-    measurements = measure(labels, reference.affine, metadata, registration=registration)
+    is axial, else the k of the tumour centroid. `plan`: the sequences used and the regions they support
+    (None: a complete study); `metadata.labels` are the delivered labels."""
+    regions = plan.regions if plan is not None else tuple(REGIONS)
+    measurements = measure(labels, reference.affine, metadata, registration=registration, regions=regions)
     measurements = measurements.model_copy(update={"input_warnings": list(input_warnings)})
+    if plan is not None:
+        measurements = measurements.model_copy(update={
+            "sequences_used": list(plan.used), "sequences_missing": list(plan.missing),
+            "regions_reported": list(plan.regions), "regions_not_reported": dict(plan.not_reported),
+        })
     if measurements.centroid_ras_mm is not None and _slice_axis(reference.affine) != 2:
         ijk = np.linalg.solve(reference.affine, np.array([*measurements.centroid_ras_mm, 1.0]))[:3]
         k = int(np.clip(round(float(ijk[2])), 0, reference.shape[2] - 1))

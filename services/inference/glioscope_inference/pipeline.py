@@ -1,9 +1,12 @@
 """The one segmentation code path, used by the Celery worker and the `glioscope` CLI.
 
-volumes (T1, T1c, T2, FLAIR as Volume) -> co-registration to the reference (T1c) -> resampling to
+volumes (T1, T1c, T2, FLAIR as Volume, or a subset: glioscope_common.sequence_regions decides what it
+supports; a missing sequence is an all-zero channel) -> co-registration to the reference (T1c, FLAIR
+without a T1c) -> resampling to
 the model grid (axis-aligned RAS at the model spacing over the T1c extent) -> normalisation ->
 sliding-window inference -> probabilities resampled back to the T1c grid (linear) -> argmax ->
-connected-component clean-up (and the brain mask) -> the final label map on the T1c grid, which is what
+connected-component clean-up (and the brain mask) -> only the labels the sequences support
+(sequence_regions.restrict_labels) -> the final label map on the T1c grid, which is what
 the SEG and the NIfTI mask hold -> affine registration to the MNI152 atlas (for the location) ->
 measurements of that final label map (measure_delivered), with the model's quality estimate from its
 probabilities (glioscope_inference.quality) -> key images (the same labels on the model grid).
@@ -28,6 +31,7 @@ from glioscope_common.errors import UnprocessableInput
 from glioscope_common.inference_backend import InferenceBackend
 from glioscope_common.measurements import Measurements
 from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.sequence_regions import SequencePlan, delivered_labels, plan_sequences, restrict_labels
 from glioscope_common.volume import Volume
 
 from glioscope_common.measurements import AtlasRegistration
@@ -86,6 +90,8 @@ class SegmentationResult:
     label_map: np.ndarray  # uint8 on the reference (T1c) source grid: the delivered labels, all post-processing done
     reference: Volume
     measurements: Measurements
+    plan: SequencePlan  # the sequences used, the regions reported
+    delivered_metadata: ModelMetadata  # the model's metadata with the delivered labels (the SEG's segments)
     key_images: dict[str, bytes]
     timings_s: dict[str, float]
     model_grid_labels: np.ndarray  # label_map on the model grid (nearest neighbour), for the key images
@@ -106,12 +112,11 @@ def _register(image: Volume, brain: np.ndarray) -> AtlasRegistration:
                                  accepted=False, note=f"the registration failed ({str(exc).splitlines()[0][:200]})")
 
 
-def _validate(volumes: Mapping[str, Volume], metadata: ModelMetadata, reference: str) -> None:
-    required = list(dict.fromkeys([*metadata.channels, reference]))
-    missing = [name for name in required if name not in volumes or volumes[name] is None]
-    if missing:
-        raise UnprocessableInput(f"missing sequences: {', '.join(missing)}")
-    for name in required:
+def _validate(volumes: Mapping[str, Volume], metadata: ModelMetadata) -> SequencePlan:
+    """The plan for the model's channels that are present; refuses a study the rule cannot segment."""
+    present = [name for name in metadata.channels if volumes.get(name) is not None]
+    plan = plan_sequences(present)
+    for name in present:
         data = volumes[name].data
         if data.size == 0 or min(data.shape) < 2:
             raise UnprocessableInput(f"{name} volume is empty or flat: shape {data.shape}")
@@ -119,6 +124,7 @@ def _validate(volumes: Mapping[str, Volume], metadata: ModelMetadata, reference:
             raise UnprocessableInput(f"{name} contains NaN or infinite values")
         if not np.any(data):
             raise UnprocessableInput(f"{name} is entirely zero")
+    return plan
 
 
 def segment_study(
@@ -126,7 +132,7 @@ def segment_study(
     metadata: ModelMetadata,
     backend: InferenceBackend,
     *,
-    reference: str = "T1c",
+    reference: str | None = None,
     coregister: bool | None = None,
     progress: Callable[[str, float], None] | None = None,
     frame_of_reference_uids: Mapping[str, str] | None = None,
@@ -138,8 +144,14 @@ def segment_study(
     """Segment one study. `coregister`: True always, False never, None decides with
     `preprocess.should_coregister` (same grid, or same FrameOfReferenceUID with agreeing geometry,
     -> skip). `brain_extractor`: used only when the reference does not look skull-stripped; None
-    keeps the input as it is (and warns when it is not skull-stripped)."""
-    _validate(volumes, metadata, reference)
+    keeps the input as it is (and warns when it is not skull-stripped). `volumes` may lack sequences
+    (sequence_regions.plan_sequences says which subsets are segmented); `reference` defaults to the plan's
+    (T1c, or FLAIR without a T1c)."""
+    plan = _validate(volumes, metadata)
+    reference = reference or plan.reference
+    if volumes.get(reference) is None:
+        raise UnprocessableInput(f"missing sequences: {reference} (the reference grid)")
+    present = [name for name in metadata.channels if name in plan.used]
     # A constant background other than 0 (a rescaled or z-scored skull-stripped image) is moved to 0.
     volumes = {name: without_constant_background(volume) if volume is not None else volume
                for name, volume in volumes.items()}
@@ -159,7 +171,7 @@ def segment_study(
 
     ref = volumes[reference]
     ref = Volume(np.asarray(ref.data), np.asarray(ref.affine, dtype=float))
-    channels = list(metadata.channels)
+    channels = list(metadata.channels)  # the model's input: a channel not in `present` is all zero
     ref_voxel_mm3 = abs(float(np.linalg.det(ref.affine[:3, :3])))
     # "skull-stripped or not", as the input check decides it, on the reference's native grid (cheap)
     extract = brain_extractor is not None and not looks_skull_stripped(
@@ -175,11 +187,11 @@ def segment_study(
     with stage("coregister"):
         if coregister is None:
             coregister, note = should_coregister(
-                {c: volumes[c] for c in dict.fromkeys([*channels, reference])}, reference, frame_of_reference_uids
+                {c: volumes[c] for c in dict.fromkeys([*present, reference])}, reference, frame_of_reference_uids
             )
         else:
             note = "forced on" if coregister else "forced off"
-        others = [c for c in channels if c != reference]
+        others = [c for c in present if c != reference]
         for n, name in enumerate(others):
             volume = volumes[name]
             if coregister:
@@ -195,14 +207,17 @@ def segment_study(
         grid_affine, grid_shape = reference_grid(ref, metadata.spacing_mm)
         image = np.empty((len(channels),) + tuple(grid_shape), dtype=np.float32)
         for c, name in enumerate(channels):
-            image[c] = resample(aligned[name], grid_affine, grid_shape, order=1)
+            if name in aligned:
+                image[c] = resample(aligned[name], grid_affine, grid_shape, order=1)
+            else:
+                image[c] = 0.0
             report("resample", (c + 1) / len(channels))
 
     # 3. normalisation
     with stage("normalise"):
-        display = key_image_channel or ("FLAIR" if "FLAIR" in channels else reference)
-        raw_for_display = image[channels.index(display)].copy() if display in channels else None
-        atlas_channel = "T1" if "T1" in channels else (reference if reference in channels else channels[0])
+        display = key_image_channel or ("FLAIR" if "FLAIR" in present else reference)
+        raw_for_display = image[channels.index(display)].copy() if display in present else None
+        atlas_channel = "T1" if "T1" in present else (reference if reference in present else present[0])
         raw_for_atlas = image[channels.index(atlas_channel)].copy()
         spec = metadata.normalisation
         if extract:
@@ -250,7 +265,8 @@ def segment_study(
         outside = ~brain_mask
         probabilities[0][outside] = 1.0
         probabilities[1:, outside] = 0.0
-        quality = segmentation_quality(probabilities, probabilities_to_labels(probabilities, metadata), brain_mask, metadata)
+        quality = segmentation_quality(probabilities, probabilities_to_labels(probabilities, metadata), brain_mask, metadata,
+                                       regions=plan.regions)
         report("postprocess", 0.3)
         back = np.empty((probabilities.shape[0],) + ref.shape, dtype=np.float32)
         for c in range(probabilities.shape[0]):
@@ -264,6 +280,8 @@ def segment_study(
         if native_brain is not None:
             label_map[~native_brain] = 0
         label_map = clean_labels(label_map, ref_voxel_mm3)  # after the brain mask: what is left is what is kept
+        label_map = restrict_labels(label_map, plan)
+        delivered = metadata.model_copy(update={"labels": delivered_labels(metadata.labels, plan)})
         model_labels = resample(Volume(label_map, ref.affine), grid_affine, grid_shape, order=0).astype(np.uint8)
 
     # 6. the study's registration to the MNI152 atlas, for the tumour's location
@@ -280,19 +298,22 @@ def segment_study(
     with stage("measure"):
         warnings = input_warnings(brain_mask, abs(float(np.linalg.det(grid_affine[:3, :3]))),
                                   brain_extraction=native_brain is not None)
-        measurements = measure_delivered(label_map, ref, metadata, registration=registration, input_warnings=warnings)
+        measurements = measure_delivered(label_map, ref, delivered, registration=registration, input_warnings=warnings,
+                                         plan=plan)
         measurements = measurements.model_copy(update={"quality": quality})
 
     # 8. key images on the model grid
     with stage("key_images"):
         if raw_for_display is None:
             raw_for_display = resample(ref, grid_affine, grid_shape, order=1)
-        key_images = render_key_images(raw_for_display, model_labels, grid_affine, metadata)
+        key_images = render_key_images(raw_for_display, model_labels, grid_affine, delivered)
 
     return SegmentationResult(
         label_map=label_map,
         reference=ref,
         measurements=measurements,
+        plan=plan,
+        delivered_metadata=delivered,
         key_images=key_images,
         timings_s=timings,
         model_grid_labels=model_labels,

@@ -236,7 +236,8 @@ def foreground_mask(channels: np.ndarray, method: str = "foreground") -> np.ndar
 def normalise(channels: np.ndarray, spec: Normalisation) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel z-score over the mask, clipped to ±spec.clip, 0 outside the mask.
 
-    Returns (float32 [C, X, Y, Z], brain mask bool [X, Y, Z]). The mask is `spec.mask`:
+    An all-zero channel (a missing sequence) stays exactly 0. Returns (float32 [C, X, Y, Z], brain mask
+    bool [X, Y, Z]). The mask is `spec.mask`:
     "nonzero" for skull-stripped data (as in training), "foreground" (Otsu) for raw data.
     """
     if spec.method != "zscore":
@@ -247,6 +248,8 @@ def normalise(channels: np.ndarray, spec: Normalisation) -> tuple[np.ndarray, np
     if not mask.any():
         return out, mask
     for c in range(channels.shape[0]):
+        if not channels[c].any():  # an absent sequence: the model takes it as exactly 0 (sequence dropout)
+            continue
         values = channels[c][mask]
         mean = float(values.mean(dtype=np.float64))
         std = max(float(values.std(dtype=np.float64)), 1e-6)

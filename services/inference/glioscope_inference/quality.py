@@ -14,6 +14,8 @@ bench/eval_real_cases.py (docs/model-card.md) and decides the threshold in QUALI
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from glioscope_common.measurements import REGIONS, SegmentationQuality
@@ -27,14 +29,18 @@ QUALITY_REVIEW_BELOW = 0.85
 
 
 def segmentation_quality(probabilities: np.ndarray, labels: np.ndarray, brain: np.ndarray,
-                         metadata: ModelMetadata) -> SegmentationQuality:
+                         metadata: ModelMetadata, regions: Sequence[str] = tuple(REGIONS)) -> SegmentationQuality:
     """`probabilities`: [channels, X, Y, Z] (channel 0 background, channel c the label metadata.labels[c-1]);
-    `labels`: the label values the argmax gives on the same grid; `brain`: where the model looked."""
+    `labels`: the label values the argmax gives on the same grid; `brain`: where the model looked;
+    `regions`: the regions reported (the others get no estimate and do not count in `overall`)."""
     channel_of = {label.value: c + 1 for c, label in enumerate(metadata.labels)}
     scores: dict[str, float | None] = {}
     inside = np.flatnonzero(brain.ravel())
     flat_labels = labels.ravel()[inside]
     for region, values in REGIONS.items():
+        if region not in regions:
+            scores[region] = None
+            continue
         channels = [channel_of[v] for v in values if v in channel_of]
         p = np.zeros(inside.size, dtype=np.float64)
         for c in channels:

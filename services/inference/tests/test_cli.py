@@ -70,10 +70,30 @@ def test_invalid_settings_fail_instead_of_falling_back(nifti_inputs, tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_sequence_argument_exit_code_2(nifti_inputs, tiny_model_dir, tmp_path, capsys):
-    code = main(["segment", "--t1", str(nifti_inputs["T1"]), "--output", str(tmp_path / "o"),
-                 "--model-dir", str(tiny_model_dir)])
-    assert code == 2 and "T1c, T2, FLAIR" in capsys.readouterr().err
+def test_without_t1c_and_flair_exit_code_2_naming_what_is_needed(nifti_inputs, tiny_model_dir, tmp_path, capsys):
+    code = main(["segment", "--t1", str(nifti_inputs["T1"]), "--t2", str(nifti_inputs["T2"]),
+                 "--output", str(tmp_path / "o"), "--model-dir", str(tiny_model_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot segment with T1, T2 only" in err and "(T1c) or a FLAIR" in err
+
+
+def test_a_subset_of_sequences_is_segmented_with_the_regions_it_supports(nifti_inputs, tiny_model_dir, synthetic_study,
+                                                                         tmp_path, capsys):
+    """T1, T2 and FLAIR (no T1c): the output is on the FLAIR's grid, one whole-tumour label, WT only."""
+    out = tmp_path / "out"
+    code = main(["segment", "--t1", str(nifti_inputs["T1"]), "--t2", str(nifti_inputs["T2"]),
+                 "--flair", str(nifti_inputs["FLAIR"]), "--output", str(out), "--model-dir", str(tiny_model_dir),
+                 "--inference-url", "onnxruntime", "--no-coregister", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    seg = nib.load(str(out / "segmentation.nii.gz"))
+    assert seg.shape == synthetic_study["FLAIR"].shape
+    assert set(np.unique(np.asarray(seg.dataobj))) == {0, 5}  # WHOLE_TUMOUR_LABEL
+    m = Measurements.model_validate(json.loads((out / "measurements.json").read_text()))
+    assert m.sequences_used == ["T1", "T2", "FLAIR"] and list(m.region_volumes_ml) == ["WT"]
+    assert "Sequences used: T1, T2, FLAIR; not available: T1c; regions not reported: tumour core (TC) and " \
+           "enhancing tumour (ET)" in captured.err
+    assert "WT " in captured.out and "TC" not in captured.out and "ET " not in captured.out
 
 
 def test_dicom_folder_without_images_exit_code_2(tmp_path, tiny_model_dir, capsys):
@@ -112,12 +132,13 @@ def test_segment_dicom_folder(synthetic_study, tiny_model_dir, tmp_path, capsys)
     assert seg.shape[0] * seg.shape[1] * seg.shape[2] == int(np.prod(synthetic_study["T1c"].shape))
     labels = np.asarray(seg.dataobj)
     assert (labels == 3).any() and (labels == 2).any()
-    # remove the FLAIR series: the error names it
+    # keep only the T1 and T2 series: refused, naming what is needed
     import shutil
 
     shutil.rmtree(folder / "FLAIR")
+    shutil.rmtree(folder / "T1c")
     code = main(["segment", "--dicom", str(folder), "--output", str(out), "--model-dir", str(tiny_model_dir)])
-    assert code == 2 and "missing sequences: FLAIR" in capsys.readouterr().err
+    assert code == 2 and "cannot segment with T1, T2 only" in capsys.readouterr().err
 
 
 def segment_raw(model_dir: Path, out: Path, capsys, *options: str) -> str:

@@ -165,13 +165,37 @@ def test_edited_masks_keep_the_model_runs_warnings_and_registration(tiny_metadat
     reference = Volume(np.full((40, 40, 40), 5.0, np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))
     prior = measure_delivered(labels, reference, tiny_metadata, registration=registered(-100.0),
                               input_warnings=["The images were not skull-stripped."])
-    registration, warnings = model_run_context(prior.model_dump(mode="json"))
+    registration, warnings, plan = model_run_context(prior.model_dump(mode="json"))
     edited = measure_delivered(labels[::-1].copy(), reference, tiny_metadata, registration=registration,
                                input_warnings=warnings)
     assert edited.input_warnings == ["The images were not skull-stripped."]
     assert edited.atlas_registration == prior.atlas_registration
     assert (prior.hemisphere, edited.hemisphere) == ("right", "left")  # x 100-136 -> 0-36; x 20-56 -> -80..-44
-    assert model_run_context(None) == (None, [])
+    assert plan.complete and model_run_context(None)[:2] == (None, [])
+
+
+def test_an_edit_of_a_study_without_t1c_keeps_its_regions(tiny_metadata):
+    """The model run used T2 and FLAIR only: an edited mask is measured with the same plan, its brush labels
+    merged into the one whole-tumour label, and no core or enhancing volume."""
+    from glioscope_common.measurements import WHOLE_TUMOUR_LABEL
+    from glioscope_common.sequence_regions import delivered_labels, plan_sequences, restrict_labels
+    from glioscope_common.volume import Volume
+    from glioscope_inference.editing.service import model_run_context
+
+    reference = Volume(np.full((20, 20, 20), 5.0, np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    run_plan = plan_sequences(["T2", "FLAIR"])
+    delivered = tiny_metadata.model_copy(update={"labels": delivered_labels(tiny_metadata.labels, run_plan)})
+    run_labels = np.zeros((20, 20, 20), np.uint8)
+    run_labels[5:10, 5:10, 5:10] = WHOLE_TUMOUR_LABEL
+    prior = measure_delivered(run_labels, reference, delivered, registration=None, input_warnings=[], plan=run_plan)
+    _, _, plan = model_run_context(prior.model_dump(mode="json"))
+    brushed = run_labels.copy()
+    brushed[10:12, 5:10, 5:10] = 3  # the brush painted "enhancing" next to it
+    edited = measure_delivered(restrict_labels(brushed, plan), reference, delivered, registration=None,
+                               input_warnings=[], plan=plan)
+    assert list(edited.region_volumes_ml) == ["WT"] and edited.regions_not_reported.keys() == {"TC", "ET"}
+    assert edited.region_volumes_ml["WT"] == pytest.approx(175 * 8 / 1000)
+    assert [v.label for v in edited.label_volumes] == [WHOLE_TUMOUR_LABEL]
 
 
 def test_max_distance_is_exact_on_a_hull_with_thousands_of_vertices():

@@ -60,10 +60,13 @@ def test_measurements_and_outputs(result, tiny_metadata):
     assert ("inference", 1.0) in result.events
 
 
-def test_missing_channel_named(synthetic_study, tiny_metadata, tiny_backend):
-    volumes = {k: v for k, v in synthetic_study.items() if k not in ("T2", "FLAIR")}
-    with pytest.raises(UnprocessableInput, match="T2, FLAIR"):
-        segment_study(volumes, tiny_metadata, tiny_backend)
+def test_a_study_without_t1c_and_flair_is_refused_naming_what_is_needed(synthetic_study, tiny_metadata, tiny_backend):
+    for roles in (("T2",), ("T1", "T2")):
+        volumes = {k: v for k, v in synthetic_study.items() if k in roles}
+        with pytest.raises(UnprocessableInput) as refused:
+            segment_study(volumes, tiny_metadata, tiny_backend)
+        assert f"cannot segment with {', '.join(roles)} only" in refused.value.detail
+        assert "post-contrast T1 (T1c) or a FLAIR" in refused.value.detail
 
 
 def test_nan_rejected(synthetic_study, tiny_metadata, tiny_backend):

@@ -18,6 +18,7 @@ from glioscope_common.dicomweb.protocol import DicomWeb, dicom_json_value
 from glioscope_common.errors import Conflict, InvalidInput, NotFound, UnprocessableInput, UpstreamUnavailable
 from glioscope_common.model_metadata import SEQUENCES
 from glioscope_common.records.models import Job, JobState, Series, Study, StudyStatus
+from glioscope_common.sequence_regions import refusal_reason
 from glioscope_common.sequences import SeriesInfo, identify_sequences, missing_sequences
 from glioscope_gateway.jobs.queue import JobQueue
 from glioscope_gateway.studies import repository
@@ -94,11 +95,18 @@ def _series_number(value: object) -> int | None:
 
 
 def describe_missing(missing: Sequence[str], found: Sequence[SeriesInfo]) -> str:
+    """Why a study cannot be segmented: it lacks both T1c and FLAIR (sequence_regions); other gaps are segmented."""
     found_text = ", ".join(sorted({f"{s.modality} '{s.series_description or '?'}'" for s in found})) or "none"
     return (
-        f"the study lacks {', '.join(missing)} (needs {', '.join(SEQUENCES)}); series found: {found_text}. "
-        "Send the missing series or set the roles with PUT /api/studies/{uid}/sequences."
+        f"the study lacks {', '.join(missing)} (needs a T1c or a FLAIR; all of {', '.join(SEQUENCES)} for every "
+        f"region); series found: {found_text}. Send the missing series or set the roles with "
+        "PUT /api/studies/{uid}/sequences."
     )
+
+
+def segmentable(roles: dict[str, str]) -> bool:
+    """A study with these roles is queued: T1c or FLAIR present (the regions follow the sequences)."""
+    return refusal_reason(role for role, uid in roles.items() if uid) is None
 
 
 @dataclass
@@ -109,16 +117,16 @@ class ValidatedStudy:
 
 
 def validate_study(instances: Sequence[Instance]) -> ValidatedStudy:
-    """The checks on a whole uploaded study: images present, the four sequences found, their geometry sound."""
+    """The checks on a whole uploaded study: images present, a segmentable set of sequences found (T1c or
+    FLAIR: glioscope_common.sequence_regions), their geometry sound."""
     require_image_series(instances)
     series_groups = group_by_series(instances)
     infos = {uid: SeriesInfo.from_dataset(group[0].dataset) for uid, group in series_groups.items()}
     for uid, info in infos.items():
         info.number_of_instances = len(series_groups[uid])
     roles = identify_sequences(list(infos.values()))
-    missing = missing_sequences(roles)
-    if missing:
-        raise UnprocessableInput(describe_missing(missing, list(infos.values())))
+    if not segmentable(roles):
+        raise UnprocessableInput(describe_missing(missing_sequences(roles), list(infos.values())))
     for role, series_uid in roles.items():
         check_series([i.dataset for i in series_groups[series_uid]], role)
     numbers = {uid: _series_number(group[0].dataset.get("SeriesNumber")) for uid, group in series_groups.items()}
@@ -200,6 +208,7 @@ class StudyService:
             study = repository.get_study(session, study_uid)
             assert study is not None and study.status == StudyStatus.receiving
             self._fill_series(study, study_plan.infos, study_plan.roles, study_plan.series_numbers)
+            study.missing_sequences = missing_sequences(study_plan.roles)
             study.status = StudyStatus.ready
             job = Job(study=study, sequence_series=study_plan.roles)
             session.add(job)
@@ -316,7 +325,7 @@ class StudyService:
             missing = missing_sequences(roles)
             study.missing_sequences = missing
             job: Job | None = None
-            if missing:
+            if not segmentable(roles):  # a subset with T1c or FLAIR is segmented with the regions it supports
                 study.status = StudyStatus.incomplete
             else:
                 study.status = StudyStatus.ready
@@ -377,7 +386,7 @@ class StudyService:
             for s in study.series:
                 s.role = next((role for role, uid in roles.items() if uid == s.series_instance_uid), None)
             study.missing_sequences = missing_sequences(roles)
-            study.status = StudyStatus.incomplete if study.missing_sequences else StudyStatus.ready
+            study.status = StudyStatus.ready if segmentable(roles) else StudyStatus.incomplete
         return self.get(study_uid)
 
     def create_job(self, study_uid: str, projects: Sequence[str] | None = None, model_version: str = "") -> Job:

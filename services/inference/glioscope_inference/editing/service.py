@@ -22,10 +22,12 @@ from glioscope_common.dicom.read import read_series
 from glioscope_common.dicomweb.protocol import DicomWeb, dicom_json_value
 from glioscope_common.errors import NotFound, UnprocessableInput
 from glioscope_common.labelmap import decode_labels
-from glioscope_common.measurements import AtlasRegistration, Measurements
+from glioscope_common.measurements import WHOLE_TUMOUR_LABEL, AtlasRegistration, Measurements
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.records.models import JobState
 from glioscope_common.records.segmentations import SegmentationVersion
+from glioscope_common.sequence_regions import SequencePlan, delivered_labels, plan_sequences, restrict_labels
+from glioscope_common.sequences import ROLES
 from glioscope_common.volume import Volume
 from glioscope_inference.dicom_seg import build_segmentation
 from glioscope_inference.editing.repository import VersionRepository
@@ -66,13 +68,16 @@ def edited_key_images(reference: Volume, labels: np.ndarray, metadata: ModelMeta
     return render_key_images(background, on_grid, grid_affine, metadata)
 
 
-def model_run_context(measurements: dict[str, object] | None) -> tuple[AtlasRegistration | None, list[str]]:
-    """The model run's registration to the atlas and input warnings: an edited mask lies on the same
-    source images, so it is located with the same registration and carries the same input warnings."""
+def model_run_context(
+    measurements: dict[str, object] | None,
+) -> tuple[AtlasRegistration | None, list[str], SequencePlan]:
+    """The model run's registration to the atlas, input warnings and sequences: an edited mask lies on the
+    same source images, so it is located with the same registration, carries the same input warnings and
+    reports the same regions."""
     if not measurements:
-        return None, []
+        return None, [], plan_sequences(ROLES)
     prior = Measurements.model_validate(measurements)
-    return prior.atlas_registration, list(prior.input_warnings)
+    return prior.atlas_registration, list(prior.input_warnings), plan_sequences(prior.sequences_used)
 
 
 class EditService(SegmentationService):
@@ -118,24 +123,26 @@ class EditService(SegmentationService):
             self._progress(job_id, "measure", 0.4)
             if version.labels_gz is None:
                 raise UnprocessableInput("the edited labels are no longer stored; save the edit again")
-            max_label = max(info.value for info in self._metadata.labels)
+            max_label = max(WHOLE_TUMOUR_LABEL, *(info.value for info in self._metadata.labels))
             labels = decode_labels(version.labels_gz, version.dimensions, max_label)
             if labels.shape != reference.shape:
                 raise UnprocessableInput(
                     f"the labels' grid {labels.shape} does not match the source series {reference.shape}"
                 )
             model_job = self._jobs.load(version.model_job_id)
-            registration, warnings = model_run_context(model_job.measurements if model_job else None)
+            registration, warnings, plan = model_run_context(model_job.measurements if model_job else None)
+            labels = restrict_labels(labels, plan)  # an edit claims no more than the model run's sequences allow
+            delivered = self._metadata.model_copy(update={"labels": delivered_labels(self._metadata.labels, plan)})
             measurements = measure_delivered(
-                labels, reference, self._metadata, registration=registration, input_warnings=warnings
+                labels, reference, delivered, registration=registration, input_warnings=warnings, plan=plan
             )
             measurements = with_measured_slice(measurements, datasets, reference)
             timings["measure"] = time.perf_counter() - started
 
             started = time.perf_counter()
             self._progress(job_id, "outputs", 0.6)
-            outputs = self._store(job_id, study_uid, version, datasets, reference, labels)
-            self._refresh_report(version, outputs, datasets, reference, labels, measurements)
+            outputs = self._store(job_id, study_uid, version, datasets, reference, labels, delivered)
+            self._refresh_report(version, outputs, datasets, reference, labels, measurements, delivered, plan.reference)
             timings["outputs"] = time.perf_counter() - started
         except UnprocessableInput as exc:
             self._jobs.fail(job_id, exc.detail, timings)
@@ -145,7 +152,7 @@ class EditService(SegmentationService):
         result = measurements.model_dump(mode="json")
         self._versions.record(
             version.id,
-            voxel_counts={str(info.value): int(counts[info.value]) for info in self._metadata.labels},
+            voxel_counts={str(info.value): int(counts[info.value]) for info in delivered.labels},
             measurements=result,
             **outputs,
         )
@@ -171,6 +178,8 @@ class EditService(SegmentationService):
         reference: Volume,
         labels: np.ndarray,
         measurements: Measurements,
+        delivered: ModelMetadata,
+        reference_role: str,
     ) -> None:
         """The model run's report follows this version: its measurements, key images and redrafted text
         (reporting's refresh, idempotent per version). Before the job succeeds, so a retry does it again; a
@@ -184,12 +193,12 @@ class EditService(SegmentationService):
                 "series_instance_uid": outputs["seg_series_instance_uid"],
                 "sop_instance_uid": outputs["seg_sop_instance_uid"],
                 "series_number": outputs["seg_series_number"],
-                "source_series": [source_series("T1c", datasets)],
+                "source_series": [source_series(reference_role, datasets)],
             },
             "measurements": measurements.model_dump(mode="json"),
         }
         try:
-            self._reporting.refresh_segmentation(model_job.report_id, payload, edited_key_images(reference, labels, self._metadata))
+            self._reporting.refresh_segmentation(model_job.report_id, payload, edited_key_images(reference, labels, delivered))
         except UnprocessableInput as exc:
             logger.warning("the report did not follow segmentation version %s: %s", version.version, exc.detail)
 
@@ -214,12 +223,13 @@ class EditService(SegmentationService):
         datasets: list[pydicom.Dataset],
         reference: Volume,
         labels: np.ndarray,
+        delivered: ModelMetadata,
     ) -> dict[str, object]:
         series_uid = generate_uid(entropy_srcs=[job_id, "seg-series"])
         sop_uid = generate_uid(entropy_srcs=[job_id, "seg-instance"])
         series_number = self._series_number(study_uid, series_uid)
         segmentation = build_segmentation(
-            labels, datasets, self._metadata,
+            labels, datasets, delivered,
             series_number=series_number,
             series_description=seg_series_description(version.version),
             content_creator=version.created_by,

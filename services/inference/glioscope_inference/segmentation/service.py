@@ -30,6 +30,7 @@ from glioscope_common.errors import NotFound, UnprocessableInput
 from glioscope_common.inference_backend import InferenceBackend
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.records.models import JobState
+from glioscope_common.sequence_regions import plan_sequences
 from glioscope_common.volume import Volume
 from glioscope_inference.dicom_seg import build_segmentation
 from glioscope_inference.dicom_seg import warm_up as warm_up_highdicom
@@ -193,7 +194,8 @@ class SegmentationService:
             started = time.perf_counter()
             sources, volumes = self._fetch(study_uid, job.sequence_series)
             timings["fetch"] = time.perf_counter() - started
-            files = self._nifti_files(study_uid, sources["T1c"][0], volumes)
+            reference = plan_sequences(volumes).reference  # T1c, or FLAIR without one: the grid of the outputs
+            files = self._nifti_files(study_uid, sources[reference][0], volumes)
             stored_sources = [background.submit(self._put_nifti, path, volume) for path, volume in files.values()]
 
             def on_progress(stage: str, fraction: float) -> None:
@@ -207,7 +209,7 @@ class SegmentationService:
                 brain_extractor=self._brain_extractor_factory(),
             )
             timings.update(result.timings_s)
-            result.measurements = with_measured_slice(result.measurements, sources["T1c"], volumes["T1c"])
+            result.measurements = with_measured_slice(result.measurements, sources[reference], volumes[reference])
 
             started = time.perf_counter()
             self._progress(job_id, "outputs", 0.9)
@@ -238,10 +240,8 @@ class SegmentationService:
     ) -> tuple[dict[str, list[pydicom.Dataset]], dict[str, Volume]]:
         """The four series by WADO-RS and their volumes. One request per series, all in flight at once:
         the PACS reads the next series while this process decodes the previous one."""
-        missing = [c for c in self._metadata.channels if c not in roles]
-        if missing:
-            raise UnprocessableInput(f"the job has no series for {', '.join(missing)}")
-        channels = list(self._metadata.channels)
+        channels = [c for c in self._metadata.channels if roles.get(c)]  # a subset: sequence_regions decides
+        plan_sequences(channels)  # refuses a study without T1c and FLAIR
 
         def fetch(role: str) -> tuple[list[pydicom.Dataset], Volume]:
             datasets = self._dicomweb.retrieve_series(study_uid, roles[role])
@@ -274,7 +274,7 @@ class SegmentationService:
     ) -> Outputs:
         """SEG to the PACS, the mask NIfTI and the report draft, concurrently; then waits for the
         source images' NIfTI files (`stored_sources`, started before the model ran)."""
-        reference = sources["T1c"]
+        reference = sources[result.plan.reference]
         first = reference[0]
         outputs = Outputs(
             generate_uid(entropy_srcs=[job_id, "seg-series"]), generate_uid(entropy_srcs=[job_id, "seg-instance"])
@@ -285,7 +285,7 @@ class SegmentationService:
 
         def store_segmentation() -> None:
             segmentation = build_segmentation(
-                result.label_map, reference, self._metadata,
+                result.label_map, reference, result.delivered_metadata,
                 series_number=SEG_SERIES_NUMBER,
                 series_instance_uid=outputs.seg_series_instance_uid,
                 sop_instance_uid=outputs.seg_sop_instance_uid,
@@ -324,7 +324,7 @@ class SegmentationService:
         """The reporting service's CreateReport: the patient and study attributes of the SEG's source series
         (the first T1c instance) as they are, the measurements, the model, and the `segmentation` reference the
         SR cites: the SEG (version 1) and every instance of each series the model read, the SEG's grid first."""
-        first = sources["T1c"][0]
+        first = sources[result.plan.reference][0]
 
         def text(keyword: str) -> str:
             return str(first.get(keyword, "") or "")
@@ -357,6 +357,7 @@ class SegmentationService:
                 "series_instance_uid": outputs.seg_series_instance_uid,
                 "sop_instance_uid": outputs.seg_sop_instance_uid,
                 "series_number": SEG_SERIES_NUMBER,
-                "source_series": [source_series(role, sources[role]) for role in sorted(sources, key=lambda r: r != "T1c")],
+                "source_series": [source_series(role, sources[role])
+                                  for role in sorted(sources, key=lambda r: r != result.plan.reference)],
             },
         }
