@@ -9,7 +9,14 @@ from pydantic import BaseModel
 
 from glioscope_common.measurements import Measurements
 from glioscope_reporting.reports.claims import ENHANCEMENT_MIN_ML, EnhancementPattern, assess
-from glioscope_reporting.reports.formatting import DETECTION_MIN_ML, ENHANCING_LABEL, NECROTIC_LABEL, label_volume, region
+from glioscope_reporting.reports.formatting import (
+    DETECTION_MIN_ML,
+    ENHANCING_LABEL,
+    NECROTIC_LABEL,
+    label_volume,
+    region,
+    reported,
+)
 from glioscope_reporting.reports.location import Location, locate
 
 # RANO-style thresholds on the change of the bidimensional product (suggestion only).
@@ -30,12 +37,12 @@ class Comparison(BaseModel):
     prior_report_id: str
     prior_study_instance_uid: str
     prior_study_date: str
-    volume_change_ml: dict[str, float]  # WT, TC, ET: current - prior
+    volume_change_ml: dict[str, float]  # the regions reported in both studies (WT, TC, ET): current - prior
     volume_change_pct: dict[str, float | None]
     prior_bidimensional_product_mm2: float
     bidimensional_product_mm2: float
     bidimensional_change_pct: float | None
-    rano_suggestion: Rano
+    rano_suggestion: Rano | None  # None: one of the studies has no enhancing tumour reported (no T1c)
     rano_note: str = "suggestion from the bidimensional product only; not a RANO assessment"
 
 
@@ -46,7 +53,9 @@ class Structured(BaseModel):
 
 
 def enhancement(m: Measurements) -> Enhancement:
-    """The pattern as the claim rules decide it (claims.py R2-R4)."""
+    """The pattern as the claim rules decide it (claims.py R2-R4; R8: "not_assessed" without T1c)."""
+    if not reported(m, "ET"):
+        return Enhancement(pattern="not_assessed", enhancing_ml=0.0, necrotic_ml=0.0, ratio=None)
     et = label_volume(m, ENHANCING_LABEL) or region(m, "ET")
     nec = label_volume(m, NECROTIC_LABEL)
     ratio = et / nec if nec >= DETECTION_MIN_ML else None
@@ -73,13 +82,19 @@ def rano_suggestion(current: Measurements, prior: Measurements) -> tuple[Rano, f
 
 
 def compare(current: Measurements, prior: Measurements, prior_report_id: str, prior_study_uid: str, prior_date: str) -> Comparison:
-    category, change = rano_suggestion(current, prior)
+    """The change in every region both studies report; a RANO-style suggestion only when both report the
+    enhancing tumour (a post-contrast T1 in each)."""
+    both = [k for k in ("WT", "TC", "ET") if reported(current, k) and reported(prior, k)]
+    if "ET" in both:
+        category, change = rano_suggestion(current, prior)
+    else:
+        category, change = None, _pct(current.bidimensional_product_mm2, prior.bidimensional_product_mm2)
     return Comparison(
         prior_report_id=prior_report_id,
         prior_study_instance_uid=prior_study_uid,
         prior_study_date=prior_date,
-        volume_change_ml={k: region(current, k) - region(prior, k) for k in ("WT", "TC", "ET")},
-        volume_change_pct={k: _pct(region(current, k), region(prior, k)) for k in ("WT", "TC", "ET")},
+        volume_change_ml={k: region(current, k) - region(prior, k) for k in both},
+        volume_change_pct={k: _pct(region(current, k), region(prior, k)) for k in both},
         prior_bidimensional_product_mm2=prior.bidimensional_product_mm2,
         bidimensional_product_mm2=current.bidimensional_product_mm2,
         bidimensional_change_pct=change,

@@ -31,7 +31,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
 from glioscope_common.measurements import Measurements
-from glioscope_reporting.reports.formatting import REGION_NAMES, region
+from glioscope_reporting.reports.formatting import REGION_NAMES, region, reported_regions
 from glioscope_reporting.reports.schemas import ModelInfo, Patient, SegmentationRef, Study
 
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -181,8 +181,9 @@ def _evidence(
 
 
 def _segment_numbers(measurements: Measurements) -> dict[int, int]:
-    """label value -> segment number in the SEG: build_segmentation numbers one segment per model label,
-    1..N in the order of the label values, and the measurements list every model label."""
+    """label value -> segment number in the SEG: build_segmentation numbers one segment per delivered label,
+    1..N in the order of the label values, and the measurements list every delivered label (the model's, or
+    those the study's sequences support: glioscope_common.sequence_regions)."""
     return {v.label: number for number, v in enumerate(sorted(measurements.label_volumes, key=lambda v: v.label), start=1)}
 
 
@@ -230,7 +231,7 @@ def measurement_report(
         for v in sorted(measurements.label_volumes, key=lambda v: v.label)
     ]
     volumes += [(f"region-{key}", f"{key} {REGION_NAMES[key]}", region(measurements, key), None, FINDING_TYPE)
-                for key in ("WT", "TC", "ET")]
+                for key in reported_regions(measurements)]  # a region not reported has no value
     for key, name, value, segment_number, finding_type in volumes:
         common = dict(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=deterministic_uid(report_id, "tracking", key), identifier=name[:64]),

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from glioscope_common.measurements import REGIONS, Measurements
-
-REGION_NAMES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour"}
+from glioscope_common.sequence_regions import REGION_NAMES, summary_sentence
 # Below this volume a label counts as absent in ratios (claims.py holds the thresholds for what is claimed).
 DETECTION_MIN_ML = 0.1
 NECROTIC_LABEL = 1
@@ -24,7 +23,25 @@ def mm2(value: float) -> str:
     return f"{value:.1f} mm²"
 
 
+def reported(m: Measurements, key: str) -> bool:
+    """Whether the study's sequences support region `key` (glioscope_common.sequence_regions)."""
+    return key in m.regions_reported
+
+
+def reported_regions(m: Measurements) -> list[str]:
+    return [key for key in ("WT", "TC", "ET") if reported(m, key)]
+
+
+def sequences_sentence(m: Measurements) -> str:
+    """"Sequences used: …; not available: …; regions not reported: … because …" for these measurements."""
+    return summary_sentence(m.sequences_used, m.sequences_missing, m.regions_not_reported)
+
+
 def region(m: Measurements, key: str) -> float:
+    """The volume of a reported region; asking for one that is not reported is a bug (ValueError): such a
+    region has no value to quote."""
+    if not reported(m, key):
+        raise ValueError(f"region {key} is not reported for this study ({m.regions_not_reported.get(key, '')})")
     value = m.region_volumes_ml.get(key)
     if value is not None:
         return float(value)
@@ -40,8 +57,13 @@ def table_rows(m: Measurements) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for v in sorted(m.label_volumes, key=lambda v: v.label):
         rows.append((f"Label {v.label} – {v.name}", ml(v.volume_ml)))
-    for key in ("WT", "TC", "ET"):
+    for key in reported_regions(m):
         rows.append((f"{key} ({REGION_NAMES[key]})", ml(region(m, key))))
+    rows.append(("Sequences used", ", ".join(m.sequences_used)))
+    if m.sequences_missing:
+        rows.append(("Sequences not available", ", ".join(m.sequences_missing)))
+    for key, why in m.regions_not_reported.items():
+        rows.append((f"{key} ({REGION_NAMES[key]})", f"not reported: {why}"))
     rows.append(("Maximum axial diameter", mm(m.max_axial_diameter_mm)))
     rows.append(("Perpendicular diameter", mm(m.perpendicular_diameter_mm)))
     rows.append(("Bidimensional product", mm2(m.bidimensional_product_mm2)))

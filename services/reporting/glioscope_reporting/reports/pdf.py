@@ -23,7 +23,8 @@ from glioscope_reporting.reports.schemas import ModelInfo, Patient, Sections, St
 
 NOTICE = "AI-assisted, research use only — not for clinical decisions"
 AI_MARK = "[AI-drafted]"
-PATTERN_NAMES = {"none": "none", "rim": "rim (around necrosis)", "solid": "solid"}
+PATTERN_NAMES = {"none": "none", "rim": "rim (around necrosis)", "solid": "solid",
+                 "not_assessed": "not assessed (no post-contrast T1)"}
 FOOTER_FONT = "Helvetica"
 FOOTER_SIZE = 7
 FOOTER_GAP = 4 * mm  # between the footer's text and the page number
@@ -306,9 +307,13 @@ def _structured_rows(structured: dict[str, Any]) -> list[tuple[str, str]]:
     if comparison:
         rows.append(("Prior study", _date(str(comparison.get("prior_study_date", "")))))
         for key in ("WT", "TC", "ET"):
-            rows.append((f"{key} change", f"{comparison['volume_change_ml'][key]:+.1f} mL ({_pct(comparison['volume_change_pct'][key])})"))
+            if key in comparison["volume_change_ml"]:  # regions reported in both studies only
+                rows.append((f"{key} change", f"{comparison['volume_change_ml'][key]:+.1f} mL "
+                             f"({_pct(comparison['volume_change_pct'][key])})"))
         rows.append(("Bidimensional product change",
                      f"{comparison['prior_bidimensional_product_mm2']:.1f} mm² to {comparison['bidimensional_product_mm2']:.1f} mm² "
                      f"({_pct(comparison['bidimensional_change_pct'])})"))
-        rows.append(("Suggested response (RANO-style)", f"{comparison['rano_suggestion']} — suggestion only, not a RANO assessment"))
+        if comparison.get("rano_suggestion"):
+            rows.append(("Suggested response (RANO-style)",
+                          f"{comparison['rano_suggestion']} — suggestion only, not a RANO assessment"))
     return rows
