@@ -151,6 +151,18 @@ def start_platform(tmp: Path, env: dict[str, str], orthanc: LocalOrthanc) -> Ite
         stack.stop()
 
 
+def embedded_platform(name: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """The whole platform in the embedded configuration with its own Orthanc: for a module-scoped fixture
+    (`yield from embedded_platform("my-module", request, tmp_path_factory)`)."""
+    tmp = tmp_path_factory.mktemp(f"platform-{name}")
+    orthanc = LocalOrthanc(tmp / "orthanc", stable_age=2)
+    orthanc.start()
+    try:
+        yield from start_platform(tmp, platform_env("embedded", tmp, request), orthanc)
+    finally:
+        orthanc.stop()
+
+
 def seg_frame_points_ras(seg: pydicom.Dataset) -> np.ndarray:
     """RAS mm of every labelled pixel of a DICOM-SEG, from its own plane positions (not the source's)."""
     shared = seg.SharedFunctionalGroupsSequence[0]

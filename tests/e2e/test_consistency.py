@@ -29,7 +29,6 @@ from pypdf import PdfReader
 
 from glioscope_common.dev.synthetic_study import write_study
 from glioscope_common.dicom.read import read_series
-from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.measurements import REGIONS, Measurements
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.testing import REPO_ROOT, require_path
@@ -37,7 +36,7 @@ from glioscope_common.volume import Volume
 from glioscope_inference.measure import measure
 from glioscope_reporting.reports.formatting import ml, mm, mm2
 
-from .conftest import E2E_ADMIN, MODEL_REPOSITORY, E2ECase, Platform, platform_env, start_platform, upload, wait_for_job
+from .conftest import E2E_ADMIN, MODEL_REPOSITORY, E2ECase, Platform, embedded_platform, upload, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -52,13 +51,7 @@ NIFTI_NAMES = {
 
 @pytest.fixture(scope="module")
 def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    tmp = tmp_path_factory.mktemp("platform-consistency")
-    orthanc = LocalOrthanc(tmp / "orthanc", stable_age=2)
-    orthanc.start()
-    try:
-        yield from start_platform(tmp, platform_env("embedded", tmp, request), orthanc)
-    finally:
-        orthanc.stop()
+    yield from embedded_platform("consistency", request, tmp_path_factory)
 
 
 def _real_study_files(name: str, folder: Path) -> list[Path]:
