@@ -113,3 +113,45 @@ describe('the measurements panel', () => {
     expect(html).not.toContain(NO_TUMOUR);
   });
 });
+
+describe('the sequences a segmentation was made from', () => {
+  const withoutT1c = {
+    label_volumes: [{ label: 5, name: 'Whole tumour (not subdivided: no T1c)', volume_ml: 46.04 }],
+    region_volumes_ml: { WT: 46.04 },
+    max_axial_diameter_mm: 41.26,
+    perpendicular_diameter_mm: 30.04,
+    bidimensional_product_mm2: 1239.5,
+    hemisphere: 'undetermined',
+    tumour_detected: true,
+    input_warnings: [],
+    sequences_used: ['T1', 'T2', 'FLAIR'],
+    sequences_missing: ['T1c'],
+    regions_reported: ['WT'],
+    regions_not_reported: {
+      TC: 'there is no post-contrast T1 (T1c), which the tumour core, enhancement and necrosis need',
+      ET: 'there is no post-contrast T1 (T1c), which the tumour core, enhancement and necrosis need',
+    },
+  };
+
+  it('says which sequences were used and which regions are not reported, and why, as the report does', () => {
+    const html = render(withoutT1c);
+    expect(html).toContain(
+      'Sequences used: T1, T2, FLAIR; not available: T1c; regions not reported: tumour core (TC) and enhancing tumour (ET), ' +
+        'because there is no post-contrast T1 (T1c), which the tumour core, enhancement and necrosis need.',
+    );
+    expect(html).toContain('class="sequences warning"');
+    expect(rows(html).slice(0, 4)).toEqual([
+      ['Whole tumour (WT)', '46.0 mL'],
+      ['Tumour core (TC)', 'not reported'],
+      ['Enhancing tumour (ET)', 'not reported'],
+      ['Whole tumour (not subdivided: no T1c)', '46.0 mL'],
+    ]);
+    expect(html).not.toMatch(/(Tumour core|Enhancing tumour) \((TC|ET)\)<\/th><td>\d/);
+  });
+
+  it('measurements stored before the sequence fields read as from all four sequences', () => {
+    const table = measurementTable(parseMeasurements(measurementsFor({ 1: 10, 2: 20, 3: 30 }, 0.001)));
+    expect(table.sequences).toBe('Sequences used: T1, T1c, T2, FLAIR; not available: none; all regions reported.');
+    expect(table.regions.map((r) => r.value)).not.toContain('not reported');
+  });
+});

@@ -16,6 +16,11 @@ export interface MeasurementsData {
   quality: { overall: number; review: boolean; reviewBelow: number } | null; // the model's own estimate
   tumourDetected: boolean | null; // null: not stated
   inputWarnings: string[];
+  // The sequences the model read and the regions they do not support (glioscope_common.sequence_regions);
+  // measurements stored before these fields were from all four sequences.
+  sequencesUsed: string[];
+  sequencesMissing: string[];
+  regionsNotReported: { region: Region; reason: string }[];
 }
 
 export interface Row {
@@ -30,9 +35,11 @@ export interface MeasurementTable {
   location: Row[];
   quality: Row[];
   notes: string[];
+  sequences: string; // "Sequences used: …; not available: …; regions not reported: … because …"
 }
 
 type Region = 'WT' | 'TC' | 'ET';
+const ALL_SEQUENCES = ['T1', 'T1c', 'T2', 'FLAIR'];
 
 const REGION_NAMES: Record<Region, string> = {
   WT: 'Whole tumour (WT)',
@@ -69,6 +76,28 @@ function quality(value: unknown): MeasurementsData['quality'] {
   return overall === null || below === null ? null : { overall, review: q?.review === true, reviewBelow: below };
 }
 
+const strings = (value: unknown): string[] | null => (Array.isArray(value) ? value.map(String) : null);
+
+function regionsNotReported(value: unknown): MeasurementsData['regionsNotReported'] {
+  if (value == null || typeof value !== 'object') return [];
+  return (Object.keys(REGION_NAMES) as Region[])
+    .filter((key) => typeof (value as Record<string, unknown>)[key] === 'string')
+    .map((key) => ({ region: key, reason: String((value as Record<string, unknown>)[key]) }));
+}
+
+/** The sentence the report opens with (glioscope_common.sequence_regions.summary_sentence), word for word. */
+export function sequencesSentence(m: MeasurementsData): string {
+  const text = `Sequences used: ${m.sequencesUsed.join(', ')}; not available: ${m.sequencesMissing.join(', ') || 'none'}`;
+  if (m.regionsNotReported.length === 0) return `${text}; all regions reported.`;
+  const byReason = new Map<string, string[]>();
+  for (const { region, reason } of m.regionsNotReported) {
+    const name = REGION_NAMES[region];
+    byReason.set(reason, [...(byReason.get(reason) ?? []), name.charAt(0).toLowerCase() + name.slice(1)]);
+  }
+  const groups = [...byReason].map(([reason, regions]) => `${regions.join(' and ')}, because ${reason}`);
+  return `${text}; regions not reported: ${groups.join('; ')}.`;
+}
+
 /** The measurements JSON from the gateway, typed; anything missing or malformed is left out. */
 export function parseMeasurements(json: Record<string, unknown>): MeasurementsData {
   const labels = Array.isArray(json.label_volumes) ? json.label_volumes : [];
@@ -94,15 +123,20 @@ export function parseMeasurements(json: Record<string, unknown>): MeasurementsDa
     quality: quality(json.quality),
     tumourDetected: typeof json.tumour_detected === 'boolean' ? json.tumour_detected : null,
     inputWarnings: Array.isArray(json.input_warnings) ? json.input_warnings.map(String) : [],
+    sequencesUsed: strings(json.sequences_used) ?? ALL_SEQUENCES,
+    sequencesMissing: strings(json.sequences_missing) ?? [],
+    regionsNotReported: regionsNotReported(json.regions_not_reported),
   };
 }
 
 /** The rows a clinician reads, worded and rounded as in the report's measurement table. The slice the
  * diameters were measured on is left to the slice naming (a grid index is not the viewer's image number). */
 export function measurementTable(m: MeasurementsData): MeasurementTable {
+  const notReported = new Set(m.regionsNotReported.map((r) => r.region));
   const regions = (Object.keys(REGION_NAMES) as Region[])
-    .filter((key) => m.regionVolumesMl[key] !== undefined)
-    .map((key) => ({ name: REGION_NAMES[key], value: ml(m.regionVolumesMl[key] as number) }));
+    .filter((key) => m.regionVolumesMl[key] !== undefined && !notReported.has(key))
+    .map((key) => ({ name: REGION_NAMES[key], value: ml(m.regionVolumesMl[key] as number) }))
+    .concat(m.regionsNotReported.map((r) => ({ name: REGION_NAMES[r.region], value: 'not reported' })));
   const labels = m.labelVolumes.map((v) => ({ name: v.name || `Label ${v.label}`, value: ml(v.volumeMl) }));
   const diameters: Row[] = [];
   if (m.maxAxialDiameterMm !== null) diameters.push({ name: 'Maximum axial diameter', value: mm(m.maxAxialDiameterMm) });
@@ -121,9 +155,9 @@ export function measurementTable(m: MeasurementsData): MeasurementTable {
     });
   const notes: string[] = [];
   if (m.tumourDetected === false) notes.push(NO_TUMOUR);
-  if (regions.length > 0 && labels.length > 0) notes.push(ROUNDING_NOTE);
+  if (regions.length > notReported.size && labels.length > 0) notes.push(ROUNDING_NOTE);
   if (regions.length + labels.length + diameters.length === 0) notes.push(NO_MEASUREMENTS);
-  return { regions, labels, diameters, location, quality, notes };
+  return { regions, labels, diameters, location, quality, notes, sequences: sequencesSentence(m) };
 }
 
 function Rows({ caption, rows }: { caption: string; rows: Row[] }) {
@@ -153,6 +187,7 @@ export function MeasurementsView({ data }: { data: MeasurementsData }) {
           {w}
         </p>
       ))}
+      <p className={data.sequencesMissing.length > 0 ? 'sequences warning' : 'sequences muted small'}>{table.sequences}</p>
       <Rows caption="Tumour regions" rows={table.regions} />
       <Rows caption="Segmentation labels" rows={table.labels} />
       <Rows caption="Axial measurement" rows={table.diameters} />
