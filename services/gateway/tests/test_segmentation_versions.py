@@ -121,7 +121,7 @@ def test_a_series_that_is_not_a_volume_is_refused() -> None:
         (gzip.compress(bytes(int(np.prod(SHAPE))))[:-12], "truncated"),
         (gzip.compress(bytes(int(np.prod(SHAPE)) - 1)), "need 840"),
         (gzip.compress(bytes(int(np.prod(SHAPE)) + 1)), "more than the 840 bytes"),
-        (gzip.compress(bytes(int(np.prod(SHAPE)) - 1) + b"\x07"), r"labels must be 0..3; found \[7\]"),
+        (gzip.compress(bytes(int(np.prod(SHAPE)) - 1) + b"\x07"), r"labels must be 0..5; found \[7\]"),
         (gzip.compress(bytes(int(np.prod(SHAPE)))) + b"trailing", "after the gzip stream"),
     ],
     ids=["not-gzip", "truncated", "too-few-bytes", "too-many-bytes", "label-7", "trailing-data"],

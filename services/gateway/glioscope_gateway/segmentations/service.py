@@ -41,7 +41,7 @@ from glioscope_gateway.studies.service import StudyService
 logger = logging.getLogger("glioscope.gateway.segmentations")
 
 EDIT_TASK = "inference.editing.run"
-MAX_LABEL = max(REGIONS["WT"])  # 1 necrotic core, 2 oedema, 3 enhancing tumour
+MAX_LABEL = max(REGIONS["WT"])  # 1 necrotic core, 2 oedema, 3 enhancing tumour, 5 whole tumour (no T1c)
 GEOMETRY_TOLERANCE = 0.1  # of the smallest voxel spacing, at any corner of the grid
 MIN_TOLERANCE_MM = 0.01
 
@@ -259,7 +259,7 @@ class SegmentationVersions:
         dimensions, lps = source_grid(metadata)
         check_geometry(body.geometry, dimensions, lps)
         compressed = decode_base64(body.labels)
-        decode_labels(compressed, dimensions, MAX_LABEL)  # refuses bad gzip, wrong size, labels > 3
+        decode_labels(compressed, dimensions, MAX_LABEL)  # refuses bad gzip, wrong size, labels > 5
 
         with session_scope(self._sessions) as session:
             edits = _edits(session, model_job.id)

@@ -133,6 +133,9 @@ class EditService(SegmentationService):
             registration, warnings, plan = model_run_context(model_job.measurements if model_job else None)
             labels = restrict_labels(labels, plan)  # an edit claims no more than the model run's sequences allow
             delivered = self._metadata.model_copy(update={"labels": delivered_labels(self._metadata.labels, plan)})
+            unknown = sorted({int(v) for v in np.unique(labels)} - {0} - {info.value for info in delivered.labels})
+            if unknown:
+                raise UnprocessableInput(f"the edited labels hold values {unknown} that this segmentation does not define")
             measurements = measure_delivered(
                 labels, reference, delivered, registration=registration, input_warnings=warnings, plan=plan
             )
