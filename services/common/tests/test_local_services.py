@@ -329,14 +329,14 @@ def test_a_refused_shared_memory_region_leaves_nothing_behind() -> None:
 
 def test_a_full_dev_shm_is_refused_before_anything_is_written(monkeypatch) -> None:
     require_module("tritonclient.utils.shared_memory")
-    from glioscope_common import inference_backend
     from glioscope_common.errors import UpstreamUnavailable
+    from glioscope_common.inference_backend import TritonBackend, triton_shared_memory
 
     class Full:
         f_bavail, f_frsize = 10, 4096
 
-    monkeypatch.setattr(inference_backend.os, "statvfs", lambda path: Full())
-    backend = inference_backend.TritonBackend("grpc://127.0.0.1:1", "tiny", shared_memory="system", output_channels=4)
+    monkeypatch.setattr(triton_shared_memory.os, "statvfs", lambda path: Full())
+    backend = TritonBackend("grpc://127.0.0.1:1", "tiny", shared_memory="system", output_channels=4)
     client = _RefusingClient()
     with pytest.raises(UpstreamUnavailable, match="MiB free"):
         backend._shared_regions(client, 2**20, 2**20)

@@ -1,12 +1,6 @@
-"""Where the network runs: onnxruntime in-process (embedded default) or Triton over gRPC (production).
-
-Both take a batch [N, C, P, P, P] float32 and return the model's output [N, L, P, P, P] (logits) as
-float32; a model whose input and output tensors are float16 (half the bytes to move, e.g. to a
-Triton across the network) gets and gives float16, converted here.
-Chosen by `GLIOSCOPE_INFERENCE_URL`: "onnxruntime" or "grpc://host:8001". A Triton on the same host
-(same IPC namespace, e.g. a sidecar sharing /dev/shm) can take the tensors through system shared
-memory instead of the gRPC message (`GLIOSCOPE_TRITON_SHARED_MEMORY=system`).
-"""
+"""NVIDIA Triton over gRPC (production: `GLIOSCOPE_INFERENCE_URL=grpc://host:8001`): a pool of
+connections, tensors in the gRPC message (triton_wire) or through system shared memory
+(triton_shared_memory)."""
 
 from __future__ import annotations
 
@@ -16,87 +10,23 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from glioscope_common.errors import UpstreamUnavailable
-from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.inference_backend.triton_shared_memory import (
+    CLEANUP_TIMEOUT_S,
+    SHARED_MEMORY_MODES,
+    SharedRegions,
+    check_shared_memory_space,
+    destroy_regions,
+    short_error,
+)
 from glioscope_common.triton_wire import MODEL_INFER_METHOD, decode_infer_response, encode_infer_request, output_tensor
-
-__all__ = ["InferenceBackend", "OnnxRuntimeBackend", "TritonBackend", "make_backend"]
 
 # Triton datatypes a model may use for its image and logits tensors, and their numpy types.
 TRITON_DTYPES: dict[str, type[np.floating]] = {"FP32": np.float32, "FP16": np.float16}
-_ONNX_DTYPES: dict[str, type[np.floating]] = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
-
-
-@runtime_checkable
-class InferenceBackend(Protocol):
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """[N, C, P, P, P] float32 -> [N, L, P, P, P] float32 logits."""
-        ...
-
-
-class OnnxRuntimeBackend:
-    """onnxruntime on the CPU (CPUExecutionProvider, all graph optimisations)."""
-
-    # One patch at a time in-process: a 160³ patch's activations take hundreds of MB; batching
-    # buys no speed on a CPU and would double the worker's peak memory.
-    preferred_batch_size = 1
-
-    def __init__(
-        self,
-        model_path: str | Path,
-        threads: int | None = None,
-        *,
-        input_name: str = "image",
-        output_name: str = "logits",
-    ) -> None:
-        import onnxruntime as ort
-
-        path = Path(model_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Without the arena, activation buffers go back to the system after each patch.
-        options.enable_cpu_mem_arena = False
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        inputs = [i.name for i in self.session.get_inputs()]
-        outputs = [o.name for o in self.session.get_outputs()]
-        self.input_name = input_name if input_name in inputs else inputs[0]
-        self.output_name = output_name if output_name in outputs else outputs[0]
-        input_type = next(i.type for i in self.session.get_inputs() if i.name == self.input_name)
-        if input_type not in _ONNX_DTYPES:
-            raise ValueError(f"{path}: input {self.input_name} is {input_type}; float or float16 expected")
-        self.input_dtype = _ONNX_DTYPES[input_type]
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
-        return self.session.run([self.output_name], {self.input_name: batch})[0].astype(np.float32, copy=False)
-
-
-SHARED_MEMORY_MODES = ("none", "system")
-SHARED_MEMORY_DIR = Path("/dev/shm")
-_CLEANUP_TIMEOUT_S = 5.0  # unregistering on a failing channel must not hold the caller for minutes
-
-
-@dataclass
-class _SharedRegions:
-    """One client's registered input and output regions in /dev/shm (its one call at a time uses them)."""
-
-    name: str
-    input_handle: Any
-    output_handle: Any
-    input_bytes: int
-    output_bytes: int
-    registered: tuple[str, ...]
 
 
 class _Connection:
@@ -165,7 +95,7 @@ class TritonBackend:
             raise ValueError("shared_memory='system' needs output_channels to size the output region")
         self.shared_memory = shared_memory
         self.output_channels = output_channels
-        self._regions: dict[int, _SharedRegions] = {}
+        self._regions: dict[int, SharedRegions] = {}
         # The tensors' datatypes, read from Triton's model metadata by check_ready.
         self.input_datatype = "FP32"
         self.output_datatype = "FP32"
@@ -211,7 +141,7 @@ class TritonBackend:
             raise
         self._idle.put(connection)
 
-    def _shared_regions(self, client: Any, input_bytes: int, output_bytes: int) -> _SharedRegions:
+    def _shared_regions(self, client: Any, input_bytes: int, output_bytes: int) -> SharedRegions:
         """The client's regions, created and registered on first use (and again, larger, when a
         bigger batch comes)."""
         regions = self._regions.get(id(client))
@@ -221,7 +151,7 @@ class TritonBackend:
             self._release_regions(client)
         import tritonclient.utils.shared_memory as shm
 
-        _check_shared_memory_space(input_bytes + output_bytes)
+        check_shared_memory_space(input_bytes + output_bytes)
         # A random name: PIDs repeat across containers and restarts, and Triton's registrations
         # outlive the process that made them.
         name = f"glioscope_{os.getpid()}_{uuid.uuid4().hex[:12]}"
@@ -235,14 +165,14 @@ class TritonBackend:
                 registered.append(region)
         except Exception as exc:
             self._unregister(client, registered)
-            _destroy(handles)
-            cause = f" ({_short(exc.__cause__)})" if isinstance(exc.__cause__, Exception) else ""
+            destroy_regions(handles)
+            cause = f" ({short_error(exc.__cause__)})" if isinstance(exc.__cause__, Exception) else ""
             raise UpstreamUnavailable(
-                f"Triton at {self.url} could not take a shared memory region: {_short(exc)}{cause}. Triton must "
+                f"Triton at {self.url} could not take a shared memory region: {short_error(exc)}{cause}. Triton must "
                 "run on this host with the same /dev/shm and the same user (or root); otherwise set "
                 "GLIOSCOPE_TRITON_SHARED_MEMORY=none"
             ) from exc
-        regions = _SharedRegions(name, handles[0], handles[1], input_bytes, output_bytes, tuple(registered))
+        regions = SharedRegions(name, handles[0], handles[1], input_bytes, output_bytes, tuple(registered))
         self._regions[id(client)] = regions
         return regions
 
@@ -253,12 +183,12 @@ class TritonBackend:
         try:
             self._unregister(client, regions.registered)
         finally:
-            _destroy([regions.input_handle, regions.output_handle])
+            destroy_regions([regions.input_handle, regions.output_handle])
 
     def _unregister(self, client: Any, names: Sequence[str]) -> None:
         for region in names:
             try:
-                client.unregister_system_shared_memory(region, client_timeout=min(_CLEANUP_TIMEOUT_S, self.timeout_s))
+                client.unregister_system_shared_memory(region, client_timeout=min(CLEANUP_TIMEOUT_S, self.timeout_s))
             except Exception:  # noqa: BLE001 - the server may be gone; its registrations went with it
                 pass
 
@@ -277,7 +207,7 @@ class TritonBackend:
         except UpstreamUnavailable:
             raise
         except Exception as exc:
-            raise UpstreamUnavailable(f"Triton at {self.url} is unreachable: {_short(exc)}") from exc
+            raise UpstreamUnavailable(f"Triton at {self.url} is unreachable: {short_error(exc)}") from exc
         if not live:
             raise UpstreamUnavailable(f"Triton at {self.url} is not live")
         if not ready:
@@ -292,7 +222,7 @@ class TritonBackend:
                 meta = connection.client.get_model_metadata(self.model_name, self.model_version, as_json=True,
                                                  client_timeout=self.timeout_s)
         except Exception as exc:
-            raise UpstreamUnavailable(f"Triton at {self.url} gave no metadata for {self.model_name}: {_short(exc)}") from exc
+            raise UpstreamUnavailable(f"Triton at {self.url} gave no metadata for {self.model_name}: {short_error(exc)}") from exc
         tensors = {t.get("name"): t for t in meta.get("inputs", []) + meta.get("outputs", [])}
         datatypes = tuple(tensors.get(name, {}).get("datatype") for name in (self.input_name, self.output_name))
         for name, datatype in zip((self.input_name, self.output_name), datatypes):
@@ -324,7 +254,7 @@ class TritonBackend:
             raise
         except Exception as exc:
             self._ready = False
-            raise UpstreamUnavailable(f"Triton inference on {self.model_name} at {self.url} failed: {_short(exc)}") from exc
+            raise UpstreamUnavailable(f"Triton inference on {self.model_name} at {self.url} failed: {short_error(exc)}") from exc
         if datatype != self.output_datatype:
             raise UpstreamUnavailable(f"Triton returned {datatype} for {self.output_name!r}, expected {self.output_datatype}")
         # float32 logits stay a read-only view of the received message: the caller only reads them.
@@ -373,64 +303,3 @@ class TritonBackend:
             finally:
                 connection.close()
 
-
-def _check_shared_memory_space(needed: int) -> None:
-    """Refuse clearly when /dev/shm cannot hold the regions: a region is only sized, not reserved,
-    and writing past a full /dev/shm kills the writer (SIGBUS) instead of raising."""
-    try:
-        stat = os.statvfs(SHARED_MEMORY_DIR)
-    except OSError:
-        return
-    free = stat.f_bavail * stat.f_frsize
-    if free < needed:
-        raise UpstreamUnavailable(
-            f"{SHARED_MEMORY_DIR} has {free / 2**20:.0f} MiB free; shared memory to Triton needs {needed / 2**20:.0f} MiB "
-            "per request in flight (raise the size of /dev/shm, or set GLIOSCOPE_TRITON_SHARED_MEMORY=none)"
-        )
-
-
-def _destroy(handles: Sequence[Any]) -> None:
-    import tritonclient.utils.shared_memory as shm
-
-    for handle in handles:
-        try:
-            shm.destroy_shared_memory_region(handle)
-        except Exception:  # noqa: BLE001 - one region's failure must not leave the others behind
-            pass
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-def make_backend(
-    settings_inference_url: str,
-    model_dir: Path,
-    metadata: ModelMetadata,
-    *,
-    threads: int | None = None,
-    timeout_s: float = 60,
-    requests_in_flight: int = 2,
-    triton_shared_memory: str = "none",
-    triton_version: str = "",
-) -> InferenceBackend:
-    """"onnxruntime" -> OnnxRuntimeBackend(model_dir / metadata.onnx_file) with `threads` (None or 0:
-    onnxruntime's choice); "grpc://host:port" -> Triton serving the model named after `model_dir`'s
-    folder (the Triton model repository layout), version `triton_version` (the version folder; "":
-    Triton's choice), `requests_in_flight` patches at once, tensors through gRPC or
-    (`triton_shared_memory="system"`) shared memory."""
-    url = settings_inference_url.strip()
-    if url.lower() in ("onnxruntime", "ort", "local", ""):
-        return OnnxRuntimeBackend(
-            Path(model_dir) / metadata.onnx_file, threads or None,
-            input_name=metadata.input_name, output_name=metadata.output_name,
-        )
-    if url.startswith("grpc://") or "://" not in url:
-        return TritonBackend(
-            url, Path(model_dir).name, triton_version, timeout_s=timeout_s,
-            input_name=metadata.input_name, output_name=metadata.output_name,
-            requests_in_flight=requests_in_flight, shared_memory=triton_shared_memory,
-            output_channels=len(metadata.labels) + 1,
-        )
-    raise ValueError(f"unsupported inference URL {url!r}: use 'onnxruntime' or 'grpc://host:8001'")
