@@ -1,7 +1,7 @@
 import os
 import secrets
 
-pytest_plugins = ["glioscope_common.testing"]
+pytest_plugins = ["glioscope_common.dev.testing"]
 
 # Every service refuses to start without its keys (no published default exists): the test session
 # makes its own, which the services started by the tests inherit. Tests that check the refusal pass

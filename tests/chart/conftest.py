@@ -3,7 +3,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from glioscope_common.testing import require_executable, require_module  # noqa: F401 (the chart tests import it from here)
+from glioscope_common.dev.testing import require_executable, require_module  # noqa: F401 (the chart tests import it from here)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -18,7 +18,7 @@ import pytest
 from glioscope_common.dev.synthetic_study import write_study
 from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.dev.stack import LocalStack
-from glioscope_common.testing import REPO_ROOT
+from glioscope_common.dev.testing import REPO_ROOT
 from glioscope_common.volume import Volume
 
 E2E_SHAPE = (136, 168, 120)

@@ -19,7 +19,7 @@ from glioscope_common.dev.synthetic_study import write_study
 from glioscope_common.internal_identity import bearer_header
 from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.dev.triton import LocalTriton
-from glioscope_common.testing import fresh_postgres_database, require_service
+from glioscope_common.dev.testing import fresh_postgres_database, require_service
 from glioscope_common.volume import Volume
 
 from .conftest import MODEL_REPOSITORY, E2ECase, Platform, start_platform, upload, wait_for_job

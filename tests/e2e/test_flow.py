@@ -26,7 +26,7 @@ from pypdf import PdfReader
 
 from glioscope_common.dev.synthetic_study import write_study
 from glioscope_common.dev.orthanc import LOCAL_SCU_AET, LocalOrthanc
-from glioscope_common.testing import require_service
+from glioscope_common.dev.testing import require_service
 from glioscope_common.volume import Volume
 
 from .conftest import E2ECase, Platform, dice, platform_env, seg_frame_points_ras, start_platform, upload, wait_for_job

@@ -31,7 +31,7 @@ from glioscope_common.dicom import LPS_TO_RAS
 from glioscope_common.dicom.read import read_series
 from glioscope_common.labelmap import encode_labels
 from glioscope_common.dev.orthanc import LocalOrthanc
-from glioscope_common.testing import cornerstone_geometry, fresh_postgres_database, require_service
+from glioscope_common.dev.testing import cornerstone_geometry, fresh_postgres_database, require_service
 from glioscope_inference.dicom_seg import read_segmentation
 
 from .conftest import E2E_ADMIN, E2ECase, Platform, platform_env, seg_frame_points_ras, start_platform, upload, wait_for_job

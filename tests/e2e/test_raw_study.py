@@ -36,7 +36,7 @@ from scipy import ndimage
 
 from glioscope_common.dev.orthanc import LOCAL_SCU_AET, LocalOrthanc
 from glioscope_common.dev.synthetic_study import write_study
-from glioscope_common.testing import REPO_ROOT, require_executable, require_path
+from glioscope_common.dev.testing import REPO_ROOT, require_executable, require_path
 from glioscope_inference.cli import load_nifti
 from glioscope_inference.pipeline import BRAIN_EXTRACTION_NOTE
 

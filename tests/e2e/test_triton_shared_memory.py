@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from glioscope_common.dev.orthanc import LocalOrthanc
-from glioscope_common.testing import fresh_postgres_database
+from glioscope_common.dev.testing import fresh_postgres_database
 
 from .conftest import E2ECase, Platform, platform_env, start_platform, upload, wait_for_job
 

@@ -24,7 +24,7 @@ import pytest
 
 from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.dev.processes import ServiceStartError
-from glioscope_common.testing import REPO_ROOT, require_service
+from glioscope_common.dev.testing import REPO_ROOT, require_service
 from glioscope_reporting.reports.formatting import ml, mm, mm2
 
 from .conftest import e2e

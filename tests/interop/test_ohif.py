@@ -42,7 +42,7 @@ import pytest
 
 from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.dev.processes import ServiceStartError
-from glioscope_common.testing import REPO_ROOT, require_service
+from glioscope_common.dev.testing import REPO_ROOT, require_service
 
 from .conftest import e2e
 from .ohif_server import OhifServer

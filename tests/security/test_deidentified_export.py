@@ -31,7 +31,7 @@ from glioscope_common.dev.synthetic_study import write_study
 from glioscope_common.dicom.read import read_series
 from glioscope_common.measurements import LabelVolume, Measurements
 from glioscope_common.model_metadata import ModelMetadata
-from glioscope_common.testing import REPO_ROOT, require_service
+from glioscope_common.dev.testing import REPO_ROOT, require_service
 from glioscope_common.volume import Volume
 from glioscope_gateway.studies.export import iter_elements
 from glioscope_inference.dicom_seg import build_segmentation

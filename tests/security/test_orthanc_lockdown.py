@@ -32,7 +32,7 @@ from glioscope_common.dev.orthanc import (
     orthanc_modalities,
 )
 from glioscope_common.settings import CommonSettings
-from glioscope_common.testing import make_mr_series, require_service, serving
+from glioscope_common.dev.testing import make_mr_series, require_service, serving
 
 pytestmark = pytest.mark.services
 

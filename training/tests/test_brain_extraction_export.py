@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from glioscope_common.testing import require_module
+from glioscope_common.dev.testing import require_module
 from glioscope_training.brain_extraction_export import (
     bbox_with_margin,
     decompose_instance_norm,

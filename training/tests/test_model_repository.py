@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from glioscope_common.testing import require_module
+from glioscope_common.dev.testing import require_module
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO / "model_repository" / "glioscope_unet"

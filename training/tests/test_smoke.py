@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from glioscope_common.testing import require_module
+from glioscope_common.dev.testing import require_module
 
 require_module("torch", "pip install -e 'training[train]'; CI installs it")
 

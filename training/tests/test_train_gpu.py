@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from glioscope_common.testing import require_module
+from glioscope_common.dev.testing import require_module
 
 torch = require_module("torch", "pip install -e 'training[train]'")
 

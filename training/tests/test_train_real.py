@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from glioscope_common.testing import require_module
+from glioscope_common.dev.testing import require_module
 
 torch = require_module("torch", "pip install -e 'training[train]'")
 nib = require_module("nibabel", "pip install nibabel")

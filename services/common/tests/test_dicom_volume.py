@@ -19,7 +19,7 @@ from glioscope_common.dicom.nifti import volume_from_nifti, volume_to_nifti
 from glioscope_common.dicom.read import read_series, series_geometry
 from glioscope_common.dicom.write import canonical_slice_order, write_series
 from glioscope_common.errors import UnprocessableInput
-from glioscope_common.testing import require_executable
+from glioscope_common.dev.testing import require_executable
 from glioscope_common.volume import Volume
 
 SHAPE = (23, 31, 17)

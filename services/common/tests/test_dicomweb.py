@@ -17,7 +17,7 @@ from glioscope_common.dicomweb.multipart import encode_multipart_related, parse_
 from glioscope_common.dicomweb.orthanc import OrthancRest
 from glioscope_common.dicomweb.protocol import DicomWeb, dicom_json_value
 from glioscope_common.errors import NotFound, UpstreamUnavailable
-from glioscope_common.testing import make_mr_series
+from glioscope_common.dev.testing import make_mr_series
 
 
 def _uids(data: bytes) -> tuple[str, str, str]:

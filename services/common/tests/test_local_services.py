@@ -1,4 +1,4 @@
-"""Local Orthanc and Triton processes, and the Postgres/Redis/RabbitMQ fixtures of glioscope_common.testing."""
+"""Local Orthanc and Triton processes, and the Postgres/Redis/RabbitMQ fixtures of glioscope_common.dev.testing."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from glioscope_common.dev.orthanc import LOCAL_SCU_AET, LocalOrthanc
 from glioscope_common.dev.processes import ServiceStartError, free_port
 from glioscope_common.dev.triton import tritonserver_binary
 
-from glioscope_common.testing import make_mr_series, require_executable, require_module
+from glioscope_common.dev.testing import make_mr_series, require_executable, require_module
 
 
 def _uids(data: bytes) -> tuple[str, str, str]:

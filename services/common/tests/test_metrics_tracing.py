@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from glioscope_common.testing import require_module
+from glioscope_common.dev.testing import require_module
 from glioscope_common import metrics
 from glioscope_common.logs import JsonFormatter
 from glioscope_common.settings import CommonSettings

@@ -13,7 +13,7 @@ import glioscope_common.records.segmentations  # noqa: F401
 from glioscope_common.db import make_engine
 from glioscope_common.records.migrate import migrate
 from glioscope_common.records.models import RecordsBase
-from glioscope_common.testing import fresh_postgres_database
+from glioscope_common.dev.testing import fresh_postgres_database
 
 
 def _drift(url: str) -> list:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from glioscope_common.testing import require_module
+from glioscope_common.dev.testing import require_module
 
 pb = require_module("tritonclient.grpc.service_pb2")
 

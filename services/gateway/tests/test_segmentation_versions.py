@@ -18,7 +18,7 @@ from glioscope_common.dicom.read import read_series
 from glioscope_common.dicom.write import write_series
 from glioscope_common.errors import PayloadTooLarge, UnprocessableInput
 from glioscope_common.labelmap import decode_labels, encode_labels
-from glioscope_common.testing import cornerstone_geometry
+from glioscope_common.dev.testing import cornerstone_geometry
 from glioscope_common.volume import Volume
 from glioscope_gateway.segmentations.schemas import Geometry
 from glioscope_gateway.segmentations.service import (

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from glioscope_common.dev.orthanc import LocalOrthanc
-from glioscope_common.testing import require_path
+from glioscope_common.dev.testing import require_path
 
 from .conftest import SERVICE_KEY, as_files, gateway_settings, small_study
 

@@ -19,7 +19,7 @@ try:
 except ModuleNotFoundError:  # the inference package is not installed in this environment
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from glioscope_common.testing import require_path  # noqa: E402
+from glioscope_common.dev.testing import require_path  # noqa: E402
 from glioscope_common.model_metadata import ModelMetadata  # noqa: E402
 from glioscope_common.volume import Volume  # noqa: E402
 

@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from glioscope_common.testing import require_path
+from glioscope_common.dev.testing import require_path
 from glioscope_common.brain_atlas import locate_in_atlas
 from glioscope_common.volume import Volume
 from glioscope_inference.atlas import apply_affine, register_to_atlas

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glioscope_common.testing import require_path
+from glioscope_common.dev.testing import require_path
 from glioscope_inference.brain_extraction import BRAIN_MODEL, FINE_SHAPE, SHAPE, BrainExtractor
 
 from .conftest import REPO

@@ -13,7 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from glioscope_common.testing import require_module
+from glioscope_common.dev.testing import require_module
 from glioscope_common.volume import Volume
 from glioscope_inference.pipeline import SegmentationResult
 from glioscope_inference.segmentation import service as service_module

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glioscope_common.testing import require_module, require_path
+from glioscope_common.dev.testing import require_module, require_path
 from glioscope_inference.brain_extraction import (
     BRAIN_MODEL,
     BrainExtractor,

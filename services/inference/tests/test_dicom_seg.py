@@ -20,7 +20,7 @@ from pydicom.uid import generate_uid
 from glioscope_common.dicom.read import read_series
 from glioscope_common.dicom.write import write_series
 from glioscope_common.model_metadata import ModelMetadata
-from glioscope_common.testing import require_executable, require_module, require_path
+from glioscope_common.dev.testing import require_executable, require_module, require_path
 from glioscope_common.volume import Volume
 
 try:

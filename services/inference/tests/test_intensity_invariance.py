@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glioscope_common.testing import require_path
+from glioscope_common.dev.testing import require_path
 from glioscope_common.volume import Volume
 from glioscope_inference.pipeline import segment_study
 from glioscope_inference.preprocess import constant_background, without_constant_background

@@ -15,7 +15,7 @@ import pytest
 
 from glioscope_common.inference_backend import OnnxRuntimeBackend
 from glioscope_common.model_metadata import ModelMetadata
-from glioscope_common.testing import require_module, require_path
+from glioscope_common.dev.testing import require_module, require_path
 from glioscope_common.volume import Volume
 from glioscope_inference.pipeline import segment_study
 

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from glioscope_common.testing import require_path
+from glioscope_common.dev.testing import require_path
 from glioscope_common.volume import Volume
 from glioscope_inference.registration import coregister_rigid, itk_to_ras_world
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from glioscope_common.testing import require_module
+from glioscope_common.dev.testing import require_module
 from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.inference_backend import OnnxRuntimeBackend, TritonBackend, make_backend
 from glioscope_inference.sliding_window import gaussian_importance_map, sliding_window_inference, window_starts

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from glioscope_common.testing import require_executable, require_path
+from glioscope_common.dev.testing import require_executable, require_path
 from glioscope_common.volume import Volume
 from glioscope_nifti.main import create_app
 from glioscope_nifti.settings import Settings

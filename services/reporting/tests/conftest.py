@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import inspect, text
 
-from glioscope_common.testing import require_service
+from glioscope_common.dev.testing import require_service
 from glioscope_common.db import make_engine
 from glioscope_common.internal_identity import bearer_header
 from glioscope_common.records.migrate import migrate as migrate_records

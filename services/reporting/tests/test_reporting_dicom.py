@@ -16,7 +16,7 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 
-from glioscope_common.testing import require_executable
+from glioscope_common.dev.testing import require_executable
 from glioscope_common.dicomweb.client import HttpDicomWeb
 from glioscope_common.measurements import Measurements
 from glioscope_reporting.main import create_app

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from glioscope_common.measurements import Measurements
-from glioscope_common.testing import require_service
+from glioscope_common.dev.testing import require_service
 from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from glioscope_reporting.reports.pdf import FOOTER_FONT, FOOTER_SIZE, PdfInput, footer_text, render_pdf

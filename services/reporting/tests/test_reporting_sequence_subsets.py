@@ -14,7 +14,7 @@ import pytest
 
 from glioscope_common.measurements import WHOLE_TUMOUR_LABEL, Measurements
 from glioscope_common.sequence_regions import plan_sequences
-from glioscope_common.testing import require_executable
+from glioscope_common.dev.testing import require_executable
 from glioscope_reporting.reports import dicom_export
 from glioscope_reporting.reports.analysis import compare, structured_fields
 from glioscope_reporting.reports.claims import assess

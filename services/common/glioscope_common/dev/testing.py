@@ -1,4 +1,4 @@
-"""Pytest plugin with the service-tier fixtures: load it with `pytest_plugins = ["glioscope_common.testing"]`
+"""Pytest plugin with the service-tier fixtures: load it with `pytest_plugins = ["glioscope_common.dev.testing"]`
 in the rootdir conftest.py (pytest refuses `pytest_plugins` in non-root conftests).
 
 Real services, never mocks: Orthanc and Triton are started as local processes (session-scoped);
@@ -25,7 +25,7 @@ from glioscope_common.dev.orthanc import LocalOrthanc
 from glioscope_common.dev.processes import ServiceStartError
 from glioscope_common.dev.triton import LocalTriton
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 
 __all__ = [
     "REPO_ROOT", "in_ci", "make_mr_series", "require_executable", "require_module", "require_path", "require_service",
