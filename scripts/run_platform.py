@@ -155,6 +155,7 @@ def main() -> int:
     parser.add_argument("--real-brats", action="store_true", help="also load ../shared/data/real's BraTS case")
     parser.add_argument("--exit", action="store_true", help="stop the platform once the demo is segmented")
     parser.add_argument("--gateway-port", type=int, default=8000)
+    parser.add_argument("--worker-metrics-port", type=int, default=9100, help="the worker's /metrics (0: none)")
     args = parser.parse_args()
 
     from glioscope_common.dev.orthanc import LocalOrthanc
@@ -175,13 +176,17 @@ def main() -> int:
                            modalities=json.loads(modalities) if modalities else None)
     orthanc.start()
     env = embedded_env(var) | orthanc.settings_env
-    stack = LocalStack(env=env, log_dir=var / "logs", ports={"gateway": args.gateway_port, "reporting": 8002, "nifti": 8003})
+    stack = LocalStack(env=env, log_dir=var / "logs", ports={"gateway": args.gateway_port, "reporting": 8002, "nifti": 8003},
+                       worker_metrics_port=args.worker_metrics_port)
     try:
         stack.start()
         senders = ", ".join(f"{m['AET']}@{m['Host']}" for m in orthanc.modalities.values())
         print(f"Glioscope is up: API {stack.gateway_url}/docs · Orthanc {orthanc.url} (user {orthanc.username}, "
               f"password in {var / 'orthanc-password'}; DICOM port {orthanc.dicom_port}, AET {orthanc.aet}, "
               f"C-STORE from {senders}) · logs in {var / 'logs'}", flush=True)
+        if args.worker_metrics_port:
+            print(f"Metrics: {stack.gateway_url}/metrics, http://127.0.0.1:8002/metrics, http://127.0.0.1:8003/metrics, "
+                  f"worker http://127.0.0.1:{args.worker_metrics_port}/metrics", flush=True)
         print(f"Viewer: {stack.gateway_url}/ · sign in as {DEMO_ADMIN} with the password in "
               f"{var / 'demo-admin-password'} · API key (X-API-Key) in {var / 'demo-api-key'}", flush=True)
         with httpx.Client(base_url=stack.gateway_url, timeout=60, headers={"x-api-key": env["GLIOSCOPE_BOOTSTRAP_API_KEY"]}) as client:

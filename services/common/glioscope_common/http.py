@@ -6,6 +6,8 @@ import hmac
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +27,29 @@ REQUEST_LATENCY = Histogram(
 REQUEST_ERRORS = Counter("glioscope_http_errors_total", "HTTP responses with status >= 500", ["service", "route"])
 
 
+def initialise_http_metrics(app: FastAPI, service: str) -> None:
+    """Create glioscope_http_errors_total{service, route} at 0 for every route of the app (and
+    `unmatched`): a series born at 1 hides its first error from rate()/increase()."""
+    for path in [*_route_paths(app.routes), "unmatched"]:
+        REQUEST_ERRORS.labels(service, path)
+
+
+def _route_paths(routes: list[Any]) -> Iterator[str]:
+    """The paths a request's matched route reports (`scope["route"].path`). FastAPI >= 0.12x keeps an
+    included router as one entry whose routes come from `effective_route_contexts()`."""
+    for route in routes:
+        path = getattr(route, "path", None)
+        if path is not None:
+            yield path
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):
+            for context in contexts():
+                if getattr(context, "path", None):
+                    yield context.path
+        elif path is None and isinstance(getattr(route, "routes", None), list):
+            yield from _route_paths(route.routes)
+
+
 def error_body(code: str, detail: object, request: Request) -> dict[str, object]:
     return {"error": code, "detail": detail, "request_id": getattr(request.state, "request_id", None)}
 
@@ -32,8 +57,14 @@ def error_body(code: str, detail: object, request: Request) -> dict[str, object]
 def install_common(app: FastAPI, service: str) -> None:
     """Request IDs, latency metrics, the JSON error mapping and GET /metrics."""
 
+    initialised = False
+
     @app.middleware("http")
     async def _request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
+        nonlocal initialised
+        if not initialised:  # the first request (a probe at start-up): every route is registered by now
+            initialise_http_metrics(app, service)
+            initialised = True
         request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         started = time.perf_counter()
         try:

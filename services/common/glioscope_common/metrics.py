@@ -85,6 +85,17 @@ def observe_job(job: Any, inference_url: str) -> None:
         UPLOAD_TO_RESULT_SECONDS.observe(max(0.0, (_aware(job.finished_at) - _aware(job.created_at)).total_seconds()))
 
 
+# Every outcome's series exists at 0 from the start, so that rate()/increase() see the first one.
+JOB_OUTCOMES = ("succeeded", "failed", "retried", "skipped")
+
+
+def initialise_job_metrics() -> None:
+    """Create the glioscope_jobs_total children at 0 (each worker process; in multiprocess mode this
+    writes the zeros to the process's file, so the main process serves them before the first job)."""
+    for state in JOB_OUTCOMES:
+        JOBS_TOTAL.labels(state)
+
+
 def count_job(state: str) -> None:
     """Count a job outcome that has no finished row to observe (e.g. `retried`, `skipped`)."""
     JOBS_TOTAL.labels(state).inc()
@@ -95,18 +106,35 @@ def _aware(moment: datetime) -> datetime:
 
 
 class JobsByStateCollector(Collector):
-    """`glioscope_jobs_current{state}`: jobs in the records database per state, counted on scrape."""
+    """`glioscope_jobs_current{state}`: jobs in the records database per state, and
+    `glioscope_job_oldest_queued_seconds`: the age of the oldest queued job (0 with none), read on scrape.
 
-    def __init__(self, count_by_state: Callable[[], Mapping[str, int]]) -> None:
+    The numbers describe the database, not the process: exactly one process exports them (the gateway
+    replica whose Orthanc watcher leads, `exported`), so `sum` over the targets counts each job once."""
+
+    def __init__(self, count_by_state: Callable[[], Mapping[str, int]],
+                 oldest_queued_age: Callable[[], float] | None = None,
+                 exported: Callable[[], bool] = lambda: True) -> None:
         self._count = count_by_state
+        self._oldest = oldest_queued_age
+        self._exported = exported
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("glioscope_jobs_current", "Jobs in the records database by state", labels=["state"]),
+                GaugeMetricFamily("glioscope_job_oldest_queued_seconds",
+                                  "Seconds since the oldest job still queued was created (0: none queued)"))
 
     def describe(self) -> Iterable[GaugeMetricFamily]:  # registering must not query the database
-        yield GaugeMetricFamily("glioscope_jobs_current", "Jobs in the records database by state", labels=["state"])
+        yield from self._families()
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily("glioscope_jobs_current", "Jobs in the records database by state", labels=["state"])
+        if not self._exported():
+            return
+        family, oldest = self._families()
         try:
             counts = dict(self._count())
+            age = self._oldest() if self._oldest else None
         except Exception:  # the database being down must not break /metrics
             logger.debug("jobs collector failed", exc_info=True)
             return
@@ -115,6 +143,9 @@ class JobsByStateCollector(Collector):
         for state, value in sorted(counts.items()):
             family.add_metric([state], value)
         yield family
+        if age is not None:
+            oldest.add_metric([], age)
+            yield oldest
 
 
 def jobs_by_state_from_sessions(sessions: Any) -> Callable[[], dict[str, int]]:
@@ -130,6 +161,25 @@ def jobs_by_state_from_sessions(sessions: Any) -> Callable[[], dict[str, int]]:
         return {getattr(state, "value", str(state)): int(n) for state, n in rows}
 
     return count
+
+
+def oldest_queued_age_from_sessions(sessions: Any) -> Callable[[], float]:
+    """Seconds since the oldest queued job was created (0 when none is queued), for JobsByStateCollector."""
+
+    def age() -> float:
+        from sqlalchemy import func, select
+
+        from glioscope_common.records.models import Job, JobState
+
+        with sessions() as session:
+            oldest = session.execute(select(func.min(Job.created_at)).where(Job.state == JobState.queued)).scalar()
+        if oldest is None:
+            return 0.0
+        if isinstance(oldest, str):  # SQLite's min() over the stored text
+            oldest = datetime.fromisoformat(oldest)
+        return max(0.0, (datetime.now(timezone.utc) - _aware(oldest)).total_seconds())
+
+    return age
 
 
 class QueueDepthCollector(Collector):
@@ -179,10 +229,13 @@ def broker_queue_depth(broker_url: str, timeout_s: float = 3.0) -> Callable[[str
     return depth
 
 
-def register_gateway_collectors(sessions: Any, broker_url: str, registry: CollectorRegistry = REGISTRY) -> list[Collector]:
-    """The gateway's scrape-time collectors: jobs by state (records DB) and queue depth (broker)."""
+def register_gateway_collectors(sessions: Any, broker_url: str, registry: CollectorRegistry = REGISTRY,
+                                jobs_exported: Callable[[], bool] = lambda: True) -> list[Collector]:
+    """The gateway's scrape-time collectors: jobs by state and the oldest queued job (records DB; only
+    while `jobs_exported()`, the watcher's leader) and queue depth (broker)."""
     collectors: list[Collector] = [
-        JobsByStateCollector(jobs_by_state_from_sessions(sessions)),
+        JobsByStateCollector(jobs_by_state_from_sessions(sessions), oldest_queued_age_from_sessions(sessions),
+                             jobs_exported),
         QueueDepthCollector(broker_queue_depth(broker_url)),
     ]
     for collector in collectors:

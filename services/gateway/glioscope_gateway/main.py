@@ -42,6 +42,7 @@ from glioscope_gateway.settings import GatewaySettings
 from glioscope_gateway.studies.routes import router as studies_router
 from glioscope_gateway.studies.admission import UploadAdmission, UploadsBusy
 from glioscope_gateway.studies.ingest_pool import UploadIngest, study_service
+from glioscope_gateway.leader import export_leader_metric, make_leader_lock
 from glioscope_gateway.watcher import OrthancWatcher
 
 logger = logging.getLogger("glioscope.gateway")
@@ -83,7 +84,10 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
                             queue or CeleryJobQueue(settings.broker_url, settings.job_queue))
     # An injected queue (tests) cannot travel to another process: such uploads stay in this one.
     ingest = UploadIngest(settings, studies, settings.upload_processes if queue is None else 0, settings.upload_nice)
-    watcher = OrthancWatcher(sessions, orthanc, studies, settings.orthanc_watch_interval_s)
+    # Every replica with the watcher on stands for election; only the leader's watcher works.
+    leader = make_leader_lock(settings.database_url, settings.watcher_leader_poll_s, settings.watcher_leader_lease_s,
+                              on_elected=lambda: watcher.wake()) if settings.orthanc_watcher else None
+    watcher = OrthancWatcher(sessions, orthanc, studies, settings.orthanc_watch_interval_s, leader)
     oidc = None
     if settings.oidc_jwks_url:
         oidc = OidcVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
@@ -122,12 +126,16 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
             orthanc=orthanc,
         )
         await ingest.ready()
-        if settings.orthanc_watcher:
+        if leader is not None:
             watcher.start()
+            leader.start()
+            export_leader_metric(lambda: leader.is_leader)
         try:
             yield
         finally:
             watcher.stop()
+            if leader is not None:
+                leader.stop()  # frees the lock: another replica leads within its poll interval
             audit_log.close()
             ingest.close()
             await app.state.container.orthanc_http.aclose()
@@ -179,7 +187,10 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
     install_common(app, "gateway")
     setup_tracing(settings, "gateway", app=app)
     instrument_celery()  # the publishing side: the trace context travels in the task headers
-    register_gateway_collectors(sessions, settings.broker_url)  # glioscope_jobs, glioscope_queue_depth
+    # glioscope_jobs_current and glioscope_job_oldest_queued_seconds from the watcher's leader only (one
+    # exporter, counted once); glioscope_queue_depth from every replica (the dashboard takes the max).
+    register_gateway_collectors(sessions, settings.broker_url,
+                                jobs_exported=(lambda: leader.is_leader) if leader is not None else (lambda: False))
 
     @app.exception_handler(RateLimited)
     @app.exception_handler(UploadsBusy)
@@ -199,6 +210,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
     app.include_router(models_router)
     app.include_router(dicomweb_router)
     app.state.watcher = watcher
+    app.state.watcher_leader = leader
     app.state.segmentation_versions = SegmentationVersions(
         sessions, studies, dicomweb, CeleryEditQueue(settings.broker_url, settings.job_queue)
     )

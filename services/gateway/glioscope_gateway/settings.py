@@ -28,9 +28,15 @@ class GatewaySettings(CommonSettings):
     # Queue the segmentation task goes to ("cpu" with in-process onnxruntime, "gpu" next to Triton).
     job_queue: str = "cpu"
     # Watch Orthanc's change feed so that studies sent by STOW-RS or C-STORE directly get a job.
-    # Run it on exactly one gateway replica.
+    # Every replica may run it: with Postgres one leader works (glioscope_gateway.leader, an advisory
+    # lock); with SQLite the process leads alone (run exactly one watcher there).
     orthanc_watcher: bool = True
     orthanc_watch_interval_s: float = 2.0
+    # Leader election: followers try the lock and the leader sends a heartbeat every poll; Postgres ends a
+    # leader's session silent for the lease. Hand-over: <= poll after the leader's process ends,
+    # <= lease + poll after it hangs or its node is lost (docs/deploy.md, "Observability").
+    watcher_leader_poll_s: float = 2.0
+    watcher_leader_lease_s: float = 10.0
     # A job still queued this long after creation is enqueued again (the broker may have lost it).
     requeue_after_s: float = 300.0
     frontend_dist: Path | None = None

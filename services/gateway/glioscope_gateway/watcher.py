@@ -3,13 +3,16 @@
 Orthanc's change feed (`GET /changes`) is read from a cursor kept in the database, so a gateway
 restart misses nothing; a "StableStudy" change (no new instance for Orthanc's StableAge) registers
 the study, checks it has the four sequences, and queues a job. The same loop re-enqueues jobs left
-queued too long (a message the broker lost). Run on one gateway replica (GLIOSCOPE_ORTHANC_WATCHER).
+queued too long (a message the broker lost). Every gateway replica may run it (GLIOSCOPE_ORTHANC_WATCHER):
+only the leader (glioscope_gateway.leader) works; a new leader starts a cycle as soon as it is elected and
+continues from the stored cursor, so studies that arrived during a hand-over are picked up.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,16 +27,33 @@ logger = logging.getLogger("glioscope.gateway.watcher")
 CURSOR = "orthanc-changes"
 
 
+class Leadership(Protocol):
+    @property
+    def is_leader(self) -> bool: ...
+
+
+class _Alone:
+    is_leader = True
+
+
 class OrthancWatcher:
     def __init__(
-        self, sessions: sessionmaker[Session], orthanc: OrthancRest, studies: StudyService, interval_s: float
+        self, sessions: sessionmaker[Session], orthanc: OrthancRest, studies: StudyService, interval_s: float,
+        leader: Leadership | None = None,
     ) -> None:
         self._sessions = sessions
         self._orthanc = orthanc
         self._studies = studies
         self._interval_s = interval_s
+        self._leader: Leadership = leader or _Alone()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self.cycles = 0  # cycles run as the leader (tests, logs)
+
+    def wake(self) -> None:
+        """Run the next cycle now (called when this replica is elected)."""
+        self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="orthanc-watcher", daemon=True)
@@ -41,18 +61,22 @@ class OrthancWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.poll_once()
-                self._studies.requeue_stale_jobs()
-                self._studies.release_abandoned_uploads()
-            except Exception:
-                logger.warning("watcher cycle failed; retrying", exc_info=True)
-            self._stop.wait(self._interval_s)
+            if self._leader.is_leader:  # followers only wait; checked before every cycle
+                try:
+                    self.poll_once()
+                    self._studies.requeue_stale_jobs()
+                    self._studies.release_abandoned_uploads()
+                    self.cycles += 1
+                except Exception:
+                    logger.warning("watcher cycle failed; retrying", exc_info=True)
+            self._wake.wait(self._interval_s)
+            self._wake.clear()
 
     def _cursor(self) -> int:
         with session_scope(self._sessions) as session:

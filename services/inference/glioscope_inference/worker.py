@@ -12,7 +12,7 @@ from kombu import Queue
 
 from glioscope_common.broker import celery_broker_url
 from glioscope_common.logs import configure_logging
-from glioscope_common.metrics import mark_process_dead, start_metrics_server
+from glioscope_common.metrics import initialise_job_metrics, mark_process_dead, start_metrics_server
 from glioscope_common.tracing import instrument_celery, setup_tracing
 from glioscope_inference.settings import InferenceSettings
 
@@ -41,14 +41,17 @@ app.conf.update(
 @worker_process_init.connect
 def _init_process(**_: object) -> None:
     configure_logging(settings.log_json)
+    initialise_job_metrics()  # glioscope_jobs_total{state} at 0 before the first job (this child's file)
     if setup_tracing(settings, "worker"):
         instrument_celery()
 
 
 @worker_init.connect
 def _init_worker(**_: object) -> None:
-    # The main process serves /metrics; prefork children write to PROMETHEUS_MULTIPROC_DIR.
+    # The main process serves /metrics; prefork children write to PROMETHEUS_MULTIPROC_DIR (set in the
+    # chart's worker Deployment and by the embedded stack, glioscope_common.dev.stack).
     start_metrics_server(settings.metrics_port)
+    initialise_job_metrics()
 
 
 @worker_process_shutdown.connect

@@ -86,10 +86,14 @@ class LocalStack:
     log_dir: Path
     worker_queue: str = "cpu"
     worker_concurrency: int = 1
-    # Gateway processes answering the API. Above 1 the stack mirrors the chart: `gateway_workers`
-    # uvicorn workers with the Orthanc watcher off, plus one watcher process that also migrates
-    # (the chart's `gateway` Deployment, its `watcher` Deployment and the migrations Job).
+    # Gateway processes answering the API. Above 1: `gateway_workers` uvicorn workers with the Orthanc
+    # watcher off, plus one watcher process that migrates first (the chart's migrations Job). With
+    # SQLite exactly one process may watch (it leads alone); with Postgres the watcher process stands
+    # for election like every gateway pod in the chart (glioscope_gateway.leader) and wins it alone.
     gateway_workers: int = 1
+    # The Celery worker's /metrics port (GLIOSCOPE_METRICS_PORT; 0: none). The prefork children write
+    # their metrics to <log_dir>/../worker-metrics (PROMETHEUS_MULTIPROC_DIR), the main process serves them.
+    worker_metrics_port: int = 0
     # The inference worker's niceness. On one machine the batch worker yields the cores to the
     # interactive services (in Kubernetes it runs in its own pods with its own CPU).
     worker_nice: int = 10
@@ -113,7 +117,13 @@ class LocalStack:
                    "--without-gossip", "--without-mingle", "--without-heartbeat"]
         log_path = self.log_dir / "worker.log"
         log_path.unlink(missing_ok=True)
-        return ServiceProcess("worker", command, self._service_env(), log_path, ready_marker=" ready.")
+        env = self._service_env()
+        if self.worker_metrics_port:
+            env["GLIOSCOPE_METRICS_PORT"] = str(self.worker_metrics_port)
+            metrics_dir = self.log_dir.parent / "worker-metrics"
+            metrics_dir.mkdir(parents=True, exist_ok=True)  # prometheus-client writes there from the import on
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        return ServiceProcess("worker", command, env, log_path, ready_marker=" ready.")
 
     def _service_env(self) -> dict[str, str]:
         env = dict(os.environ)
