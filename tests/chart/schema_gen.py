@@ -30,6 +30,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "gateway.maxUploadBytes": {"type": "integer", "minimum": 1},
     "gateway.uploadBudgetBytes": {"type": "integer", "minimum": 1},
     "gateway.trustedProxies": {"type": "array", "items": {"type": "string", "minLength": 1}},
+    "gateway.watcher.leaderPollSeconds": {"type": "number", "exclusiveMinimum": 0},
+    "gateway.watcher.leaderLeaseSeconds": {"type": "number", "exclusiveMinimum": 0},
     "monitoring.release": {"type": "string", "minLength": 1},
     "orthanc.dicomModalities": {"type": "object", "additionalProperties": {
         "type": "object", "additionalProperties": False, "required": ["aet", "host"],

@@ -183,7 +183,7 @@ def test_every_container_is_locked_down(scenario: str) -> None:
                 assert mounts.get("/tmp") in tmp_volumes, f"{cwhere}: /tmp is not an emptyDir"
 
 
-HTTP_SERVICES = {"gateway", "watcher", "reporting", "nifti"}
+HTTP_SERVICES = {"gateway", "reporting", "nifti"}
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -380,7 +380,7 @@ def test_migrations_hook_job() -> None:
     assert "glioscope_reporting" in script and "reporting.migrate(url)" in script
     for o in all_workloads(objects):
         env = {e["name"]: e.get("value") for _, c in containers(o) for e in c.get("env", [])}
-        if component(o) in {"gateway", "watcher"}:
+        if component(o) == "gateway":
             assert env["GLIOSCOPE_AUTO_MIGRATE"] == "false"
         if component(o) == "reporting":
             assert env["GLIOSCOPE_MIGRATE_ON_START"] == "false"
@@ -415,13 +415,15 @@ def test_one_worker_deployment_per_enabled_queue() -> None:
         if o["kind"] == "Deployment" and component(o).startswith("worker-"):
             command = pod_spec(o)["containers"][0]["command"]
             assert command[command.index("-Q") + 1] == o["metadata"]["labels"]["glioscope.io/queue"]
-    watchers = [o for o in objects if o["kind"] == "Deployment" and component(o) == "watcher"]
-    assert len(watchers) == 1 and watchers[0]["spec"]["replicas"] == 1
+    # No watcher Deployment: every gateway replica runs the watcher behind leader election (issue 20).
+    assert not [o for o in objects if component(o) == "watcher"]
     gateway_env = {e["name"]: e.get("value") for o in objects if o["kind"] == "Deployment" and component(o) == "gateway" for e in pod_spec(o)["containers"][0]["env"]}
-    assert gateway_env["GLIOSCOPE_ORTHANC_WATCHER"] == "false", "only the watcher Deployment watches Orthanc"
+    assert gateway_env["GLIOSCOPE_ORTHANC_WATCHER"] == "true"
+    assert (gateway_env["GLIOSCOPE_WATCHER_LEADER_POLL_S"], gateway_env["GLIOSCOPE_WATCHER_LEADER_LEASE_S"]) == ("2", "10")
     assert gateway_env["GLIOSCOPE_UPLOAD_PROCESSES"] == "2"
-    watcher_env = {e["name"]: e.get("value") for e in pod_spec(watchers[0])["containers"][0]["env"]}
-    assert watcher_env["GLIOSCOPE_UPLOAD_PROCESSES"] == "0", "the watcher takes no uploads"
+    minimal = {e["name"]: e.get("value") for o in render_scenario("minimal") if o["kind"] == "Deployment" and component(o) == "gateway"
+               for e in pod_spec(o)["containers"][0]["env"]}
+    assert minimal["GLIOSCOPE_ORTHANC_WATCHER"] == "false"
 
 
 def test_network_policies_default_deny_and_allow_the_design_flows() -> None:
@@ -464,7 +466,7 @@ def test_network_policies_default_deny_and_allow_the_design_flows() -> None:
         return False
 
     flows = [("gateway", "orthanc", 8042), ("gateway", "postgresql", 5432), ("gateway", "rabbitmq", 5672),
-             ("gateway", "reporting", 8002), ("gateway", "nifti", 8003), ("watcher", "orthanc", 8042),
+             ("gateway", "reporting", 8002), ("gateway", "nifti", 8003),
              ("worker-gpu", "triton", 8001), ("worker-gpu", "orthanc", 8042), ("worker-gpu", "nifti", 8003),
              ("worker-gpu", "reporting", 8002), ("worker-gpu", "redis", 6379), ("worker-gpu", "postgresql", 5432),
              ("reporting", "postgresql", 5432), ("nifti", "postgresql", 5432), ("orthanc", "postgresql", 5432)]

@@ -22,7 +22,8 @@ INFRA = ROOT / "infra"
 # makes sense on a developer machine - a localhost URL, an SQLite/embedded broker URL, the in-process
 # inference default, an empty Redis URL (events stay in one process), the development secret, a relative
 # or source-tree path, environment=development - or when it switches on embedded-only behaviour
-# (migrations at start: a hook Job migrates in Kubernetes; the Orthanc watcher: one replica only).
+# (migrations at start: a hook Job migrates in Kubernetes; the Orthanc watcher: set explicitly, every gateway
+# replica runs it behind leader election).
 EMBEDDED_SWITCHES = {"auto_migrate", "migrate_on_start", "orthanc_watcher"}
 # Empty means "the embedded way" (not "feature off", as for the optional OIDC URLs).
 EMBEDDED_WHEN_EMPTY = {"redis_url"}
@@ -52,7 +53,7 @@ def settings_classes() -> dict[str, Any]:
     from glioscope_nifti.settings import Settings as NiftiSettings
     from glioscope_reporting.settings import Settings as ReportingSettings
 
-    return {"gateway": GatewaySettings, "watcher": GatewaySettings, "worker": InferenceSettings,
+    return {"gateway": GatewaySettings, "worker": InferenceSettings,
             "reporting": ReportingSettings, "nifti": NiftiSettings}
 
 
@@ -112,7 +113,8 @@ def test_production_settings_load_from_the_rendered_env(monkeypatch: pytest.Monk
     # Orthanc's credentials are settings of their own, never in its URLs (which reach messages and logs).
     assert settings.dicomweb_url == "http://gs-glioscope-orthanc:8042/dicom-web"
     assert settings.orthanc_url == "http://gs-glioscope-orthanc:8042" and settings.orthanc_auth == ("u", "pw")
-    assert settings.auto_migrate is False and settings.orthanc_watcher is False
+    assert settings.auto_migrate is False and settings.orthanc_watcher is True
+    assert settings.watcher_leader_poll_s == 2 and settings.watcher_leader_lease_s == 10
 
 
 # --- metric names --------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ seccompProfile:
 {{- end -}}
 
 {{/*
-Environment of every Python service (gateway, watcher, workers, reporting, nifti): the settings of
+Environment of every Python service (gateway, workers, reporting, nifti): the settings of
 glioscope_common.settings.CommonSettings whose defaults are development-only. Passwords come from
 the existing Secret and are spliced into the URLs with Kubernetes' $(VAR) expansion, so they must be
 URL-safe (see docs/deploy.md); Orthanc's credentials are settings of their own (never in its URLs).
