@@ -123,7 +123,8 @@ EXTERNAL_METRICS = {  # documented in infra/README.md
     "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_queue_duration_us",
     "nv_inference_compute_infer_duration_us", "nv_inference_pending_request_count", "nv_gpu_utilization",
     "nv_gpu_memory_used_bytes", "rabbitmq_queue_messages_ready", "rabbitmq_queue_consumers",
-    "kube_pod_container_status_ready", "up",
+    "kube_pod_container_status_ready", "up", "kubelet_volume_stats_available_bytes",
+    "kubelet_volume_stats_capacity_bytes", "certmanager_certificate_expiration_timestamp_seconds",
 }
 EXTERNAL_PREFIXES = ("orthanc_",)
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
@@ -190,7 +191,8 @@ def test_every_metric_in_dashboards_and_alerts_exists() -> None:
     defined = code_metrics()
     assert {"glioscope_jobs_total", "glioscope_job_stage_seconds", "glioscope_upload_to_result_seconds",
             "glioscope_inference_seconds", "glioscope_queue_depth", "glioscope_jobs_current",
-            "glioscope_http_request_duration_seconds", "glioscope_http_errors_total"} <= defined
+            "glioscope_http_request_duration_seconds", "glioscope_http_errors_total", "glioscope_watcher_leader",
+            "glioscope_job_oldest_queued_seconds"} <= defined
     exprs = dashboard_exprs() + rule_exprs()
     assert len(exprs) > 10
     for where, expr in exprs:
