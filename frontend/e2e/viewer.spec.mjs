@@ -1,5 +1,7 @@
 // The viewer flow in a real browser (playwright-core driving Debian's chromium) against a running
-// Glioscope gateway with a segmented study. Run by tests/frontend/test_viewer.py; by hand:
+// Glioscope gateway with a segmented study. Run by tests/frontend/test_viewer.py; by hand, with the
+// gateway serving the e2e build (`npm run build:e2e`, GLIOSCOPE_FRONTEND_DIST=<repo>/frontend/dist-e2e:
+// the production bundle has no `window.__glioscopeTimings`) or `npm run dev`:
 //   GLIOSCOPE_URL=http://127.0.0.1:8000 GLIOSCOPE_USERNAME=… GLIOSCOPE_PASSWORD=… \
 //   GLIOSCOPE_STUDY_UID=… node e2e/viewer.spec.mjs
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';

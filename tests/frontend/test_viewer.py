@@ -4,8 +4,9 @@ paint a brush stroke and save it as a new segmentation version (when the gateway
 edit the report, attach a screenshot, download the PDF and sign it; an expired session goes back to
 sign-in.
 
-Builds frontend/ when dist/ is missing or older than its sources, starts the embedded platform
-(gateway serving the built app, reporting, nifti, worker, Orthanc) like tests/e2e, uploads the
+Builds frontend/ when dist-e2e/ is missing or older than its sources (`npm run build:e2e`: the
+production bundle leaves out `window.__glioscopeTimings`, which the flow reads), starts the embedded
+platform (gateway serving that build, reporting, nifti, worker, Orthanc) like tests/e2e, uploads the
 synthetic tumour study, and runs frontend/e2e/viewer.spec.mjs (playwright-core + Debian's chromium).
 Without node, npm or chromium the test skips on a developer machine and fails with CI=true.
 Screenshots land in test-artifacts/frontend/."""
@@ -52,13 +53,13 @@ def frontend_dist() -> Path:
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             require_service(tool, "Node.js 20 and npm are needed to build and drive the viewer")
-    index = FRONTEND / "dist" / "index.html"
+    index = FRONTEND / "dist-e2e" / "index.html"
     if not index.is_file() or index.stat().st_mtime < _newest_source_mtime():
         if not (FRONTEND / "node_modules" / ".package-lock.json").is_file() or os.environ.get("CI", "").lower() == "true":
             subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=FRONTEND, check=True, timeout=900)
-        subprocess.run(["npm", "run", "build"], cwd=FRONTEND, check=True, timeout=900)
+        subprocess.run(["npm", "run", "build:e2e"], cwd=FRONTEND, check=True, timeout=900)
     assert index.is_file()
-    return FRONTEND / "dist"
+    return FRONTEND / "dist-e2e"
 
 
 @pytest.fixture(scope="module")
