@@ -127,6 +127,7 @@ def main() -> int:
     parser.add_argument("--sequences", default="T1,T1c,T2,FLAIR", help="the sequences the pipeline gets")
     parser.add_argument("--synthetic", default="", help="start:stop of held-out synthetic seeds (100000+)")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw hospital study")
+    parser.add_argument("--no-brats", action="store_true", help="skip the BraTS 2018 cases")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -146,7 +147,7 @@ def main() -> int:
     report: dict[str, Any] = {"model": metadata.version, "cv": str(args.cv) if args.cv else None, "sequences": sequences}
 
     rows = []
-    for case in sorted(p for p in BRATS18.iterdir() if p.is_dir()):
+    for case in [] if args.no_brats else sorted(p for p in BRATS18.iterdir() if p.is_dir()):
         folder = by_case.get(case.name, args.model)
         if args.cv and case.name not in by_case:
             raise SystemExit(f"{case.name} is in no fold of {args.cv}/folds.json")
@@ -160,10 +161,11 @@ def main() -> int:
         rows.append(score_row(case.name, result, truth, spacing, time.perf_counter() - started))
         if args.cv:
             rows[-1]["model"] = folder.name
-    report["brats18"], report["mean"] = rows, print_table("BraTS 2018 expert-labelled cases", rows)
-    report["quality_spearman"] = quality_ranking(rows)
-    print("quality estimate vs Dice, Spearman rho: "
-          + ", ".join(f"{r} {v:+.2f}" if v is not None else f"{r} n/a" for r, v in report["quality_spearman"].items()))
+    if rows:
+        report["brats18"], report["mean"] = rows, print_table("BraTS 2018 expert-labelled cases", rows)
+        report["quality_spearman"] = quality_ranking(rows)
+        print("quality estimate vs Dice, Spearman rho: "
+              + ", ".join(f"{r} {v:+.2f}" if v is not None else f"{r} n/a" for r, v in report["quality_spearman"].items()))
 
     if args.synthetic:
         from glioscope_common.volume import Volume

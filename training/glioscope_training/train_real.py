@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--real", required=True, help="cases packed by `real_cases pack`")
     ap.add_argument("--init-onnx", help="start from an exported model's weights")
+    ap.add_argument("--init-dir", help="a previous run's folder: each model continues from its own <name>.pt "
+                    "(a second stage; the start model for the comparisons stays --init-onnx)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--minutes", type=float, default=5.5, help="training wall-clock budget (cosine LR over it)")
     ap.add_argument("--workers", type=int, default=14, help="synthetic case generator processes")
@@ -199,9 +201,17 @@ def main(argv: list[str] | None = None) -> None:
     real = load_packed(Path(args.real))
     names = sorted(real)
     test_folds = folds(names, args.folds)
-    trainees = [Trainee(f"fold{i}", [n for n in names if n not in f], f, init, model_kwargs, device, args.lr)
-                for i, f in enumerate(test_folds)]
-    trainees.append(Trainee("all", names, [], init, model_kwargs, device, args.lr))
+    def init_of(name: str) -> dict:
+        if not args.init_dir:
+            return init
+        ck = torch.load(Path(args.init_dir) / f"{name}.pt", map_location="cpu", weights_only=False)
+        if ck.get("test_cases", []) != (test_folds[int(name[4:])] if name.startswith("fold") else []):
+            raise SystemExit(f"{args.init_dir}/{name}.pt held out other cases than this run's {name}")
+        return ck["ema"]
+
+    trainees = [Trainee(f"fold{i}", [n for n in names if n not in f], f, init_of(f"fold{i}"), model_kwargs, device,
+                        args.lr) for i, f in enumerate(test_folds)]
+    trainees.append(Trainee("all", names, [], init_of("all"), model_kwargs, device, args.lr))
     results["folds"] = {t.name: {"train": t.train_cases, "test": t.test_cases} for t in trainees}
     real_pool = RealCasePool(real, device, rng)
     synth_pool = GpuCasePool(args.max_cases, device, rng, tumour_fraction=0.5)

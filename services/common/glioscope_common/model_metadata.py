@@ -68,6 +68,10 @@ class ModelMetadata(BaseModel):
     # Axes the graph itself mirrors each patch along (glioscope_training.mirror_graph): for the
     # model card; the worker does nothing for them.
     graph_flip_axes: list[Literal[0, 1, 2]] = []
+    # Trained with sequence dropout (an absent sequence is an all-zero channel), so a study with only
+    # some of the channels may be segmented (glioscope_common.sequence_regions decides which regions are
+    # reported). A model without it is given complete studies only.
+    accepts_missing_sequences: bool = False
 
     @field_validator("flip_axes", "graph_flip_axes")
     @classmethod

@@ -116,6 +116,10 @@ def _validate(volumes: Mapping[str, Volume], metadata: ModelMetadata) -> Sequenc
     """The plan for the model's channels that are present; refuses a study the rule cannot segment."""
     present = [name for name in metadata.channels if volumes.get(name) is not None]
     plan = plan_sequences(present)
+    if not plan.complete and not metadata.accepts_missing_sequences:
+        absent = ", ".join(name for name in metadata.channels if name not in present)
+        raise UnprocessableInput(f"model {metadata.name} {metadata.version} needs all of {', '.join(metadata.channels)} "
+                                 f"(it was not trained to segment without some of them); missing: {absent}")
     for name in present:
         data = volumes[name].data
         if data.size == 0 or min(data.shape) < 2:

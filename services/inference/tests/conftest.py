@@ -54,6 +54,7 @@ def tiny_metadata_dict(spacing=(1.5, 1.5, 1.5), patch=(16, 16, 16), mask="nonzer
         ],
         "intended_use": "tests only",
         "training_data": "none",
+        "accepts_missing_sequences": True,  # the 1x1x1 stand-in reads each channel on its own
     }
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from glioscope_common.dicom.write import write_series
+from glioscope_common.errors import UnprocessableInput
 from glioscope_common.measurements import WHOLE_TUMOUR_LABEL
 from glioscope_inference.dicom_seg import build_segmentation, read_segmentation
 from glioscope_inference.pipeline import segment_study
@@ -82,3 +83,13 @@ def test_normalise_keeps_a_missing_sequence_exactly_zero_without_warnings(mask):
     assert brain.any() and np.all(np.isfinite(out))
     assert not out[:3].any()  # T1, T1c, T2 absent: exactly 0 everywhere
     assert abs(float(out[3][brain].mean())) < 1e-3
+
+
+def test_a_model_not_trained_for_missing_sequences_is_given_complete_studies_only(synthetic_study, tiny_metadata,
+                                                                                   tiny_backend):
+    complete_only = tiny_metadata.model_copy(update={"accepts_missing_sequences": False})
+    volumes = {role: synthetic_study[role] for role in ("T1c", "FLAIR")}
+    with pytest.raises(UnprocessableInput, match=r"needs all of T1, T1c, T2, FLAIR .*missing: T1, T2"):
+        segment_study(volumes, complete_only, tiny_backend, coregister=False)
+    result = segment_study(dict(synthetic_study), complete_only, tiny_backend, coregister=False)
+    assert result.measurements.regions_reported == ["WT", "TC", "ET"]
