@@ -72,6 +72,9 @@ class ModelMetadata(BaseModel):
     # some of the channels may be segmented (glioscope_common.sequence_regions decides which regions are
     # reported). A model without it is given complete studies only.
     accepts_missing_sequences: bool = False
+    # The quality estimate (glioscope_inference.quality) under which a case is flagged for careful review,
+    # chosen for this version on real labelled cases; None: the platform's default.
+    quality_review_below: float | None = Field(None, gt=0.0, lt=1.0)
 
     @field_validator("flip_axes", "graph_flip_axes")
     @classmethod

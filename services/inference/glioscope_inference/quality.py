@@ -4,9 +4,9 @@ For each region (WT, TC, ET) the soft Dice between the region's probability map 
 labels take (argmax) over the brain: 2 Σ p·m / (Σ p + Σ m). A confident segmentation scores near 1; a
 region drawn where the model hesitates (probabilities near 0.5 over much of it, or mass spread outside
 it) scores lower. It needs no second model and no extra pass. The case's estimate is the lowest of the
-regions the model drew (`overall`): on the 10 real BraTS 2018 cases it ranks the cases by their mean Dice
-with Spearman 0.70 (TC 0.75, ET 0.73), while the whole-tumour estimate alone does not (0.16: the model's
-misses there are tissue it is sure is not tumour). This is the "self-consistency" estimate
+regions the model drew (`overall`). On the 10 real BraTS 2018 cases, each segmented by a v0.4.0 fold model
+that had not seen it (5-fold cross-validation), it ranks the cases by their mean Dice with Spearman 0.55
+(WT 0.72, TC 0.89, ET 0.89); v0.3.1 gave 0.70 (its cases were never trained on). This is the "self-consistency" estimate
 (e.g. Jungo & Reyes, "Assessing reliability and challenges of uncertainty estimations for medical image
 segmentation", MICCAI 2019); whether it ranks real cases by their Dice is measured by
 bench/eval_real_cases.py (docs/model-card.md) and decides the threshold in QUALITY_REVIEW_BELOW.
@@ -23,8 +23,8 @@ from glioscope_common.model_metadata import ModelMetadata
 
 __all__ = ["QUALITY_REVIEW_BELOW", "segmentation_quality"]
 
-# The case's estimate under which it is flagged for careful review. Chosen on the 10 real BraTS 2018 cases
-# (docs/model-card.md): it flags the one case whose core and enhancing Dice are under 0.4 and none other.
+# The case's estimate under which it is flagged for careful review, for a model whose metadata names none
+# (`quality_review_below`, chosen per model version on real cases: docs/model-card.md).
 QUALITY_REVIEW_BELOW = 0.85
 
 
@@ -50,7 +50,8 @@ def segmentation_quality(probabilities: np.ndarray, labels: np.ndarray, brain: n
         scores[region] = None if denominator < 1.0 else round(2.0 * float(p[m].sum()) / denominator, 4)
     drawn = [v for v in scores.values() if v is not None]
     overall = min(drawn) if drawn else None
+    below = metadata.quality_review_below if metadata.quality_review_below is not None else QUALITY_REVIEW_BELOW
     return SegmentationQuality(
         wt=scores["WT"], tc=scores["TC"], et=scores["ET"], overall=overall,
-        review=overall is not None and overall < QUALITY_REVIEW_BELOW, review_below=QUALITY_REVIEW_BELOW,
+        review=overall is not None and overall < below, review_below=below,
     )

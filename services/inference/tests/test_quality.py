@@ -40,3 +40,23 @@ def test_no_region_no_score(tiny_metadata) -> None:  # type: ignore[no-untyped-d
     p[0] = 1.0
     q = segmentation_quality(p, probabilities_to_labels(p, tiny_metadata), np.ones((10, 10, 10), bool), tiny_metadata)
     assert (q.wt, q.tc, q.et, q.overall, q.review) == (None, None, None, None, False)
+
+
+def test_the_review_threshold_is_the_model_versions_own(tiny_metadata) -> None:  # type: ignore[no-untyped-def]
+    p = _probabilities(0.9)
+    labels = probabilities_to_labels(p, tiny_metadata)
+    brain = np.ones((30, 30, 30), bool)
+    default = segmentation_quality(p, labels, brain, tiny_metadata)
+    strict = segmentation_quality(p, labels, brain, tiny_metadata.model_copy(update={"quality_review_below": 0.99}))
+    assert default.overall == strict.overall and default.overall > QUALITY_REVIEW_BELOW
+    assert default.review is False and default.review_below == QUALITY_REVIEW_BELOW
+    assert strict.review is True and strict.review_below == 0.99
+
+
+def test_the_shipped_versions_carry_their_threshold() -> None:
+    from glioscope_common.model_metadata import model_versions
+
+    from .conftest import REPO
+
+    thresholds = {v.metadata.version: v.metadata.quality_review_below for v in model_versions(REPO / "model_repository" / "glioscope_unet")}
+    assert thresholds["0.3.1"] == 0.85 and thresholds["0.4.0"] == 0.88  # docs/model-card.md, per version
