@@ -29,6 +29,7 @@ import numpy as np
 
 from glioscope_common.errors import UnprocessableInput
 from glioscope_common.inference_backend import InferenceBackend
+from glioscope_common.job_stages import PIPELINE_STAGES
 from glioscope_common.measurements import Measurements
 from glioscope_common.model_metadata import ModelMetadata
 from glioscope_common.sequence_regions import SequencePlan, delivered_labels, plan_sequences, restrict_labels
@@ -82,7 +83,7 @@ def input_warnings(brain_mask: np.ndarray, voxel_mm3: float, brain_extraction: b
     return []
 
 
-STAGES = ("coregister", "resample", "normalise", "inference", "postprocess", "locate", "measure", "key_images")
+STAGES = PIPELINE_STAGES  # the job stages it reports, in order (glioscope_common.job_stages)
 
 
 @dataclass

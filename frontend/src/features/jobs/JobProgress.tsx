@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import type { Api, Job } from '../api/client';
-import { STAGES, followJob, stageLabel } from './sse';
+import { followJob, stageLabel } from './sse';
+import { stageName, stageStates } from './stages';
 
 export function JobProgress({ api, jobId, onDone }: { api: Api; jobId: string; onDone?: (job: Job) => void }) {
   const [job, setJob] = useState<Job | null>(null);
@@ -15,17 +16,16 @@ export function JobProgress({ api, jobId, onDone }: { api: Api; jobId: string; o
   }, [api, jobId]); // eslint-disable-line react-hooks/exhaustive-deps
   if (error) return <div className="error">Job progress unavailable: {error}</div>;
   if (!job) return <div className="muted">Waiting for the job…</div>;
-  const current = STAGES.indexOf(job.stage);
   return (
-    <div className="job" data-job-state={job.state}>
+    <div className="job" data-job-state={job.state} data-job-stage={job.stage}>
       <div>
         <strong>Segmentation:</strong> {stageLabel(job)}
       </div>
       <progress max={1} value={job.state === 'succeeded' ? 1 : job.progress} />
       <ol className="stages">
-        {STAGES.slice(1, -1).map((stage, i) => (
-          <li key={stage} className={job.state === 'succeeded' || i + 1 < current ? 'done' : i + 1 === current ? 'current' : ''}>
-            {stage}
+        {stageStates(job.stage, job.state === 'succeeded').map(({ stage, state }) => (
+          <li key={stage} className={state} data-stage={stage}>
+            {stageName(stage)}
           </li>
         ))}
       </ol>

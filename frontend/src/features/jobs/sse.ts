@@ -1,5 +1,6 @@
 // Server-Sent Events over fetch (EventSource cannot send the Authorization header).
 import type { Api, Job } from '../api/client';
+import { JOB_STAGES, stageName } from './stages';
 
 export interface SseEvent {
   event: string;
@@ -36,15 +37,15 @@ export class SseParser {
 
 export const TERMINAL = new Set(['succeeded', 'failed']);
 
-/** The stages of a segmentation job, in order (the worker's `stage` names). */
-export const STAGES = ['queued', 'fetch', 'identify', 'resample', 'normalise', 'inference', 'postprocess', 'outputs', 'done'];
+/** The stages of a segmentation job, in order (the worker's `stage` names): see stages.ts. */
+export const STAGES: readonly string[] = JOB_STAGES;
 
 export function stageLabel(job: Pick<Job, 'state' | 'stage' | 'progress'>): string {
   if (job.state === 'succeeded') return 'Done';
   if (job.state === 'failed') return 'Failed';
-  if (job.state === 'queued') return 'Waiting in the queue';
+  if (job.state === 'queued') return job.stage === 'waiting-retry' ? 'Waiting to retry' : 'Waiting in the queue';
   const pct = Math.round(Math.max(0, Math.min(1, job.progress)) * 100);
-  return `${job.stage || 'running'} · ${pct}%`;
+  return `${job.stage ? stageName(job.stage) : 'running'} · ${pct}%`;
 }
 
 /**
