@@ -42,6 +42,7 @@ export interface Study {
   project: string;
   status: string;
   missing_sequences: string[];
+  processing_note?: string | null; // why a study was not processed (status not_processed)
   created_at: string;
   series: Series[];
   latest_job: Job | null;
@@ -83,10 +84,11 @@ export class Api {
     return (await (await this.request(path, init)).json()) as T;
   }
 
-  studies(filters: { search?: string; status?: string } = {}): Promise<Study[]> {
+  studies(filters: { search?: string; status?: string; limit?: number } = {}): Promise<Study[]> {
     const params = new URLSearchParams();
     if (filters.search) params.set('search', filters.search);
     if (filters.status) params.set('status', filters.status);
+    if (filters.limit) params.set('limit', String(filters.limit));
     const query = params.toString();
     return this.json<Study[]>(`/api/studies${query ? `?${query}` : ''}`);
   }

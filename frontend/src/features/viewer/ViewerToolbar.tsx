@@ -1,6 +1,7 @@
 import type { Types } from '@cornerstonejs/core';
 import type { Api, Job, Study } from '../api/client';
 import { JobProgress } from '../jobs/JobProgress';
+import { formatPersonName } from '../worklist/worklistModel';
 import { BrainMaskToggle } from './BrainMaskToggle';
 import type { EditMode } from './cornerstone';
 import { MPR_IDS, ROLES, SEG_ID } from './constants';
@@ -33,7 +34,7 @@ export function ViewerToolbar(props: {
     <div className="viewer-toolbar">
       <a href="#/">← Worklist</a>
       <span className="study-title">
-        {study ? `${study.patient_name || study.patient_id || 'Study'} · ${study.study_description}` : '…'}
+        {study ? `${formatPersonName(study.patient_name) || study.patient_id || 'Study'}${study.patient_id ? ` (${study.patient_id})` : ''} · ${study.study_description}` : '…'}
       </span>
       <span className="group" role="group" aria-label="Sequence">
         {ROLES.map((r) => (
