@@ -11,6 +11,7 @@ import { renderingEngine } from './cornerstone';
 import { DEFAULT_SEGMENTS, MPR_IDS } from './constants';
 import { EditPanel } from './EditPanel';
 import { Measurements } from './Measurements';
+import { MissingFramesNotice } from './MissingFramesNotice';
 import { SegmentList } from './SegmentList';
 import { prefetchSeg } from './segPrefetch';
 import { useTimings } from './timings';
@@ -120,6 +121,7 @@ export function Viewer({ api, studyUid }: { api: Api; studyUid: string }) {
         status={status}
       />
       {error && <div className="error" role="alert">{error}</div>}
+      <MissingFramesNotice studyUid={studyUid} study={study} />
       {job && job.state !== 'succeeded' && <JobNotice api={api} job={job} onDone={() => void loadStudy()} />}
       <div className="viewer-body">
         <ViewportGrid elements={elements} editing={editing} surface={surface} />

@@ -6,6 +6,7 @@ import {
   cache,
   cornerstoneStreamingImageVolumeLoader,
   getRenderingEngine,
+  imageLoader,
   init as coreInit,
   volumeLoader,
   type Types,
@@ -25,6 +26,7 @@ import {
   init as toolsInit,
   utilities as toolUtilities,
 } from '@cornerstonejs/tools';
+import { MissingFrames, frameErrorStatus, withRetry, type FrameInfo } from './frameRetry';
 
 export const ENGINE_ID = 'glioscope';
 export const TOOL_GROUP_ID = 'glioscope-mpr';
@@ -47,6 +49,7 @@ export function initCornerstone(): Promise<void> {
         maxWebWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)),
         beforeSend: async () => ({ Authorization: `Bearer ${await tokenSource()}` }),
       });
+      registerRetryingFrameLoader();
       volumeLoader.registerUnknownVolumeLoader(
         cornerstoneStreamingImageVolumeLoader as unknown as Types.VolumeLoaderFn,
       );
@@ -80,6 +83,45 @@ export function initCornerstone(): Promise<void> {
     })();
   }
   return ready;
+}
+
+/** Frames that could not be loaded after all tries (the viewer lists their slices). */
+export const missingFrames = new MissingFrames();
+// study, series and instance numbers of each `wadors:` image ID the viewer made (seriesImageIds)
+const frameInfo = new Map<string, FrameInfo>();
+
+type ImageLoadObject = { promise: Promise<unknown>; cancelFn?: () => void };
+type ImageLoaderFn = (imageId: string, options?: Record<string, unknown>) => ImageLoadObject;
+
+/**
+ * The `wadors` image loader wrapped in retries: a frame request that fails with a network error or a 5xx
+ * is tried again after 250, 500 and 1000 ms (frameRetry.ts). A frame that still fails is recorded in
+ * `missingFrames` (and rejected, so the volume counts it as processed); one that loads is taken off.
+ */
+function registerRetryingFrameLoader(): void {
+  const load = (dicomImageLoader.wadors as unknown as { loadImage: ImageLoaderFn }).loadImage;
+  imageLoader.registerImageLoader('wadors', ((imageId: string, options?: Record<string, unknown>) => {
+    let tries = 0;
+    const promise = withRetry(
+      () => {
+        tries++;
+        return load(imageId, options).promise;
+      },
+      { onRetry: (n, error, ms) => console.warn(`frame request failed (${frameErrorStatus(error) ?? 'error'}), try ${n + 1} in ${ms} ms: ${imageId}`) },
+    ).then(
+      (image) => {
+        missingFrames.remove(imageId);
+        return image;
+      },
+      (error: unknown) => {
+        const info = frameInfo.get(imageId);
+        if (info) missingFrames.add({ ...info, imageId, status: frameErrorStatus(error), tries });
+        console.warn(`frame not loaded after ${tries} tries: ${imageId}`);
+        throw error;
+      },
+    );
+    return { promise, cancelFn: undefined };
+  }) as unknown as Parameters<typeof imageLoader.registerImageLoader>[1]);
 }
 
 export const BRUSH = 'CircularBrush';
@@ -119,6 +161,13 @@ export function renderingEngine(): RenderingEngine {
 
 const SERIES_UID = '0020000E';
 const SOP_UID = '00080018';
+const SERIES_NUMBER = '00200011';
+const INSTANCE_NUMBER = '00200013';
+
+function numberTag(meta: Record<string, { Value?: unknown[] }>, tag: string): number | null {
+  const value = Number(meta[tag]?.Value?.[0]);
+  return meta[tag]?.Value?.length && Number.isFinite(value) ? value : null;
+}
 
 /** `wadors:` image IDs of a series, with its metadata (one request) in the loader's cache. */
 export async function seriesImageIds(
@@ -134,6 +183,10 @@ export async function seriesImageIds(
     const sop = String(meta[SOP_UID]?.Value?.[0]);
     const imageId = `wadors:${root}/studies/${studyUid}/series/${series}/instances/${sop}/frames/1`;
     dicomImageLoader.wadors.metaDataManager.add(imageId, meta as never);
+    frameInfo.set(imageId, {
+      studyUid, seriesUid: series, sopUid: sop,
+      seriesNumber: numberTag(meta, SERIES_NUMBER), instanceNumber: numberTag(meta, INSTANCE_NUMBER),
+    });
     return imageId;
   });
 }
