@@ -265,7 +265,9 @@ def test_dciodvfy_on_a_vendor_series(tmp_path):
     )
     worker = SegmentationService(None, None, None, None, lambda: None, METADATA)  # type: ignore[arg-type]
     outputs = Outputs(str(seg.SeriesInstanceUID), str(seg.SOPInstanceUID))
-    result = SimpleNamespace(measurements=measurements)
+    from glioscope_common.sequence_regions import plan_sequences
+
+    result = SimpleNamespace(measurements=measurements, plan=plan_sequences(["T1", "T1c", "T2", "FLAIR"]))
     payload = CreateReport.model_validate(
         worker._report_payload("job-1", str(datasets[0].StudyInstanceUID), {"T1c": datasets}, result, outputs)  # type: ignore[arg-type]
     )
