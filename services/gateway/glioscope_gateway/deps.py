@@ -13,6 +13,7 @@ from glioscope_common.dicomweb.protocol import DicomWeb
 from glioscope_gateway.audit.service import AuditLog
 from glioscope_gateway.auth.ratelimit import Limiter
 from glioscope_gateway.auth.service import AuthService
+from glioscope_gateway.routing.service import ResultRouter
 from glioscope_gateway.settings import GatewaySettings
 from glioscope_gateway.studies.admission import UploadAdmission
 from glioscope_gateway.studies.ingest_pool import UploadIngest
@@ -35,6 +36,7 @@ class Container:
     signin_account_limiter: Limiter  # failed sign-ins per account (normalised username)
     upload_limiter: Limiter
     orthanc: OrthancRest
+    result_router: ResultRouter | None = None  # GLIOSCOPE_DESTINATIONS set (glioscope_gateway.routing)
 
 
 def container(request: Request) -> Container:

@@ -43,6 +43,8 @@ from glioscope_gateway.studies.routes import router as studies_router
 from glioscope_gateway.studies.admission import UploadAdmission, UploadsBusy
 from glioscope_gateway.studies.ingest_pool import UploadIngest, study_service
 from glioscope_gateway.leader import export_leader_metric, make_leader_lock
+from glioscope_gateway.routing.routes import router as deliveries_router
+from glioscope_gateway.routing.service import ResultRouter, RoutingLoop
 from glioscope_gateway.watcher import OrthancWatcher
 
 logger = logging.getLogger("glioscope.gateway")
@@ -88,6 +90,13 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
     leader = make_leader_lock(settings.database_url, settings.watcher_leader_poll_s, settings.watcher_leader_lease_s,
                               on_elected=lambda: watcher.wake()) if settings.orthanc_watcher else None
     watcher = OrthancWatcher(sessions, orthanc, studies, settings.orthanc_watch_interval_s, leader)
+    # Results to the configured destinations: sent by the watcher's leader only (one sender).
+    result_router = ResultRouter(
+        sessions, orthanc, settings.destinations, retry_base_s=settings.routing_retry_base_s,
+        retry_max_s=settings.routing_retry_max_s, max_attempts=settings.routing_max_attempts,
+    ) if settings.destinations else None
+    routing_loop = RoutingLoop(result_router, settings.routing_interval_s, lambda: leader.is_leader) \
+        if result_router is not None and leader is not None else None
     oidc = None
     if settings.oidc_jwks_url:
         oidc = OidcVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
@@ -124,16 +133,21 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
                                                 settings.signin_account_burst),
             upload_limiter=make_limiter(settings.redis_url, "upload", settings.upload_rate_per_min, settings.upload_burst),
             orthanc=orthanc,
+            result_router=result_router,
         )
         await ingest.ready()
         if leader is not None:
             watcher.start()
             leader.start()
+            if routing_loop is not None:
+                routing_loop.start()
             export_leader_metric(lambda: leader.is_leader)
         try:
             yield
         finally:
             watcher.stop()
+            if routing_loop is not None:
+                routing_loop.stop()
             if leader is not None:
                 leader.stop()  # frees the lock: another replica leads within its poll interval
             audit_log.close()
@@ -203,6 +217,7 @@ def create_app(settings: GatewaySettings | None = None, queue: JobQueue | None =
                            allow_methods=["GET", "POST", "PUT"], allow_headers=["authorization", "content-type", "x-api-key"])
     app.include_router(auth_router)
     app.include_router(admin_router)
+    app.include_router(deliveries_router)
     app.include_router(studies_router)
     app.include_router(segmentations_router)
     app.include_router(reports_router)

@@ -6,6 +6,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from glioscope_common.settings import CommonSettings, check_secret
+from glioscope_gateway.routing.config import Destination, ProcessingRule
 
 
 class GatewaySettings(CommonSettings):
@@ -85,6 +86,27 @@ class GatewaySettings(CommonSettings):
     # X-Forwarded-For is believed (client_address.py). Empty (the default): the TCP peer is the
     # client and X-Forwarded-For is ignored. uvicorn runs with --no-proxy-headers: only this decides.
     trusted_proxies: list[str] = []
+
+    # -- result routing and processing rules (glioscope_gateway.routing; docs/deploy.md) ----------------
+    # Where SEG, SR and the Encapsulated PDF go (JSON list of Destination); empty (the default): nowhere else.
+    destinations: list[Destination] = []
+    # Retries of a failed delivery: routing_retry_base_s, doubled per attempt up to routing_retry_max_s;
+    # after routing_max_attempts it is left failed (listed for an admin, who may resend it).
+    routing_retry_base_s: float = Field(30.0, gt=0)
+    routing_retry_max_s: float = Field(3600.0, gt=0)
+    routing_max_attempts: int = Field(10, ge=1)
+    routing_interval_s: float = Field(5.0, gt=0)
+    # Which studies that reach the PACS directly (C-STORE, STOW-RS) are segmented (JSON list of ProcessingRule);
+    # empty (the default): every segmentable study. Uploads through the gateway are always segmented.
+    processing_rules: list[ProcessingRule] = []
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique_destination_names(cls, value: list[Destination]) -> list[Destination]:
+        names = [d.name for d in value]
+        if len(names) != len(set(names)):
+            raise ValueError("GLIOSCOPE_DESTINATIONS: destination names must be unique")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -14,13 +14,11 @@ import logging
 import threading
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from glioscope_common.db import session_scope
 from glioscope_common.dicomweb.orthanc import OrthancRest
 from glioscope_common.errors import GlioscopeError, NotFound
-from glioscope_common.records.models import WatcherCursor
+from glioscope_gateway.change_cursor import read_cursor, save_cursor
 from glioscope_gateway.studies.service import StudyService
 
 logger = logging.getLogger("glioscope.gateway.watcher")
@@ -79,17 +77,10 @@ class OrthancWatcher:
             self._wake.clear()
 
     def _cursor(self) -> int:
-        with session_scope(self._sessions) as session:
-            row = session.scalars(select(WatcherCursor).where(WatcherCursor.name == CURSOR)).first()
-            return row.last_change if row else 0
+        return read_cursor(self._sessions, CURSOR) or 0
 
     def _save_cursor(self, last: int) -> None:
-        with session_scope(self._sessions) as session:
-            row = session.scalars(select(WatcherCursor).where(WatcherCursor.name == CURSOR)).first()
-            if row is None:
-                session.add(WatcherCursor(name=CURSOR, last_change=last))
-            else:
-                row.last_change = last
+        save_cursor(self._sessions, CURSOR, last)
 
     def poll_once(self) -> int:
         """Handle all pending changes; returns how many stable studies were handled."""

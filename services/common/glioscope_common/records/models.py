@@ -30,6 +30,9 @@ class StudyStatus(str, enum.Enum):
     received = "received"  # stored, not yet checked (e.g. arrived by C-STORE, not stable yet)
     incomplete = "incomplete"  # stable, but without the four sequences
     ready = "ready"  # the four sequences are identified
+    # Stored and listed, not segmented: processing rules exist and none matched (processing_note says why;
+    # glioscope_gateway.routing.rules). A user may still queue a job for it.
+    not_processed = "not_processed"
 
 
 class JobState(str, enum.Enum):
@@ -65,6 +68,8 @@ class Study(RecordsBase):
     status: Mapped[StudyStatus] = mapped_column(Enum(StudyStatus, native_enum=False, length=16))
     missing_sequences: Mapped[list[str]] = mapped_column(JSON, default=list)
     sequence_overrides: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Why the study was not processed (status not_processed), e.g. "no processing rule matched (...)".
+    processing_note: Mapped[str | None] = mapped_column(String(512), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -132,3 +137,35 @@ class WatcherCursor(RecordsBase):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64))
     last_change: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DeliveryState(str, enum.Enum):
+    queued = "queued"  # due at next_attempt_at
+    sent = "sent"  # the destination accepted it; never sent again
+    failed = "failed"  # the last attempt failed: retried at next_attempt_at, or given up when that is empty
+
+
+class Delivery(RecordsBase):
+    """One result instance (SEG, SR, Encapsulated PDF) for one configured destination (glioscope_gateway.routing).
+    Unique per (destination, SOP Instance UID): a result found twice, or resent, is never a second delivery."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("destination", "sop_instance_uid", name="uq_deliveries_destination_sop"),
+        Index("ix_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    destination: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))  # seg | sr | pdf
+    orthanc_instance_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[DeliveryState] = mapped_column(Enum(DeliveryState, native_enum=False, length=16), default=DeliveryState.queued)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -35,6 +35,7 @@ from glioscope_common.dicomweb.protocol import DicomWeb
 from glioscope_common.errors import UpstreamUnavailable
 from glioscope_common.logs import configure_logging
 from glioscope_gateway.jobs.queue import CeleryJobQueue, JobQueue
+from glioscope_gateway.routing.rules import RuleSet
 from glioscope_gateway.settings import GatewaySettings
 from glioscope_gateway.studies.service import IngestOutcome, StudyService
 from glioscope_gateway.studies.upload import UploadLimits
@@ -57,6 +58,7 @@ def study_service(settings: GatewaySettings, sessions: sessionmaker[Session], di
         ),
         requeue_after_s=settings.requeue_after_s,
         default_project=settings.default_project,
+        rules=RuleSet(settings.processing_rules),
     )
 
 

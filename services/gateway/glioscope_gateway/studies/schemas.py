@@ -58,6 +58,8 @@ class StudyOut(BaseModel):
     status: StudyStatus
     missing_sequences: list[str]
     sequence_overrides: dict[str, str]
+    # Why a study with status not_processed was not segmented (processing rules); null otherwise.
+    processing_note: str | None = None
     created_at: datetime
     series: list[SeriesOut]
     latest_job: JobOut | None = None

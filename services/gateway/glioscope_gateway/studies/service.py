@@ -21,6 +21,7 @@ from glioscope_common.records.models import Job, JobState, Series, Study, StudyS
 from glioscope_common.sequence_regions import refusal_reason
 from glioscope_common.sequences import SeriesInfo, identify_sequences, missing_sequences
 from glioscope_gateway.jobs.queue import JobQueue
+from glioscope_gateway.routing.rules import RuleSet, StudyFacts
 from glioscope_gateway.studies import repository
 from glioscope_gateway.studies.upload import (
     Instance,
@@ -144,8 +145,10 @@ class StudyService:
         requeue_after_s: float = 300.0,
         default_project: str = "default",
         abandon_upload_after_s: float = 3600.0,
+        rules: RuleSet | None = None,
     ) -> None:
         self.default_project = default_project
+        self.rules = rules or RuleSet()
         self._sessions = sessions
         self._dicomweb = dicomweb
         self._orthanc = orthanc
@@ -299,6 +302,8 @@ class StudyService:
             existing = repository.get_study(session, study_uid)
             if existing is not None and existing.status in (StudyStatus.ready, StudyStatus.receiving):
                 return existing  # registered, or an upload is storing it and registers it itself
+            if existing is not None and existing.status == StudyStatus.not_processed and existing.jobs:
+                return existing  # not processed by the rules, then queued by hand: leave it as it is
         series_json = self._dicomweb.search_series(study_uid)
         infos: dict[str, SeriesInfo] = {}
         numbers: dict[str, int | None] = {}
@@ -313,6 +318,7 @@ class StudyService:
             raise NotFound("the study has no series in the PACS")
         first_series = next(iter(infos))
         first = pydicom.Dataset.from_json(self._dicomweb.retrieve_series_metadata(study_uid, first_series)[0])
+        calling_aet = self._calling_aet(study_uid) if self.rules.needs_calling_aet else ""
         with session_scope(self._sessions) as session:
             study = repository.get_study(session, study_uid)
             if study is None:
@@ -328,9 +334,19 @@ class StudyService:
             if not segmentable(roles):  # a subset with T1c or FLAIR is segmented with the regions it supports
                 study.status = StudyStatus.incomplete
             else:
-                study.status = StudyStatus.ready
-                job = Job(study=study, sequence_series=roles)
-                session.add(job)
+                decision = self.rules.decide(StudyFacts(
+                    calling_aet=calling_aet, study_description=study.study_description, project=study.project,
+                    modalities=tuple(i.modality for i in infos.values()),
+                    series_descriptions=tuple(i.series_description for i in infos.values()),
+                ))
+                if decision.process:
+                    study.status = StudyStatus.ready
+                    study.processing_note = None
+                    job = Job(study=study, sequence_series=roles)
+                    session.add(job)
+                else:  # stored and listed, not segmented (a user may still queue a job)
+                    study.status = StudyStatus.not_processed
+                    study.processing_note = decision.reason[:512]
             session.flush()
             job_id = job.id if job else None
         if job_id:
@@ -339,6 +355,21 @@ class StudyService:
             stored = repository.get_study(session, study_uid)
             assert stored is not None
             return stored
+
+    def _calling_aet(self, study_uid: str) -> str:
+        """The AE title that sent the study by C-STORE (Orthanc's RemoteAET of its first instance); "" otherwise."""
+        try:
+            orthanc_id = self._orthanc.find_study(study_uid)
+            if orthanc_id is None:
+                return ""
+            instances = self._orthanc._request("GET", f"/studies/{orthanc_id}/instances").json()
+            if not instances:
+                return ""
+            response = self._orthanc._request("GET", f"/instances/{instances[0]['ID']}/metadata/RemoteAET")
+            origin = self._orthanc._request("GET", f"/instances/{instances[0]['ID']}/metadata/Origin").text
+            return response.text.strip() if origin.strip() == "DicomProtocol" else ""
+        except NotFound:
+            return ""
 
     # -- reads and actions -------------------------------------------------------------------
     def get(self, study_uid: str, projects: Sequence[str] | None = None) -> Study:
@@ -395,7 +426,11 @@ class StudyService:
             study = repository.get_study(session, study_uid)
             if study is None or not _visible(study.project, projects):
                 raise NotFound("no such study")
-            if study.status != StudyStatus.ready:
+            roles_now = {s.role: s.series_instance_uid for s in study.series if s.role}
+            # not_processed (no processing rule matched): a user may still ask for a run.
+            if study.status != StudyStatus.ready and not (
+                study.status == StudyStatus.not_processed and segmentable(roles_now)
+            ):
                 raise UnprocessableInput(describe_missing(study.missing_sequences, []))
             active = [j for j in study.model_runs if j.state in (JobState.queued, JobState.running)]
             if active:
