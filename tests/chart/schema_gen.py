@@ -33,6 +33,26 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "gateway.watcher.leaderPollSeconds": {"type": "number", "exclusiveMinimum": 0},
     "gateway.watcher.leaderLeaseSeconds": {"type": "number", "exclusiveMinimum": 0},
     "monitoring.release": {"type": "string", "minLength": 1},
+    "routing.destinations": {"type": "array", "items": {
+        "type": "object", "additionalProperties": False, "required": ["name", "protocol"],
+        "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                       "protocol": {"type": "string", "enum": ["dimse", "dicomweb"]},
+                       "on": {"type": "string", "enum": ["completed", "signed"]},
+                       "what": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["seg", "sr", "pdf"]}},
+                       "url": {"type": "string"}, "username": {"type": "string"},
+                       "aet": {"type": "string", "minLength": 1, "maxLength": 16}, "host": {"type": "string", "minLength": 1},
+                       "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                       "calling_aet": {"type": "string", "minLength": 1, "maxLength": 16},
+                       "timeout_s": {"type": "number", "exclusiveMinimum": 0}}}},
+    "routing.rules": {"type": "array", "items": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"name": {"type": "string"}, "process": {"type": "boolean"},
+                       **{k: {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+                          for k in ("calling_aet", "modality", "project")},
+                       "study_description": {"type": "string"}, "series_description": {"type": "string"}}}},
+    "routing.retryBaseSeconds": {"type": "number", "exclusiveMinimum": 0},
+    "routing.retryMaxSeconds": {"type": "number", "exclusiveMinimum": 0},
+    "routing.maxAttempts": {"type": "integer", "minimum": 1},
     "orthanc.dicomModalities": {"type": "object", "additionalProperties": {
         "type": "object", "additionalProperties": False, "required": ["aet", "host"],
         "properties": {"aet": {"type": "string", "minLength": 1, "maxLength": 16}, "host": {"type": "string", "minLength": 1},
