@@ -50,7 +50,7 @@ def list_deliveries(
     state: DeliveryState | None = None,
     study: Annotated[str | None, Query(max_length=64, description="StudyInstanceUID")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     c: Container = Depends(container),
 ) -> list[DeliveryOut]:
     return [DeliveryOut.model_validate(d) for d in _router(c).list(state, study, limit, offset)]
