@@ -59,3 +59,12 @@ export async function colourCounts(page, png, colours) {
     { b64: png.toString('base64'), colours },
   );
 }
+
+// Sign in on the platform's page at `url` (our viewer) and wait for the worklist's table.
+export async function signIn(page, url, username, password) {
+  await page.goto(url);
+  await page.fill('input[name=username]', username);
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('table.studies tbody tr', { timeout: 30_000 });
+}

@@ -26,7 +26,7 @@ import {
   init as toolsInit,
   utilities as toolUtilities,
 } from '@cornerstonejs/tools';
-import { MissingFrames, frameErrorStatus, withRetry, type FrameInfo } from './frameRetry';
+import { FrameLoadError, MissingFrames, frameErrorStatus, withRetry, type FrameInfo } from './frameRetry';
 
 export const ENGINE_ID = 'glioscope';
 export const TOOL_GROUP_ID = 'glioscope-mpr';
@@ -114,14 +114,26 @@ function registerRetryingFrameLoader(): void {
         return image;
       },
       (error: unknown) => {
+        const failure = new FrameLoadError(imageId, frameErrorStatus(error), tries, error);
         const info = frameInfo.get(imageId);
-        if (info) missingFrames.add({ ...info, imageId, status: frameErrorStatus(error), tries });
-        console.warn(`frame not loaded after ${tries} tries: ${imageId}`);
-        throw error;
+        if (info) missingFrames.add({ ...info, imageId, status: failure.status, tries });
+        console.warn(failure.message);
+        throw failure;
       },
     );
     return { promise, cancelFn: undefined };
   }) as unknown as Parameters<typeof imageLoader.registerImageLoader>[1]);
+  // Cornerstone's loadAndCacheImage drops the promise of cache.putImageLoadObject, which rethrows a failed
+  // load: each missing frame would be an unhandled rejection (a page error). The viewer lists them, so
+  // that promise's FrameLoadError is handled here; any other failure stays as it was.
+  const put = cache.putImageLoadObject.bind(cache);
+  cache.putImageLoadObject = ((...args: Parameters<typeof put>) => {
+    const stored = put(...args);
+    stored.catch((error: unknown) => {
+      if (!(error instanceof FrameLoadError)) throw error;
+    });
+    return stored;
+  }) as typeof cache.putImageLoadObject;
 }
 
 export const BRUSH = 'CircularBrush';

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { FRAME_RETRY_DELAYS_MS, MissingFrames, describeMissing, isRetryableFrameError, withRetry } from './frameRetry';
+import { FRAME_RETRY_DELAYS_MS, FrameLoadError, MissingFrames, describeMissing, isRetryableFrameError, withRetry } from './frameRetry';
 
 const xhr = (status: number) => ({ status, response: null });
 
@@ -59,6 +59,13 @@ describe('retrying frame requests', () => {
 });
 
 describe('missing frames', () => {
+  it('says why a frame is missing', () => {
+    const e = new FrameLoadError('wadors:x', 503, 4);
+    expect(e).toBeInstanceOf(Error);
+    expect(e.message).toBe('frame not loaded after 4 tries (HTTP 503): wadors:x');
+    expect(new FrameLoadError('wadors:y', 0, 1).message).toBe('frame not loaded after 1 try (HTTP network error): wadors:y');
+  });
+
   const frame = (series: string, instance: number | null, sop = `sop${instance}`) => ({
     imageId: `wadors:/${series}/${sop}`, studyUid: 'st', seriesUid: series, seriesNumber: series === 's1' ? 3 : null,
     instanceNumber: instance, sopUid: sop, status: 503, tries: 4,

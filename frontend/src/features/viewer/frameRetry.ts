@@ -43,6 +43,14 @@ export async function withRetry<T>(attempt: () => Promise<T>, options: RetryOpti
   }
 }
 
+/** A frame that could not be loaded after all tries: what the viewer's frame loader rejects with. */
+export class FrameLoadError extends Error {
+  constructor(readonly imageId: string, readonly status: number | undefined, readonly tries: number, readonly cause?: unknown) {
+    super(`frame not loaded after ${tries} ${tries === 1 ? 'try' : 'tries'}${status !== undefined ? ` (HTTP ${status || 'network error'})` : ''}: ${imageId}`);
+    this.name = 'FrameLoadError';
+  }
+}
+
 /** What the viewer knows of a frame: its study and series, and the numbers people read. */
 export interface FrameInfo {
   studyUid: string;
