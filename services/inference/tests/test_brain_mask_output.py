@@ -14,10 +14,14 @@ import pydicom
 import pytest
 
 from glioscope_common.dev.testing import require_module
+from glioscope_common.model_metadata import ModelMetadata
+from glioscope_common.sequence_regions import plan_sequences
 from glioscope_common.volume import Volume
 from glioscope_inference.pipeline import SegmentationResult
 from glioscope_inference.segmentation import service as service_module
 from glioscope_inference.segmentation.service import SegmentationService
+
+from .conftest import REPO
 
 
 class FakeNifti:
@@ -51,6 +55,8 @@ def _result(brain_mask: np.ndarray | None) -> SegmentationResult:
     labels[2, 2, 2] = 2
     return SegmentationResult(
         label_map=labels, reference=Volume(np.zeros(labels.shape, np.float32), affine), measurements=None,  # type: ignore[arg-type]
+        plan=plan_sequences(["T1", "T1c", "T2", "FLAIR"]),
+        delivered_metadata=ModelMetadata.load(REPO / "model_repository" / "glioscope_unet"),
         key_images={}, timings_s={}, model_grid_labels=labels, model_grid_affine=affine,
         brain_mask=brain_mask, brain_ml=None if brain_mask is None else 1500.0,
     )
