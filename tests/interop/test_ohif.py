@@ -53,7 +53,7 @@ OHIF = Path(__file__).resolve().parent / "ohif"
 OHIF_DIST = OHIF / "node_modules" / "@ohif" / "app" / "dist"
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ohif"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-METADATA = e2e.MODEL_REPOSITORY / "glioscope_unet" / "metadata.json"
+MODEL = e2e.MODEL_REPOSITORY / "glioscope_unet"  # the default (newest) version's metadata: the SEG's
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,9 @@ def expectations(orthanc: LocalOrthanc, study_uid: str, job: dict) -> dict:
         dicomweb.close()
     t1c_uid = job["sequence_series"]["T1c"]
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == t1c_uid, "the SEG references the T1c"
-    colours = {label["name"]: label["color_rgb"] for label in json.loads(METADATA.read_text())["labels"]}
+    from glioscope_common.model_metadata import ModelMetadata
+
+    colours = {label.name: list(label.color_rgb) for label in ModelMetadata.load(MODEL).labels}
     segments = [{"number": int(s.SegmentNumber), "label": str(s.SegmentLabel), "rgb": colours[str(s.SegmentLabel)]}
                 for s in seg.SegmentSequence]
     return {

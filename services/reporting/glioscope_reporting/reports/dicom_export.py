@@ -48,7 +48,7 @@ BRAIN_MRI = hd.sr.CodedConcept("241601008", "SCT", "MR of head")
 BRAIN = hd.sr.CodedConcept("12738006", "SCT", "Brain")
 FINDING_TYPE = hd.sr.CodedConcept("108369006", "SCT", "Neoplasm")  # the regions WT, TC, ET
 # Each BraTS label's finding, the same concept as its segment's Segmented Property Type in the SEG
-# (model_repository/glioscope_unet/metadata.json).
+# (model_repository/glioscope_unet/<version>/metadata.json).
 LABEL_FINDING_TYPES = {
     1: hd.sr.CodedConcept("6574001", "SCT", "Necrosis"),
     2: hd.sr.CodedConcept("79654002", "SCT", "Edema"),
