@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from glioscope_common.dev.orthanc import LocalOrthanc
+from glioscope_common.dev.testing import fresh_postgres_database
 from glioscope_gateway.leader import AlwaysLeader, PostgresLeaderLock, libpq_url, make_leader_lock
 
 from .conftest import SERVICE_KEY, gateway_settings, small_study
@@ -195,8 +196,17 @@ class RecordingQueue:
         self.sent.append(job_id)
 
 
+@pytest.fixture
+def own_database() -> Iterator[str]:
+    """A database of the test's own: the gateways bootstrap their admin into it, which in the session's
+    database would keep the end-to-end platform from bootstrapping its own admin later in the session."""
+    with fresh_postgres_database("glioscope_leader") as url:
+        yield url
+
+
 def test_two_gateways_one_watcher_leads_and_the_next_picks_up_a_study_sent_during_the_hand_over(
-        postgres_url: str, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+        own_database: str, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    postgres_url = own_database
     from glioscope_gateway.main import create_app
 
     def app(name: str, queue: RecordingQueue):  # type: ignore[no-untyped-def]
