@@ -102,6 +102,15 @@ def zscore_gpu(image: torch.Tensor, clip: float = 5.0) -> torch.Tensor:
     return out.clamp_(-clip, clip)
 
 
+def jitter_intensities(x: torch.Tensor) -> torch.Tensor:
+    """Per patch and channel scale (0.85-1.15) and shift (+-0.2) in z-space, inside the brain only."""
+    n, channels = x.shape[:2]
+    brain = (x != 0).any(1, keepdim=True)
+    scale = torch.empty(n, channels, 1, 1, 1, device=x.device).uniform_(0.85, 1.15)
+    shift = torch.empty(n, channels, 1, 1, 1, device=x.device).uniform_(-0.2, 0.2)
+    return torch.where(brain, x * scale + shift, torch.zeros_like(x))
+
+
 class GpuCasePool:
     """The newest `max_cases` normalised training cases on the device; samples augmented patches."""
 
@@ -141,12 +150,8 @@ class GpuCasePool:
                 x, y = x.flip(1), y.flip(0)
             xs.append(x)
             ys.append(y)
-        x, y = torch.stack(xs), torch.stack(ys)
+        x, y = jitter_intensities(torch.stack(xs)), torch.stack(ys)
         n = x.shape[0]
-        brain = (x != 0).any(1, keepdim=True)
-        scale = torch.empty(n, 4, 1, 1, 1, device=x.device).uniform_(0.85, 1.15)
-        shift = torch.empty(n, 4, 1, 1, 1, device=x.device).uniform_(-0.2, 0.2)
-        x = torch.where(brain, x * scale + shift, torch.zeros_like(x))  # intensity jitter in z-space
         keep = torch.ones(n, 4, 1, 1, 1, device=x.device)
         for b in range(n):
             if self.rng.uniform() < channel_dropout:

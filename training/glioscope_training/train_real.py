@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from .model import build_model
 from .real_cases import folds, load_packed
 from .train import deep_supervision_loss, init_from_onnx, optimiser_step, update_ema
-from .train_gpu import CaseFactory, GpuCasePool, region_dice, seed_range, segment_gpu
+from .train_gpu import CaseFactory, GpuCasePool, jitter_intensities, region_dice, seed_range, segment_gpu
 
 SEQUENCES = ("T1", "T1c", "T2", "FLAIR")
 # Subsets a protocol may deliver (what the platform segments), with their sampling weights.
@@ -109,10 +109,7 @@ class RealCasePool:
         grid = F.affine_grid(theta, [n, 4, crop, crop, crop], align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         y = F.grid_sample(y, grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0].long()
-        brain = (x != 0).any(1, keepdim=True)
-        scale = torch.empty(n, 4, 1, 1, 1, device=x.device).uniform_(0.85, 1.15)
-        shift = torch.empty(n, 4, 1, 1, 1, device=x.device).uniform_(-0.2, 0.2)
-        return torch.where(brain, x * scale + shift, torch.zeros_like(x)), y
+        return jitter_intensities(x), y
 
 
 def drop_sequences(x: torch.Tensor, rng: np.random.Generator, probability: float) -> torch.Tensor:
